@@ -1,0 +1,499 @@
+/*
+ * portcullis: decisions (see decide.h).
+ *
+ * The cache key of a policy lookup is: config generation, rule name,
+ * policy name, subject, and every bound parameter value, each length-
+ * prefixed. No entry can answer for another subject, resource, rule or
+ * workspace. Errors are never cached. Identical concurrent lookups share
+ * one query (coalescing); a lookup older than the policy budget is not
+ * joined, so one wedged query cannot hold every later request hostage.
+ */
+#include "decide.h"
+#include "cache.h"
+#include "jwt.h"
+#include "pg.h"
+#include "policy.h"
+#include "../rules/config.h"
+#include "../rules/match.h"
+#include "../proxy/metrics.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEC_INFLIGHT_BUCKETS 1024
+#define DEC_PASS ((void *)(intptr_t)1)
+#define DEC_FAIL ((void *)(intptr_t)2)
+
+struct dec_lookup {
+    struct dec_ctx *ctx;
+    struct pg_query q;
+    struct pc_config *cfg;
+    int policy;
+    char *key;
+    size_t klen;
+    uint64_t hash;
+    char **values;
+    int *lengths;
+    int nvalues;
+    int64_t started;          /* µs */
+    TAILQ_HEAD(, dec_wait) waiters;
+    struct dec_lookup *hnext;
+    int in_table;
+};
+
+struct dec_ctx {
+    struct event_base *base;
+    struct pc_config *cfg;
+    struct pg_pool *pool;
+    struct lru *cache;
+    struct dec_lookup *inflight[DEC_INFLIGHT_BUCKETS];
+    struct pc_metrics *m;
+    int worker_id, nworkers;
+    int ready;                /* atomic */
+    int configured;           /* atomic */
+    uint64_t cache_entries;   /* atomic copy of lru_count */
+    struct pc_buf key;
+};
+
+static int64_t dec_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---- pool lifecycle ---- */
+
+static void dec_on_invalidate(void *arg)
+{
+    struct dec_ctx *ctx = arg;
+    lru_clear(ctx->cache);
+    __atomic_store_n(&ctx->cache_entries, 0, __ATOMIC_RELAXED);
+}
+
+static void dec_on_state(void *arg)
+{
+    struct dec_ctx *ctx = arg;
+    struct pg_pool_state st;
+    pg_pool_state(ctx->pool, &st);
+    __atomic_store_n(&ctx->ready, st.up > 0, __ATOMIC_RELAXED);
+}
+
+static int dec_share(const struct pc_config *cfg, int worker_id, int nworkers)
+{
+    /* the pool is split between workers; each gets at least one */
+    int pool = (int)cfg->database.pool;
+    int n = pool / nworkers + (worker_id < pool % nworkers ? 1 : 0);
+    return n < 1 ? 1 : n;
+}
+
+static void dec_build_pool(struct dec_ctx *ctx)
+{
+    struct pc_config *cfg = ctx->cfg;
+    int configured = cfg->policies != NULL && cfg->policies->n > 0 && cfg->database.url != NULL;
+    __atomic_store_n(&ctx->configured, configured, __ATOMIC_RELAXED);
+    if (!configured) {
+        __atomic_store_n(&ctx->ready, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    ctx->pool = pg_pool_new(ctx->base, dec_share(cfg, ctx->worker_id, ctx->nworkers), cfg, 1,
+                            dec_on_invalidate, dec_on_state, ctx);
+}
+
+struct dec_ctx *dec_ctx_new(struct event_base *base, int worker_id, int nworkers, struct pc_config *cfg,
+                            struct pc_metrics *m)
+{
+    struct dec_ctx *ctx = pc_calloc(1, sizeof(*ctx));
+    ctx->base = base;
+    ctx->cfg = cfg_ref(cfg);
+    ctx->m = m;
+    ctx->worker_id = worker_id;
+    ctx->nworkers = nworkers;
+    size_t max = cfg->cache.max_entries / (size_t)nworkers;
+    ctx->cache = lru_new(max ? max : 1, NULL);
+    dec_build_pool(ctx);
+    return ctx;
+}
+
+void dec_ctx_set_config(struct dec_ctx *ctx, struct pc_config *cfg)
+{
+    struct pc_config *old = ctx->cfg;
+    ctx->cfg = cfg_ref(cfg);
+    /* a reload invalidates every cached decision */
+    lru_free(ctx->cache);
+    size_t max = cfg->cache.max_entries / (size_t)ctx->nworkers;
+    ctx->cache = lru_new(max ? max : 1, NULL);
+    __atomic_store_n(&ctx->cache_entries, 0, __ATOMIC_RELAXED);
+    int configured = cfg->policies != NULL && cfg->policies->n > 0 && cfg->database.url != NULL;
+    if (ctx->pool != NULL && configured &&
+        dec_share(cfg, ctx->worker_id, ctx->nworkers) == dec_share(old, ctx->worker_id, ctx->nworkers)) {
+        pg_pool_set_config(ctx->pool, cfg);
+    } else {
+        pg_pool_free(ctx->pool);
+        ctx->pool = NULL;
+        dec_build_pool(ctx);
+    }
+    cfg_unref(old);
+}
+
+void dec_ctx_free(struct dec_ctx *ctx)
+{
+    if (ctx == NULL)
+        return;
+    pg_pool_free(ctx->pool);
+    lru_free(ctx->cache);
+    cfg_unref(ctx->cfg);
+    pc_buf_free(&ctx->key);
+    free(ctx);
+}
+
+int dec_ctx_ready(const struct dec_ctx *ctx)
+{
+    return __atomic_load_n(&ctx->ready, __ATOMIC_RELAXED);
+}
+
+int dec_ctx_db_configured(const struct dec_ctx *ctx)
+{
+    return __atomic_load_n(&ctx->configured, __ATOMIC_RELAXED);
+}
+
+void dec_ctx_stats(const struct dec_ctx *ctx, struct dec_stats *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->cache_entries = __atomic_load_n(&ctx->cache_entries, __ATOMIC_RELAXED);
+    if (ctx->pool != NULL) {
+        struct pg_pool_state ps;
+        pg_pool_state(ctx->pool, &ps);
+        st->db_connected = ps.up;
+        st->db_connecting = ps.connecting;
+        st->db_down = ps.down;
+    }
+}
+
+/* ---- keys and parameters ---- */
+
+static void dec_key_part(struct pc_buf *b, const char *p, size_t len, int present)
+{
+    uint32_t l = present ? (uint32_t)len : UINT32_MAX;
+    pc_buf_add(b, &l, sizeof(l));
+    if (present)
+        pc_buf_add(b, p, len);
+}
+
+/* Bind the policy's parameters for this request; values are copies. */
+static int dec_bind(const struct dec_request *d, const struct rule_allow *ra, char ***values_out,
+                    int **lengths_out)
+{
+    size_t n = ra->nbinds;
+    char **values = pc_calloc(n ? n : 1, sizeof(*values));
+    int *lengths = pc_calloc(n ? n : 1, sizeof(*lengths));
+    for (size_t i = 0; i < n; i++) {
+        const struct rule_bind *b = &ra->binds[i];
+        switch (b->kind) {
+        case BIND_SUBJECT:
+            values[i] = pc_strndup(d->subject, d->subject_len);
+            lengths[i] = (int)d->subject_len;
+            break;
+        case BIND_CAPTURE:
+            if (d->match->present[b->capture]) {
+                values[i] = pc_strndup(d->match->values[b->capture], d->match->lens[b->capture]);
+                lengths[i] = (int)d->match->lens[b->capture];
+            }
+            break;
+        case BIND_CLAIM: {
+            int is_null = 1;
+            char *v = NULL;
+            if (d->payload != NULL)
+                tok_claim_text(d->payload, d->payload_len, b->claim, &v, &is_null);
+            if (v != NULL && memchr(v, '\0', strlen(v) + 1) != v + strlen(v)) {
+                free(v);
+                v = NULL;
+            }
+            values[i] = v;
+            lengths[i] = v ? (int)strlen(v) : 0;
+            break;
+        }
+        }
+    }
+    *values_out = values;
+    *lengths_out = lengths;
+    return 0;
+}
+
+static void dec_build_key(struct pc_buf *b, const struct dec_request *d, const struct rule_allow *ra,
+                          char **values, int *lengths)
+{
+    const struct pol_policy *p = &d->cfg->policies->p[ra->policy];
+    b->len = 0;
+    pc_buf_add(b, &d->cfg->generation, sizeof(d->cfg->generation));
+    dec_key_part(b, d->rule->name, strlen(d->rule->name), 1);
+    dec_key_part(b, p->name, strlen(p->name), 1);
+    dec_key_part(b, d->subject, d->subject_len, 1);
+    for (size_t i = 0; i < ra->nbinds; i++)
+        dec_key_part(b, values[i], (size_t)lengths[i], values[i] != NULL);
+}
+
+/* ---- in-flight table ---- */
+
+static struct dec_lookup *dec_inflight_find(struct dec_ctx *ctx, const char *key, size_t klen, uint64_t h)
+{
+    for (struct dec_lookup *l = ctx->inflight[h % DEC_INFLIGHT_BUCKETS]; l; l = l->hnext)
+        if (l->hash == h && l->klen == klen && memcmp(l->key, key, klen) == 0)
+            return l;
+    return NULL;
+}
+
+static void dec_inflight_remove(struct dec_lookup *l)
+{
+    if (!l->in_table)
+        return;
+    struct dec_lookup **pp = &l->ctx->inflight[l->hash % DEC_INFLIGHT_BUCKETS];
+    while (*pp != l)
+        pp = &(*pp)->hnext;
+    *pp = l->hnext;
+    l->in_table = 0;
+}
+
+static void dec_lookup_free(struct dec_lookup *l)
+{
+    for (int i = 0; i < l->nvalues; i++)
+        free(l->values[i]);
+    free(l->values);
+    free(l->lengths);
+    free(l->key);
+    cfg_unref(l->cfg);
+    free(l);
+}
+
+/* ---- decisions ---- */
+
+static void dec_finish(struct dec_request *d, enum dec_result res, const char *reason)
+{
+    if (d->finished)
+        return;
+    d->finished = 1;
+    if (d->timer_on) {
+        evtimer_del(&d->timer);
+        d->timer_on = 0;
+    }
+    size_t n = d->rule->nallow;
+    for (size_t i = 0; i < n && i < DEC_MAX_POLICIES; i++) {
+        struct dec_wait *w = &d->waits[i];
+        if (w->lookup != NULL) {
+            TAILQ_REMOVE(&w->lookup->waiters, w, link);
+            w->lookup = NULL;
+        }
+    }
+    if (reason != d->reason)
+        snprintf(d->reason, sizeof(d->reason), "%s", reason);
+    d->done(d, res, d->reason);
+}
+
+void dec_cancel(struct dec_request *d)
+{
+    if (d->finished)
+        return;
+    d->finished = 1;
+    if (d->timer_on) {
+        evtimer_del(&d->timer);
+        d->timer_on = 0;
+    }
+    for (size_t i = 0; i < d->rule->nallow && i < DEC_MAX_POLICIES; i++) {
+        struct dec_wait *w = &d->waits[i];
+        if (w->lookup != NULL) {
+            TAILQ_REMOVE(&w->lookup->waiters, w, link);
+            w->lookup = NULL;
+        }
+    }
+}
+
+static void dec_reason_add(struct dec_request *d, const char *policy, const char *what)
+{
+    size_t l = strlen(d->reason);
+    snprintf(d->reason + l, sizeof(d->reason) - l, "%spolicy %s: %s", l ? "; " : "", policy, what);
+}
+
+/* One policy of d has an outcome: 1 pass, 0 fail, -1 error. Returns 1
+ * when the decision finished (d may be gone: do not touch it). */
+static int dec_outcome(struct dec_request *d, int policy, int outcome, const char *err)
+{
+    const char *name = d->cfg->policies->p[policy].name;
+    if (d->trace_outcome)
+        d->trace_outcome(d, policy, outcome, err);
+    if (outcome > 0 && d->run_all) {
+        if (!d->passed)
+            snprintf(d->reason, sizeof(d->reason), "policy %s: row", name);
+        d->passed = 1;
+        if (--d->pending == 0) {
+            dec_finish(d, DEC_ALLOW, d->reason);
+            return 1;
+        }
+        return 0;
+    }
+    if (outcome > 0) {
+        char why[96];
+        snprintf(why, sizeof(why), "policy %s: row", name);
+        dec_finish(d, DEC_ALLOW, why);
+        return 1;
+    }
+    if (outcome < 0) {
+        d->errors++;
+        if (!d->passed)
+            dec_reason_add(d, name, err ? err : "error");
+    } else if (!d->passed) {
+        dec_reason_add(d, name, "no row");
+    }
+    if (--d->pending == 0) {
+        dec_finish(d, d->passed ? DEC_ALLOW : d->errors ? DEC_ERROR : DEC_DENY, d->reason);
+        return 1;
+    }
+    return 0;
+}
+
+static void dec_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct dec_request *d = arg;
+    PC_UNUSED(fd);
+    PC_UNUSED(what);
+    d->timer_on = 0;
+    dec_finish(d, DEC_ERROR, "db timeout");
+}
+
+static void dec_query_done(struct pg_query *q, enum pg_status st, int ntuples, const char *err)
+{
+    struct dec_lookup *l = (struct dec_lookup *)((char *)q - offsetof(struct dec_lookup, q));
+    struct dec_ctx *ctx = l->ctx;
+    int outcome = st != PGQ_OK ? -1 : ntuples > 0 ? 1 : 0;
+    int slot = l->cfg->policies->p[l->policy].metric_slot;
+
+    dec_inflight_remove(l);
+    pc_metric_add(&ctx->m->policy_queries[slot][outcome > 0 ? PC_POL_PASS : outcome == 0 ? PC_POL_FAIL : PC_POL_ERROR], 1);
+    pc_hist_observe(&ctx->m->policy_duration, dec_now_us() - l->started);
+    /* Errors are never cached; neither is anything from an old generation. */
+    if (outcome >= 0 && l->cfg == ctx->cfg && ctx->cfg->cache.ttl > 0) {
+        lru_put(ctx->cache, l->key, l->klen, outcome ? DEC_PASS : DEC_FAIL,
+                pc_now_ms() + ctx->cfg->cache.ttl);
+        __atomic_store_n(&ctx->cache_entries, lru_count(ctx->cache), __ATOMIC_RELAXED);
+    }
+    /* Take the waiters first: a callback may start a new decision. */
+    TAILQ_HEAD(, dec_wait) ws;
+    TAILQ_INIT(&ws);
+    struct dec_wait *w;
+    while ((w = TAILQ_FIRST(&l->waiters)) != NULL) {
+        TAILQ_REMOVE(&l->waiters, w, link);
+        TAILQ_INSERT_TAIL(&ws, w, link);
+        w->lookup = NULL;
+    }
+    while ((w = TAILQ_FIRST(&ws)) != NULL) {
+        TAILQ_REMOVE(&ws, w, link);
+        dec_outcome(w->req, w->policy, outcome, outcome < 0 ? (err && *err ? err : "error") : NULL);
+    }
+    dec_lookup_free(l);
+}
+
+void dec_start(struct dec_ctx *ctx, struct dec_request *d)
+{
+    const struct rule *r = d->rule;
+    int64_t now_ms = pc_now_ms();
+    int64_t now_us = dec_now_us();
+
+    d->ctx = ctx;
+    d->pending = 0;
+    d->errors = 0;
+    d->finished = 0;
+    d->timer_on = 0;
+    d->cache_hit = 1;
+    d->passed = 0;
+    d->reason[0] = '\0';
+    d->started = now_ms;
+    evtimer_assign(&d->timer, ctx->base, dec_timer_cb, d);
+
+    /* count every policy first so that early outcomes cannot finish early */
+    size_t n = PC_MIN(r->nallow, (size_t)DEC_MAX_POLICIES);
+    d->pending = (int)n;
+    for (size_t i = 0; i < n; i++)
+        d->waits[i].lookup = NULL;
+
+    for (size_t i = 0; i < n; i++) {
+        const struct rule_allow *ra = &r->allow[i];
+        char **values;
+        int *lengths;
+        dec_bind(d, ra, &values, &lengths);
+        if (d->trace_bind)
+            d->trace_bind(d, ra->policy, values, lengths, ra->nbinds);
+        dec_build_key(&ctx->key, d, ra, values, lengths);
+
+        if (d->cfg == ctx->cfg && d->cfg->cache.ttl > 0) {
+            void *hit = lru_get(ctx->cache, ctx->key.p, ctx->key.len, now_ms);
+            if (hit != NULL) {
+                pc_metric_add(&ctx->m->cache_hits, 1);
+                for (size_t k = 0; k < ra->nbinds; k++)
+                    free(values[k]);
+                free(values);
+                free(lengths);
+                if (dec_outcome(d, ra->policy, hit == DEC_PASS ? 1 : 0, NULL))
+                    return; /* d may be gone */
+                continue;
+            }
+            pc_metric_add(&ctx->m->cache_misses, 1);
+        }
+        d->cache_hit = 0;
+
+        uint64_t h = pc_hash(ctx->key.p, ctx->key.len);
+        struct dec_lookup *l = dec_inflight_find(ctx, ctx->key.p, ctx->key.len, h);
+        if (l != NULL && now_us - l->started > d->cfg->timeouts.policy * 1000) {
+            dec_inflight_remove(l); /* too old to join: start afresh */
+            l = NULL;
+        }
+        if (l != NULL) {
+            for (size_t k = 0; k < ra->nbinds; k++)
+                free(values[k]);
+            free(values);
+            free(lengths);
+        } else {
+            l = pc_calloc(1, sizeof(*l));
+            l->ctx = ctx;
+            l->cfg = cfg_ref(d->cfg);
+            l->policy = ra->policy;
+            l->key = pc_malloc(ctx->key.len);
+            memcpy(l->key, ctx->key.p, ctx->key.len);
+            l->klen = ctx->key.len;
+            l->hash = h;
+            l->values = values;
+            l->lengths = lengths;
+            l->nvalues = (int)ra->nbinds;
+            l->started = now_us;
+            TAILQ_INIT(&l->waiters);
+            l->q.cfg = l->cfg;
+            l->q.policy = ra->policy;
+            l->q.nparams = (int)ra->nbinds;
+            l->q.values = (const char *const *)l->values;
+            l->q.lengths = l->lengths;
+            l->q.done = dec_query_done;
+            if (ctx->pool == NULL || pg_pool_submit(ctx->pool, &l->q) != 0) {
+                int slot = d->cfg->policies->p[ra->policy].metric_slot;
+                pc_metric_add(&ctx->m->policy_queries[slot][PC_POL_ERROR], 1);
+                dec_lookup_free(l);
+                if (dec_outcome(d, ra->policy, -1, "database unavailable"))
+                    return;
+                continue;
+            }
+            /* pg_pool_submit never completes a query synchronously */
+            l->hnext = ctx->inflight[h % DEC_INFLIGHT_BUCKETS];
+            ctx->inflight[h % DEC_INFLIGHT_BUCKETS] = l;
+            l->in_table = 1;
+        }
+        struct dec_wait *w = &d->waits[i];
+        w->req = d;
+        w->lookup = l;
+        w->policy = ra->policy;
+        TAILQ_INSERT_TAIL(&l->waiters, w, link);
+    }
+    {
+        int64_t t = d->cfg->timeouts.policy;
+        struct timeval tv = {(time_t)(t / 1000), (suseconds_t)((t % 1000) * 1000)};
+        evtimer_add(&d->timer, &tv);
+        d->timer_on = 1;
+    }
+}

@@ -1,0 +1,490 @@
+/*
+ * portcullis: identity config and credential collection.
+ */
+#include "identity.h"
+#include "../rules/config.h"
+#include "../rules/canon.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/crypto.h>
+
+void id_config_free(struct id_config *c)
+{
+    if (c == NULL)
+        return;
+    if (c->secret)
+        OPENSSL_cleanse(c->secret, c->secret_len);
+    free(c->secret);
+    free(c->secret_file);
+    for (size_t i = 0; i < c->nkeys; i++) {
+        free(c->keys[i].id);
+        if (c->keys[i].secret)
+            OPENSSL_cleanse(c->keys[i].secret, c->keys[i].secret_len);
+        free(c->keys[i].secret);
+    }
+    free(c->keys);
+    for (size_t i = 0; i < c->nsources; i++)
+        free(c->sources[i].name);
+    free(c->sources);
+    free(c->subject_claim);
+    free(c->issuer);
+    free(c->audience);
+    free(c);
+}
+
+/* Read a key file; a single trailing newline (and CR) is not part of it. */
+static int id_read_secret_file(const char *path, unsigned char **out, size_t *outlen, char *err,
+                               size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(err, errlen, "cannot read secret_file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    unsigned char buf[4097];
+    size_t n = fread(buf, 1, sizeof(buf), f);
+    int ioerr = ferror(f);
+    fclose(f);
+    if (ioerr) {
+        snprintf(err, errlen, "cannot read secret_file %s", path);
+        return -1;
+    }
+    if (n == sizeof(buf)) {
+        snprintf(err, errlen, "secret_file %s is larger than 4096 bytes", path);
+        return -1;
+    }
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        n--;
+    if (n == 0) {
+        snprintf(err, errlen, "secret_file %s is empty", path);
+        return -1;
+    }
+    *out = pc_malloc(n);
+    memcpy(*out, buf, n);
+    *outlen = n;
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return 0;
+}
+
+static int id_source_parse(struct cfg_ctx *ctx, struct yt_node *v, struct id_source *s)
+{
+    if (cfg_expect(ctx, v, YT_SCALAR, "identity.sources item") != 0)
+        return -1;
+    const char *colon = strchr(v->str, ':');
+    if (colon == NULL) {
+        cfg_error(ctx, v, "identity source must be cookie:NAME, header:NAME or query:NAME, found '%s'", v->str);
+        return -1;
+    }
+    size_t kl = (size_t)(colon - v->str);
+    const char *name = colon + 1;
+    if (pc_memeq(v->str, kl, "cookie", 6)) {
+        s->kind = ID_SRC_COOKIE;
+    } else if (pc_memeq(v->str, kl, "query", 5)) {
+        s->kind = ID_SRC_QUERY;
+    } else if (pc_memeq(v->str, kl, "header", 6)) {
+        s->kind = ID_SRC_HEADER;
+    } else {
+        cfg_error(ctx, v, "identity source kind must be cookie, header or query, found '%.*s'", (int)kl, v->str);
+        return -1;
+    }
+    if (*name == '\0') {
+        cfg_error(ctx, v, "identity source '%s' has no name", v->str);
+        return -1;
+    }
+    for (const char *p = name; *p; p++) {
+        if (!pc_is_tchar((unsigned char)*p) || (s->kind == ID_SRC_HEADER && *p == '_')) {
+            cfg_error(ctx, v, "invalid %s name '%s'%s",
+                      s->kind == ID_SRC_COOKIE ? "cookie" : s->kind == ID_SRC_QUERY ? "query parameter" : "header",
+                      name, s->kind == ID_SRC_HEADER && *p == '_' ? " (header names with '_' are dropped before forwarding)" : "");
+            return -1;
+        }
+    }
+    s->name = pc_strdup(name);
+    return 0;
+}
+
+static int id_algorithms_parse(struct cfg_ctx *ctx, struct yt_node *v, unsigned *out)
+{
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } names[] = {{"HS256", TOK_HS256}, {"HS384", TOK_HS384}, {"HS512", TOK_HS512}};
+    unsigned bits = 0;
+    if (cfg_expect(ctx, v, YT_SEQ, "identity.algorithms") != 0)
+        return -1;
+    for (size_t i = 0; i < v->n; i++) {
+        struct yt_node *a = v->items[i];
+        size_t k;
+        if (cfg_expect(ctx, a, YT_SCALAR, "identity.algorithms item") != 0)
+            return -1;
+        for (k = 0; k < PC_ARRAY_LEN(names); k++)
+            if (strcmp(a->str, names[k].name) == 0)
+                break;
+        if (k == PC_ARRAY_LEN(names)) {
+            cfg_error(ctx, a, "algorithm '%s' is not supported (HS256, HS384 and HS512 are; 'none' never is)", a->str);
+            return -1;
+        }
+        bits |= names[k].bit;
+    }
+    if (bits == 0) {
+        cfg_error(ctx, v, "identity.algorithms must not be empty");
+        return -1;
+    }
+    *out = bits;
+    return 0;
+}
+
+static int id_keys_parse(struct cfg_ctx *ctx, struct id_config *c, struct yt_node *v)
+{
+    if (cfg_expect(ctx, v, YT_SEQ, "identity.keys") != 0)
+        return -1;
+    c->keys = pc_calloc(v->n ? v->n : 1, sizeof(*c->keys));
+    for (size_t i = 0; i < v->n; i++) {
+        static const char *const kk[] = {"id", "secret", "secret_file"};
+        struct yt_node *k = v->items[i];
+        struct id_key *key = &c->keys[c->nkeys];
+        char *file = NULL;
+        if (cfg_expect(ctx, k, YT_MAP, "identity.keys item") != 0)
+            return -1;
+        for (size_t j = 0; j < k->n; j++) {
+            struct yt_node *kn = k->keys[j], *kv = k->items[j];
+            if (strcmp(kn->str, "id") == 0) {
+                cfg_scalar(ctx, kv, CFG_STR, &key->id, 0, 0);
+            } else if (strcmp(kn->str, "secret") == 0) {
+                if (cfg_expect(ctx, kv, YT_SCALAR, "secret") == 0 && kv->len > 0) {
+                    key->secret = (unsigned char *)pc_strndup(kv->str, kv->len);
+                    key->secret_len = kv->len;
+                }
+            } else if (strcmp(kn->str, "secret_file") == 0) {
+                free(file);
+                file = NULL;
+                cfg_scalar(ctx, kv, CFG_STR, &file, 0, 0);
+            } else {
+                cfg_unknown_key(ctx, kn, "identity.keys item", kk, PC_ARRAY_LEN(kk));
+            }
+        }
+        if (key->secret == NULL && file != NULL && file[0] != '\0') {
+            char err[300];
+            if (id_read_secret_file(file, &key->secret, &key->secret_len, err, sizeof(err)) != 0)
+                cfg_error(ctx, k, "identity.keys: %s", err);
+        }
+        free(file);
+        if (key->id == NULL || key->id[0] == '\0') {
+            cfg_error(ctx, k, "identity.keys item needs an id");
+        } else if (key->secret == NULL) {
+            cfg_error(ctx, k, "identity key '%s' has no secret (an empty key is never used)", key->id);
+        } else {
+            for (size_t j = 0; j < c->nkeys; j++)
+                if (strcmp(c->keys[j].id, key->id) == 0)
+                    cfg_error(ctx, k, "duplicate identity key id '%s'", key->id);
+        }
+        c->nkeys++;
+    }
+    return 0;
+}
+
+void id_config_parse(struct cfg_ctx *ctx, struct yt_node *n)
+{
+    static const char *const keys[] = {
+        "secret", "secret_file", "keys", "algorithms", "sources", "subject_claim",
+        "issuer", "audience", "require_exp", "leeway",
+    };
+    struct id_config *c = pc_calloc(1, sizeof(*c));
+    struct yt_node *secret_node = NULL;
+    char *secret_file = NULL;
+
+    id_config_free(ctx->cfg->identity);
+    ctx->cfg->identity = c;
+    c->algorithms = TOK_HS256;
+    c->require_exp = 1;
+    c->leeway_ms = 30000;
+    if (cfg_expect(ctx, n, YT_MAP, "identity") != 0)
+        return;
+
+    for (size_t i = 0; i < n->n; i++) {
+        struct yt_node *k = n->keys[i], *v = n->items[i];
+        if (strcmp(k->str, "secret") == 0) {
+            if (cfg_expect(ctx, v, YT_SCALAR, "identity.secret") == 0)
+                secret_node = v;
+        } else if (strcmp(k->str, "secret_file") == 0) {
+            cfg_scalar(ctx, v, CFG_STR, &secret_file, 0, 0);
+        } else if (strcmp(k->str, "keys") == 0) {
+            id_keys_parse(ctx, c, v);
+        } else if (strcmp(k->str, "algorithms") == 0) {
+            id_algorithms_parse(ctx, v, &c->algorithms);
+        } else if (strcmp(k->str, "sources") == 0) {
+            if (cfg_expect(ctx, v, YT_SEQ, "identity.sources") != 0)
+                continue;
+            c->sources = pc_calloc(v->n ? v->n : 1, sizeof(*c->sources));
+            for (size_t j = 0; j < v->n; j++)
+                if (id_source_parse(ctx, v->items[j], &c->sources[c->nsources]) == 0)
+                    c->nsources++;
+            if (v->n == 0)
+                cfg_error(ctx, v, "identity.sources must not be empty");
+        } else if (strcmp(k->str, "subject_claim") == 0) {
+            cfg_scalar(ctx, v, CFG_STR, &c->subject_claim, 0, 0);
+        } else if (strcmp(k->str, "issuer") == 0) {
+            if (!yt_is_null(v))
+                cfg_scalar(ctx, v, CFG_STR, &c->issuer, 0, 0);
+        } else if (strcmp(k->str, "audience") == 0) {
+            if (!yt_is_null(v))
+                cfg_scalar(ctx, v, CFG_STR, &c->audience, 0, 0);
+        } else if (strcmp(k->str, "require_exp") == 0) {
+            cfg_scalar(ctx, v, CFG_BOOL, &c->require_exp, 0, 0);
+        } else if (strcmp(k->str, "leeway") == 0) {
+            cfg_scalar(ctx, v, CFG_DURATION, &c->leeway_ms, 0, 3600000);
+        } else {
+            cfg_unknown_key(ctx, k, "identity", keys, PC_ARRAY_LEN(keys));
+        }
+    }
+
+    /* secret wins when it is non-empty; otherwise secret_file is read. */
+    if (secret_node != NULL && secret_node->len > 0) {
+        c->secret = (unsigned char *)pc_strndup(secret_node->str, secret_node->len);
+        c->secret_len = secret_node->len;
+    } else if (secret_file != NULL && secret_file[0] != '\0') {
+        char err[300];
+        c->secret_file = pc_strdup(secret_file);
+        if (id_read_secret_file(secret_file, &c->secret, &c->secret_len, err, sizeof(err)) != 0)
+            cfg_error(ctx, yt_get(n, "secret_file"), "identity: %s", err);
+    } else if (c->nkeys == 0) {
+        cfg_error(ctx, secret_node ? secret_node : n,
+                  "identity needs a non-empty secret, a secret_file, or keys");
+    }
+    free(secret_file);
+
+    if (c->subject_claim == NULL)
+        c->subject_claim = pc_strdup("sub");
+    if (c->nsources == 0 && yt_get(n, "sources") == NULL) {
+        /* default: the Authorization header, as in Oathkeeper */
+        c->sources = pc_calloc(1, sizeof(*c->sources));
+        c->sources[0].kind = ID_SRC_HEADER;
+        c->sources[0].name = pc_strdup("Authorization");
+        c->nsources = 1;
+    }
+}
+
+/* ---- cookies, parsed the way Werkzeug's parse_cookie does ---- */
+
+static int id_ws(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+void id_parse_cookies(const char *v, size_t len, id_cookie_fn fn, void *arg)
+{
+    size_t i = 0;
+    while (i < len) {
+        /* name: up to '=' or ';' */
+        size_t ns = i;
+        while (i < len && v[i] != '=' && v[i] != ';')
+            i++;
+        size_t ne = i;
+        while (ns < ne && id_ws(v[ns]))
+            ns++;
+        while (ne > ns && id_ws(v[ne - 1]))
+            ne--;
+        const char *val = v + i;
+        size_t vl = 0;
+        int quoted = 0;
+        if (i < len && v[i] == '=') {
+            i++;
+            while (i < len && id_ws(v[i]))
+                i++;
+            size_t vs = i;
+            int done = 0;
+            if (i < len && v[i] == '"') {
+                /* "(?:[^\\"]|\\.)*" followed by optional space and ';' or end */
+                size_t j = i + 1;
+                while (j < len && v[j] != '"') {
+                    if (v[j] == '\\' && j + 1 < len)
+                        j++;
+                    j++;
+                }
+                if (j < len) {
+                    size_t k = j + 1;
+                    while (k < len && id_ws(v[k]))
+                        k++;
+                    if (k == len || v[k] == ';') {
+                        val = v + vs;
+                        vl = j + 1 - vs;
+                        quoted = 1;
+                        i = k;
+                        done = 1;
+                    }
+                }
+            }
+            if (!done) {
+                while (i < len && v[i] != ';')
+                    i++;
+                size_t ve = i;
+                while (ve > vs && id_ws(v[ve - 1]))
+                    ve--;
+                val = v + vs;
+                vl = ve - vs;
+            }
+        }
+        if (i < len && v[i] == ';')
+            i++;
+        if (ne > ns)
+            fn(arg, v + ns, ne - ns, val, vl, quoted);
+    }
+}
+
+/* Werkzeug's _cookie_unquote: strip quotes, then \ooo octal and \X. */
+static char *id_cookie_unquote(const char *v, size_t len, size_t *outlen)
+{
+    char *o = pc_malloc(len + 1);
+    size_t n = 0;
+    for (size_t i = 1; i + 1 < len; i++) {
+        if (v[i] == '\\' && i + 2 < len) {
+            if (i + 4 < len && v[i + 1] >= '0' && v[i + 1] <= '7' && v[i + 2] >= '0' &&
+                v[i + 2] <= '7' && v[i + 3] >= '0' && v[i + 3] <= '7') {
+                o[n++] = (char)(((v[i + 1] - '0') << 6) | ((v[i + 2] - '0') << 3) | (v[i + 3] - '0'));
+                i += 3;
+            } else {
+                o[n++] = v[i + 1];
+                i++;
+            }
+            continue;
+        }
+        o[n++] = v[i];
+    }
+    o[n] = '\0';
+    *outlen = n;
+    return o;
+}
+
+struct id_collect_ctx {
+    const struct id_config *cfg;
+    struct id_cred *out;
+    int n;
+    int overflow;
+};
+
+static void id_push(struct id_collect_ctx *cc, int source, const char *tok, size_t len, char *owned)
+{
+    if (cc->n >= ID_MAX_CREDS) {
+        cc->overflow = 1;
+        free(owned);
+        return;
+    }
+    cc->out[cc->n].source = source;
+    cc->out[cc->n].token = tok;
+    cc->out[cc->n].len = len;
+    cc->out[cc->n].owned = owned;
+    cc->n++;
+}
+
+static void id_cookie_cb(void *arg, const char *name, size_t nl, const char *val, size_t vl, int quoted)
+{
+    struct id_collect_ctx *cc = arg;
+    for (size_t s = 0; s < cc->cfg->nsources; s++) {
+        const struct id_source *src = &cc->cfg->sources[s];
+        if (src->kind != ID_SRC_COOKIE || !pc_memeq(name, nl, src->name, strlen(src->name)))
+            continue;
+        if (quoted) {
+            size_t ul;
+            char *u = id_cookie_unquote(val, vl, &ul);
+            id_push(cc, (int)s, u, ul, u);
+        } else {
+            id_push(cc, (int)s, val, vl, NULL);
+        }
+    }
+}
+
+/* Query parameters as Werkzeug reads them: '&'-separated, '+' is a space,
+ * malformed escapes stay literal. Every occurrence counts. */
+static void id_collect_query(struct id_collect_ctx *cc, const char *q, size_t len)
+{
+    size_t i = 0;
+    while (i <= len) {
+        size_t ps = i;
+        while (i < len && q[i] != '&')
+            i++;
+        size_t pe = i++;
+        if (pe == ps)
+            continue;
+        const char *eq = memchr(q + ps, '=', pe - ps);
+        size_t kl = eq ? (size_t)(eq - (q + ps)) : pe - ps;
+        char kbuf[256];
+        if (kl > sizeof(kbuf))
+            continue;
+        long dkl = canon_pct_decode(q + ps, kl, kbuf, 1, 0);
+        for (size_t s = 0; s < cc->cfg->nsources; s++) {
+            const struct id_source *src = &cc->cfg->sources[s];
+            if (src->kind != ID_SRC_QUERY || !pc_memeq(kbuf, (size_t)dkl, src->name, strlen(src->name)))
+                continue;
+            const char *vs = eq ? eq + 1 : q + pe;
+            size_t vl = eq ? (size_t)(q + pe - vs) : 0;
+            char *val = pc_malloc(vl + 1);
+            long dvl = canon_pct_decode(vs, vl, val, 1, 0);
+            val[dvl] = '\0';
+            id_push(cc, (int)s, val, (size_t)dvl, val);
+        }
+    }
+}
+
+int id_collect(const struct id_config *cfg, const struct h1_header *h, size_t nh,
+               const char *query, size_t query_len, struct id_cred *out)
+{
+    struct id_collect_ctx cc = {cfg, out, 0, 0};
+    int want_cookies = 0, want_query = 0;
+    for (size_t s = 0; s < cfg->nsources; s++) {
+        if (cfg->sources[s].kind == ID_SRC_COOKIE)
+            want_cookies = 1;
+        if (cfg->sources[s].kind == ID_SRC_QUERY)
+            want_query = 1;
+    }
+
+    for (size_t i = 0; i < nh; i++) {
+        if (want_cookies && pc_caseeq_lit(h[i].name, h[i].name_len, "cookie")) {
+            id_parse_cookies(h[i].value, h[i].value_len, id_cookie_cb, &cc);
+            continue;
+        }
+        for (size_t s = 0; s < cfg->nsources; s++) {
+            const struct id_source *src = &cfg->sources[s];
+            if (src->kind != ID_SRC_HEADER ||
+                !pc_caseeq(h[i].name, h[i].name_len, src->name, strlen(src->name)))
+                continue;
+            const char *v = h[i].value;
+            size_t vl = h[i].value_len;
+            if (!pc_caseeq_lit(src->name, strlen(src->name), "authorization")) {
+                /* any other header carries the token itself */
+                id_push(&cc, (int)s, v, vl, NULL);
+                continue;
+            }
+            /* Authorization: "Bearer <token>", scheme case-insensitive, as
+             * Dify splits it. Any other value is still a credential, and it
+             * will not verify. */
+            size_t sp = 0;
+            while (sp < vl && v[sp] != ' ' && v[sp] != '\t')
+                sp++;
+            size_t t = sp;
+            while (t < vl && (v[t] == ' ' || v[t] == '\t'))
+                t++;
+            if (sp < vl && pc_caseeq_lit(v, sp, "bearer"))
+                id_push(&cc, (int)s, v + t, vl - t, NULL);
+            else
+                id_push(&cc, (int)s, v, vl, NULL);
+        }
+    }
+    if (want_query && query != NULL)
+        id_collect_query(&cc, query, query_len);
+    if (cc.overflow) {
+        id_creds_clear(out, cc.n);
+        return -1;
+    }
+    return cc.n;
+}
+
+void id_creds_clear(struct id_cred *c, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(c[i].owned);
+        c[i].owned = NULL;
+    }
+}

@@ -1,0 +1,85 @@
+/*
+ * portcullis: identity. Which credentials a request carries, and who they
+ * say the caller is.
+ *
+ * Confused deputy: the backend reads the same places (cookies, then the
+ * Authorization header). portcullis takes every credential from every
+ * configured source; they must all verify and all name the same subject,
+ * or the request gets 401.
+ */
+#ifndef PC_IDENTITY_H
+#define PC_IDENTITY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "jwt.h"
+#include "../proxy/h1.h"
+
+struct cfg_ctx;
+struct yt_node;
+
+struct id_key {
+    char *id;
+    unsigned char *secret;
+    size_t secret_len;
+};
+
+enum id_source_kind { ID_SRC_COOKIE, ID_SRC_HEADER, ID_SRC_QUERY };
+
+struct id_source {
+    enum id_source_kind kind;
+    char *name;
+};
+
+struct id_config {
+    unsigned char *secret;
+    size_t secret_len;
+    char *secret_file;
+    struct id_key *keys;
+    size_t nkeys;
+    unsigned algorithms;         /* TOK_HS* bits */
+    struct id_source *sources;
+    size_t nsources;
+    char *subject_claim;
+    char *issuer;
+    char *audience;
+    int require_exp;
+    int64_t leeway_ms;
+};
+
+void id_config_parse(struct cfg_ctx *ctx, struct yt_node *n);
+void id_config_free(struct id_config *c);
+
+#define ID_MAX_CREDS 8
+
+struct id_cred {
+    int source;                  /* index into id_config.sources */
+    const char *token;           /* into the header, or into owned */
+    size_t len;
+    char *owned;                 /* unescaped quoted cookie value */
+};
+
+/*
+ * Collect every credential in the request's headers and query (query may be
+ * NULL) from the configured sources. Returns the count, or -1 when there are more than ID_MAX_CREDS.
+ */
+int id_collect(const struct id_config *cfg, const struct h1_header *h, size_t nh,
+               const char *query, size_t query_len, struct id_cred *out);
+void id_creds_clear(struct id_cred *c, int n);
+
+enum id_status {
+    ID_OK = 0,
+    ID_NONE,                     /* no credential at all */
+    ID_INVALID,                  /* a credential failed verification */
+    ID_CONFLICT,                 /* credentials name different subjects */
+    ID_TOO_MANY,
+};
+
+/* Cookie parsing as Werkzeug does it; exposed for tests.
+ * Calls fn(name, value) for each pair; value may need unquoting. */
+typedef void (*id_cookie_fn)(void *arg, const char *name, size_t nl, const char *val, size_t vl,
+                             int quoted);
+void id_parse_cookies(const char *v, size_t len, id_cookie_fn fn, void *arg);
+
+#endif

@@ -1,0 +1,592 @@
+/*
+ * portcullis: asynchronous libpq in the event loop (see pg.h).
+ */
+#include "pg.h"
+#include <event2/event_struct.h>
+#include "policy.h"
+#include "../rules/config.h"
+#include "../proxy/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <libpq-fe.h>
+
+#define PG_BACKOFF_MIN_MS 100
+#define PG_BACKOFF_MAX_MS 5000
+
+enum pgc_state { PGC_DOWN, PGC_CONNECTING, PGC_SETUP, PGC_READY };
+
+struct pg_conn {
+    struct pg_pool *pool;
+    int idx;
+    PGconn *pg;
+    int fd;
+    enum pgc_state state;
+    struct event ev;
+    short ev_what;
+    int ev_on;
+    struct event timer;
+    struct pc_config *cfg;
+    int setup_step;
+    int setup_pending;              /* results still expected in setup */
+    struct pg_query_list sent;
+    int nsent;
+    int retire;
+    int backoff_ms;
+    int was_up;
+    int64_t deadline;
+};
+
+struct pg_pool {
+    struct event_base *base;
+    struct pc_config *cfg;
+    int n;
+    struct pg_conn *conns;
+    struct pg_query_list waiting;
+    int listener;                   /* conn 0 LISTENs when set */
+    struct event dispatch_ev;       /* runs pool_dispatch on the next loop turn */
+    int dispatch_pending;
+    int rr;
+    void (*on_invalidate)(void *arg);
+    void (*on_state)(void *arg);
+    void *arg;
+    int st_up, st_connecting, st_down;  /* atomic copies for other threads */
+};
+
+static void pgc_event_cb(evutil_socket_t fd, short what, void *arg);
+static void pgc_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void pgc_start(struct pg_conn *c);
+static void pool_dispatch(struct pg_pool *p);
+static void pool_schedule(struct pg_pool *p);
+
+static void pool_publish(struct pg_pool *p)
+{
+    int up = 0, connecting = 0, down = 0;
+    for (int i = 0; i < p->n; i++) {
+        switch (p->conns[i].state) {
+        case PGC_READY: up++; break;
+        case PGC_CONNECTING:
+        case PGC_SETUP: connecting++; break;
+        case PGC_DOWN: down++; break;
+        }
+    }
+    __atomic_store_n(&p->st_up, up, __ATOMIC_RELAXED);
+    __atomic_store_n(&p->st_connecting, connecting, __ATOMIC_RELAXED);
+    __atomic_store_n(&p->st_down, down, __ATOMIC_RELAXED);
+    if (p->on_state)
+        p->on_state(p->arg);
+}
+
+void pg_pool_state(const struct pg_pool *p, struct pg_pool_state *st)
+{
+    st->up = __atomic_load_n(&p->st_up, __ATOMIC_RELAXED);
+    st->connecting = __atomic_load_n(&p->st_connecting, __ATOMIC_RELAXED);
+    st->down = __atomic_load_n(&p->st_down, __ATOMIC_RELAXED);
+}
+
+static void pgc_watch(struct pg_conn *c, short what)
+{
+    int fd = c->pg ? PQsocket(c->pg) : -1;
+    if (c->ev_on && (c->fd != fd || c->ev_what != what)) {
+        event_del(&c->ev);
+        c->ev_on = 0;
+    }
+    if (fd < 0 || what == 0)
+        return;
+    if (!c->ev_on) {
+        event_assign(&c->ev, c->pool->base, fd, what | EV_PERSIST, pgc_event_cb, c);
+        event_add(&c->ev, NULL);
+        c->ev_on = 1;
+        c->ev_what = what;
+        c->fd = fd;
+    }
+}
+
+static void pgc_arm(struct pg_conn *c, int64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    c->deadline = pc_now_ms() + ms;
+    evtimer_add(&c->timer, &tv);
+}
+
+static void pgc_fail_queries(struct pg_conn *c, const char *why)
+{
+    struct pg_query_list list;
+    TAILQ_INIT(&list);
+    TAILQ_CONCAT(&list, &c->sent, link);
+    c->nsent = 0;
+    struct pg_query *q;
+    while ((q = TAILQ_FIRST(&list)) != NULL) {
+        TAILQ_REMOVE(&list, q, link);
+        q->done(q, PGQ_ERROR, 0, why);
+    }
+}
+
+/* Drop the connection; queries on it fail. Reconnect after a backoff. */
+static void pgc_down(struct pg_conn *c, const char *why, int backoff)
+{
+    struct pg_pool *p = c->pool;
+    if (c->ev_on) {
+        event_del(&c->ev);
+        c->ev_on = 0;
+    }
+    evtimer_del(&c->timer);
+    if (c->pg != NULL) {
+        PQfinish(c->pg);
+        c->pg = NULL;
+    }
+    c->fd = -1;
+    if (c->was_up || c->backoff_ms == 0)
+        pc_log(PC_LOG_WARN, "database connection %d down: %s", c->idx, why);
+    c->was_up = 0;
+    c->state = PGC_DOWN;
+    c->retire = 0;
+    pgc_fail_queries(c, "database connection lost");
+    if (backoff) {
+        c->backoff_ms = c->backoff_ms ? PC_MIN(c->backoff_ms * 2, PG_BACKOFF_MAX_MS) : PG_BACKOFF_MIN_MS;
+        pgc_arm(c, c->backoff_ms);
+    } else {
+        pgc_arm(c, 0);
+    }
+    pool_publish(p);
+    pool_schedule(p); /* fails waiting queries if nothing can take them */
+}
+
+static void pgc_start(struct pg_conn *c)
+{
+    struct pg_pool *p = c->pool;
+    char timeout[24];
+    if (c->cfg != p->cfg) {
+        cfg_unref(c->cfg);
+        c->cfg = cfg_ref(p->cfg);
+    }
+    snprintf(timeout, sizeof(timeout), "%lld", (long long)((c->cfg->database.connect_timeout + 999) / 1000));
+    const char *keys[] = {"dbname", "application_name", "connect_timeout", "keepalives",
+                          "keepalives_idle", "keepalives_interval", "keepalives_count", NULL};
+    const char *vals[] = {c->cfg->database.url, "portcullis", timeout, "1", "30", "10", "3", NULL};
+    c->pg = PQconnectStartParams(keys, vals, 1);
+    if (c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD) {
+        pgc_down(c, c->pg ? PQerrorMessage(c->pg) : "out of memory", 1);
+        return;
+    }
+    PQsetnonblocking(c->pg, 1);
+    c->state = PGC_CONNECTING;
+    c->setup_step = 0;
+    pgc_watch(c, EV_WRITE);
+    pgc_arm(c, c->cfg->database.connect_timeout);
+    pool_publish(p);
+}
+
+static void pgc_flush(struct pg_conn *c)
+{
+    int r = PQflush(c->pg);
+    if (r < 0) {
+        pgc_down(c, PQerrorMessage(c->pg), 1);
+        return;
+    }
+    pgc_watch(c, r == 1 ? (EV_READ | EV_WRITE) : EV_READ);
+}
+
+/* Setup: step 0 sets the session up; steps 1..n prepare each policy. */
+static int pgc_setup_send(struct pg_conn *c)
+{
+    const struct pol_set *ps = c->cfg->policies;
+    if (c->setup_step == 0) {
+        struct pc_buf b = {0};
+        int64_t t = c->cfg->timeouts.policy;
+        pc_buf_addf(&b, "SET default_transaction_read_only = on; SET statement_timeout = %lld; "
+                        "SET lock_timeout = %lld; SET idle_in_transaction_session_timeout = %lld",
+                    (long long)t, (long long)t, (long long)(t * 2));
+        if (c->idx == 0 && c->pool->listener && c->cfg->cache.invalidate_channel != NULL)
+            pc_buf_addf(&b, "; LISTEN \"%s\"", c->cfg->cache.invalidate_channel);
+        int ok = PQsendQuery(c->pg, pc_buf_cstr(&b));
+        pc_buf_free(&b);
+        return ok ? 0 : -1;
+    }
+    int i = c->setup_step - 1;
+    char name[48];
+    snprintf(name, sizeof(name), "pc%llu_%d", (unsigned long long)c->cfg->generation, i);
+    return PQsendPrepare(c->pg, name, ps->p[i].sql, (int)ps->p[i].nparams, NULL) ? 0 : -1;
+}
+
+static void pgc_ready(struct pg_conn *c)
+{
+    if (!PQenterPipelineMode(c->pg)) {
+        pgc_down(c, "cannot enter pipeline mode", 1);
+        return;
+    }
+    c->state = PGC_READY;
+    c->backoff_ms = 0;
+    if (!c->was_up)
+        pc_log(PC_LOG_INFO, "database connection %d up (generation %llu)", c->idx,
+               (unsigned long long)c->cfg->generation);
+    c->was_up = 1;
+    evtimer_del(&c->timer);
+    pgc_watch(c, EV_READ);
+    pool_publish(c->pool);
+    /* the listener may have missed notifications while it was down */
+    if (c->idx == 0 && c->pool->listener && c->pool->on_invalidate)
+        c->pool->on_invalidate(c->pool->arg);
+    pool_schedule(c->pool);
+}
+
+static void pgc_setup_results(struct pg_conn *c)
+{
+    const struct pol_set *ps = c->cfg->policies;
+    size_t nsteps = 1 + (ps ? ps->n : 0);
+    for (;;) {
+        if (PQisBusy(c->pg))
+            return;
+        PGresult *r = PQgetResult(c->pg);
+        if (r != NULL) {
+            ExecStatusType st = PQresultStatus(r);
+            if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+                char why[512];
+                snprintf(why, sizeof(why), "setup step %d failed: %s", c->setup_step,
+                         PQresultErrorMessage(r));
+                PQclear(r);
+                /* a policy that no longer prepares (schema changed): fail
+                 * closed, retry later */
+                pgc_down(c, why, 1);
+                return;
+            }
+            PQclear(r);
+            continue;
+        }
+        /* NULL: this step is complete */
+        c->setup_step++;
+        if ((size_t)c->setup_step >= nsteps) {
+            pgc_ready(c);
+            return;
+        }
+        if (pgc_setup_send(c) != 0) {
+            pgc_down(c, PQerrorMessage(c->pg), 1);
+            return;
+        }
+        pgc_flush(c);
+        if (c->state != PGC_SETUP)
+            return;
+    }
+}
+
+static void pgc_results(struct pg_conn *c)
+{
+    struct pg_query *q;
+    int nulls = 0;
+    while ((q = TAILQ_FIRST(&c->sent)) != NULL) {
+        if (PQisBusy(c->pg))
+            break;
+        PGresult *r = PQgetResult(c->pg);
+        if (r == NULL && ++nulls > 2)
+            break; /* nothing more buffered */
+        if (r != NULL)
+            nulls = 0;
+        if (q->phase == 0) {
+            if (r == NULL)
+                continue;
+            ExecStatusType st = PQresultStatus(r);
+            if (st == PGRES_TUPLES_OK) {
+                q->st = PGQ_OK;
+                q->ntuples = PQntuples(r);
+            } else {
+                q->st = PGQ_ERROR;
+                const char *msg = st == PGRES_PIPELINE_ABORTED ? "pipeline aborted" : PQresultErrorMessage(r);
+                snprintf(q->err, sizeof(q->err), "%s", msg);
+                size_t l = strlen(q->err);
+                while (l > 0 && (q->err[l - 1] == '\n' || q->err[l - 1] == ' '))
+                    q->err[--l] = '\0';
+            }
+            PQclear(r);
+            q->phase = 1;
+            continue;
+        }
+        if (q->phase == 1) {
+            if (r != NULL) {
+                /* more than one result for one query: ignore the extra */
+                PQclear(r);
+                continue;
+            }
+            q->phase = 2;
+            continue;
+        }
+        /* phase 2: the sync */
+        if (r == NULL)
+            continue;
+        ExecStatusType st = PQresultStatus(r);
+        PQclear(r);
+        if (st != PGRES_PIPELINE_SYNC)
+            continue;
+        TAILQ_REMOVE(&c->sent, q, link);
+        c->nsent--;
+        q->done(q, q->st, q->ntuples, q->err);
+        if (c->state != PGC_READY)
+            return;
+    }
+    if (c->nsent == 0 && c->retire) {
+        c->retire = 0;
+        pgc_down(c, "replaced by a new config generation", 0);
+        return;
+    }
+    if (c->nsent == 0)
+        evtimer_del(&c->timer);
+}
+
+static void pgc_notifies(struct pg_conn *c)
+{
+    PGnotify *n;
+    int any = 0;
+    while ((n = PQnotifies(c->pg)) != NULL) {
+        PQfreemem(n);
+        any = 1;
+    }
+    if (any && c->pool->on_invalidate)
+        c->pool->on_invalidate(c->pool->arg);
+}
+
+static void pgc_event_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct pg_conn *c = arg;
+    PC_UNUSED(fd);
+    if (c->state == PGC_CONNECTING) {
+        PostgresPollingStatusType ps = PQconnectPoll(c->pg);
+        switch (ps) {
+        case PGRES_POLLING_READING:
+            pgc_watch(c, EV_READ);
+            return;
+        case PGRES_POLLING_WRITING:
+            pgc_watch(c, EV_WRITE);
+            return;
+        case PGRES_POLLING_FAILED:
+            pgc_down(c, PQerrorMessage(c->pg), 1);
+            return;
+        case PGRES_POLLING_OK:
+            c->state = PGC_SETUP;
+            c->setup_step = 0;
+            if (pgc_setup_send(c) != 0) {
+                pgc_down(c, PQerrorMessage(c->pg), 1);
+                return;
+            }
+            pgc_flush(c);
+            return;
+        default:
+            return;
+        }
+    }
+    if (what & EV_WRITE) {
+        pgc_flush(c);
+        if (c->state == PGC_DOWN)
+            return;
+    }
+    if (what & EV_READ) {
+        if (!PQconsumeInput(c->pg)) {
+            pgc_down(c, PQerrorMessage(c->pg), 1);
+            return;
+        }
+        if (c->state == PGC_SETUP)
+            pgc_setup_results(c);
+        else if (c->state == PGC_READY)
+            pgc_results(c);
+        if (c->state != PGC_DOWN && c->pg != NULL)
+            pgc_notifies(c);
+    }
+}
+
+static void pgc_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct pg_conn *c = arg;
+    PC_UNUSED(fd);
+    PC_UNUSED(what);
+    switch (c->state) {
+    case PGC_DOWN:
+        pgc_start(c);
+        return;
+    case PGC_CONNECTING:
+    case PGC_SETUP:
+        pgc_down(c, "connect timeout", 1);
+        return;
+    case PGC_READY: {
+        struct pg_query *q = TAILQ_FIRST(&c->sent);
+        if (q == NULL)
+            return;
+        int64_t limit = 2 * c->cfg->timeouts.policy + 1000;
+        int64_t age = pc_now_ms() - q->sent_at;
+        if (age >= limit) {
+            pgc_down(c, "a query is far past the policy budget; connection presumed wedged", 1);
+            return;
+        }
+        pgc_arm(c, limit - age);
+        return;
+    }
+    }
+}
+
+static int pgc_send(struct pg_conn *c, struct pg_query *q)
+{
+    char name[48];
+    snprintf(name, sizeof(name), "pc%llu_%d", (unsigned long long)c->cfg->generation, q->policy);
+    if (!PQsendQueryPrepared(c->pg, name, q->nparams, q->values, q->lengths, NULL, 0) ||
+        !PQpipelineSync(c->pg))
+        return -1;
+    q->phase = 0;
+    q->sent_at = pc_now_ms();
+    q->st = PGQ_ERROR;
+    q->ntuples = 0;
+    q->err[0] = '\0';
+    if (c->nsent == 0)
+        pgc_arm(c, 2 * c->cfg->timeouts.policy + 1000);
+    TAILQ_INSERT_TAIL(&c->sent, q, link);
+    c->nsent++;
+    return 0;
+}
+
+/* Send waiting queries to ready connections of their generation; fail
+ * those that no connection can ever take. */
+static void pool_dispatch(struct pg_pool *p)
+{
+    struct pg_query *q, *next;
+    int any_alive = 0;
+    for (int i = 0; i < p->n; i++)
+        if (p->conns[i].state != PGC_DOWN)
+            any_alive = 1;
+    for (q = TAILQ_FIRST(&p->waiting); q != NULL; q = next) {
+        next = TAILQ_NEXT(q, link);
+        struct pg_conn *best = NULL;
+        int maybe_later = 0;
+        for (int k = 0; k < p->n; k++) {
+            struct pg_conn *c = &p->conns[(p->rr + k) % p->n];
+            if (c->cfg != q->cfg)
+                continue;
+            if (c->state == PGC_READY && !c->retire) {
+                if (best == NULL || c->nsent < best->nsent)
+                    best = c;
+            } else if (c->state == PGC_CONNECTING || c->state == PGC_SETUP) {
+                maybe_later = 1;
+            }
+        }
+        if (best == NULL && (q->cfg == p->cfg) && any_alive)
+            maybe_later = 1;
+        if (best != NULL) {
+            TAILQ_REMOVE(&p->waiting, q, link);
+            p->rr++;
+            if (pgc_send(best, q) != 0) {
+                q->done(q, PGQ_ERROR, 0, "cannot send query");
+                pgc_down(best, PQerrorMessage(best->pg), 1);
+                return;
+            }
+            pgc_flush(best);
+            continue;
+        }
+        if (!maybe_later) {
+            TAILQ_REMOVE(&p->waiting, q, link);
+            q->done(q, PGQ_ERROR, 0, "database unavailable");
+        }
+    }
+}
+
+static void pool_schedule(struct pg_pool *p)
+{
+    if (!p->dispatch_pending) {
+        p->dispatch_pending = 1;
+        event_active(&p->dispatch_ev, EV_TIMEOUT, 0);
+    }
+}
+
+static void pool_dispatch_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct pg_pool *p = arg;
+    PC_UNUSED(fd);
+    PC_UNUSED(what);
+    p->dispatch_pending = 0;
+    pool_dispatch(p);
+}
+
+int pg_pool_submit(struct pg_pool *p, struct pg_query *q)
+{
+    int alive = 0;
+    for (int i = 0; i < p->n; i++)
+        if (p->conns[i].state != PGC_DOWN && p->conns[i].cfg == q->cfg)
+            alive = 1;
+    if (!alive)
+        return -1;
+    TAILQ_INSERT_TAIL(&p->waiting, q, link);
+    /* Sent on the next loop turn: callers never see a completion from
+     * inside submit, and queries from one turn are flushed together. */
+    pool_schedule(p);
+    return 0;
+}
+
+struct pg_pool *pg_pool_new(struct event_base *base, int nconns, struct pc_config *cfg, int listener,
+                            void (*on_invalidate)(void *arg), void (*on_state)(void *arg), void *arg)
+{
+    struct pg_pool *p = pc_calloc(1, sizeof(*p));
+    p->base = base;
+    p->cfg = cfg_ref(cfg);
+    p->n = nconns;
+    p->listener = listener;
+    p->on_invalidate = on_invalidate;
+    p->on_state = on_state;
+    p->arg = arg;
+    TAILQ_INIT(&p->waiting);
+    event_assign(&p->dispatch_ev, base, -1, 0, pool_dispatch_cb, p);
+    p->conns = pc_calloc((size_t)nconns, sizeof(*p->conns));
+    for (int i = 0; i < nconns; i++) {
+        struct pg_conn *c = &p->conns[i];
+        c->pool = p;
+        c->idx = i;
+        c->fd = -1;
+        c->cfg = cfg_ref(cfg);
+        TAILQ_INIT(&c->sent);
+        evtimer_assign(&c->timer, base, pgc_timer_cb, c);
+        pgc_start(c);
+    }
+    return p;
+}
+
+void pg_pool_set_config(struct pg_pool *p, struct pc_config *cfg)
+{
+    cfg_unref(p->cfg);
+    p->cfg = cfg_ref(cfg);
+    for (int i = 0; i < p->n; i++) {
+        struct pg_conn *c = &p->conns[i];
+        if (c->state == PGC_DOWN) {
+            evtimer_del(&c->timer);
+            c->backoff_ms = 0;
+            pgc_arm(c, 0);
+        } else if (c->nsent == 0) {
+            c->was_up = 0;
+            pgc_down(c, "replaced by a new config generation", 0);
+        } else {
+            c->retire = 1;
+        }
+    }
+    pool_schedule(p);
+}
+
+void pg_pool_free(struct pg_pool *p)
+{
+    if (p == NULL)
+        return;
+    event_del(&p->dispatch_ev);
+    for (int i = 0; i < p->n; i++) {
+        struct pg_conn *c = &p->conns[i];
+        if (c->ev_on)
+            event_del(&c->ev);
+        evtimer_del(&c->timer);
+        if (c->pg)
+            PQfinish(c->pg);
+        c->pg = NULL;
+        c->state = PGC_DOWN;
+        pgc_fail_queries(c, "shutting down");
+        cfg_unref(c->cfg);
+    }
+    struct pg_query *q;
+    while ((q = TAILQ_FIRST(&p->waiting)) != NULL) {
+        TAILQ_REMOVE(&p->waiting, q, link);
+        q->done(q, PGQ_ERROR, 0, "shutting down");
+    }
+    cfg_unref(p->cfg);
+    free(p->conns);
+    free(p);
+}

@@ -1,0 +1,53 @@
+/*
+ * portcullis: policies. A policy is a named SQL check against the backing
+ * app's database; it passes when the query returns at least one row.
+ *
+ * :name placeholders (outside quotes, dollar quotes and comments) become
+ * $n parameters; values are always bound, never interpolated.
+ */
+#ifndef PC_POLICY_H
+#define PC_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct cfg_ctx;
+struct yt_node;
+struct pc_config;
+
+struct pol_policy {
+    char *name;
+    int line, col;
+    char *sql;          /* rewritten, with $1..$n */
+    char **params;      /* parameter names in $n order */
+    size_t nparams;
+    int metric_slot;    /* label slot for portcullis_policy_queries_total */
+};
+
+struct pol_set {
+    struct pol_policy *p;
+    size_t n;
+};
+
+void pol_config_parse(struct cfg_ctx *ctx, struct yt_node *n);
+void pol_config_finish(struct cfg_ctx *ctx, struct yt_node *root);
+void pol_set_free(struct pol_set *ps);
+int pol_find(const struct pol_set *ps, const char *name);
+size_t pol_nparams(const struct pol_set *ps, int idx);
+const char *pol_param(const struct pol_set *ps, int idx, size_t i);
+
+/*
+ * Rewrite :name placeholders into $n. Returns the new SQL (malloc'd) and
+ * the parameter names, or NULL with *why. Exposed for tests.
+ */
+char *pol_rewrite_sql(const char *sql, char ***params, size_t *nparams, const char **why);
+
+/*
+ * Check every policy against the database synchronously (for -t, start-up
+ * and reload): connect, prepare each statement, report errors as
+ * file:line:col lines into *errors. Returns 0 when all prepared, 1 when the
+ * database was unreachable (with *errors saying so), -1 on policy errors.
+ */
+int pol_check_database(const struct pc_config *cfg, char **errors);
+
+#endif

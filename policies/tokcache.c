@@ -1,0 +1,86 @@
+/*
+ * portcullis: verified-token cache (see tokcache.h).
+ */
+#include "tokcache.h"
+#include "cache.h"
+#include "jwt.h"
+#include "../rules/config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct tokcache {
+    struct lru *lru;
+    struct tok_entry last;      /* an uncached result, kept until the next call */
+    struct pc_buf key;
+};
+
+static void tok_entry_free(void *p)
+{
+    struct tok_entry *e = p;
+    free(e->subject);
+    free(e->payload);
+    free(e);
+}
+
+struct tokcache *tokcache_new(size_t max_entries)
+{
+    struct tokcache *tc = pc_calloc(1, sizeof(*tc));
+    tc->lru = lru_new(max_entries, tok_entry_free);
+    return tc;
+}
+
+void tokcache_clear(struct tokcache *tc)
+{
+    lru_clear(tc->lru);
+}
+
+void tokcache_free(struct tokcache *tc)
+{
+    if (tc == NULL)
+        return;
+    lru_free(tc->lru);
+    free(tc->last.subject);
+    free(tc->last.payload);
+    pc_buf_free(&tc->key);
+    free(tc);
+}
+
+const struct tok_entry *tokcache_verify(struct tokcache *tc, const struct pc_config *cfg,
+                                        const char *tok, size_t len, double now, const char **why)
+{
+    int64_t mono = pc_now_ms();
+    int use_cache = cfg->cache.token_ttl > 0;
+
+    if (use_cache) {
+        tc->key.len = 0;
+        pc_buf_add(&tc->key, &cfg->generation, sizeof(cfg->generation));
+        pc_buf_add(&tc->key, tok, len);
+        struct tok_entry *e = lru_get(tc->lru, tc->key.p, tc->key.len, mono);
+        if (e != NULL)
+            return e;
+    }
+    struct tok_claims cl;
+    if (tok_verify(cfg->identity, tok, len, now, &cl, why) != 0)
+        return NULL;
+    struct tok_entry *e = pc_calloc(1, sizeof(*e));
+    e->subject = cl.subject;
+    e->subject_len = cl.subject_len;
+    e->payload = cl.payload;
+    e->payload_len = cl.payload_len;
+    int64_t ttl = cfg->cache.token_ttl;
+    if (cl.exp > 0) {
+        double left_ms = (cl.exp - now) * 1000.0;
+        if (left_ms < (double)ttl)
+            ttl = left_ms > 0 ? (int64_t)left_ms : 0;
+    }
+    if (use_cache && ttl > 0) {
+        lru_put(tc->lru, tc->key.p, tc->key.len, e, mono + ttl);
+        return e;
+    }
+    free(tc->last.subject);
+    free(tc->last.payload);
+    tc->last = *e;
+    free(e);
+    return &tc->last;
+}

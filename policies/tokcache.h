@@ -1,0 +1,32 @@
+/*
+ * portcullis: verified-token cache. Verifying a JWT costs a base64 decode,
+ * two JSON parses and an HMAC; browsers send the same token for an hour.
+ * Entries are keyed by the full token bytes and the config generation, and
+ * expire no later than the token's exp.
+ */
+#ifndef PC_TOKCACHE_H
+#define PC_TOKCACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct pc_config;
+struct tokcache;
+
+struct tok_entry {
+    char *subject;
+    size_t subject_len;
+    char *payload;
+    size_t payload_len;
+};
+
+struct tokcache *tokcache_new(size_t max_entries);
+void tokcache_free(struct tokcache *tc);
+void tokcache_clear(struct tokcache *tc);
+
+/* Verify (or find) a token under cfg's identity at wall time now. NULL with
+ * *why when it does not verify. The entry stays valid until the next call. */
+const struct tok_entry *tokcache_verify(struct tokcache *tc, const struct pc_config *cfg,
+                                        const char *tok, size_t len, double now, const char **why);
+
+#endif

@@ -1,0 +1,290 @@
+/*
+ * portcullis: admin listener. One request per connection, answered and
+ * closed; small and boring on purpose.
+ */
+#include "admin.h"
+#include <event2/event_struct.h>
+#include "worker.h"
+#include "metrics.h"
+#include "reply.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+
+#define ADMIN_MAX_HEAD 8192
+
+struct pc_admin {
+    struct event_base *base;
+    struct pc_config *cfg;
+    struct pc_worker **workers;
+    int nworkers;
+    int fd;
+    struct event *ev;
+    int draining;
+};
+
+struct admin_conn {
+    struct pc_admin *a;
+    int fd;
+    struct event rev, wev, tev, pev;
+    char buf[ADMIN_MAX_HEAD];
+    size_t len;
+    struct h1_scan scan;
+    struct pc_buf out;
+    size_t off;
+    int head_only;
+    int probe_fd;
+};
+
+static void admin_conn_free(struct admin_conn *ac)
+{
+    event_del(&ac->rev);
+    event_del(&ac->wev);
+    event_del(&ac->tev);
+    if (ac->probe_fd >= 0) {
+        event_del(&ac->pev);
+        close(ac->probe_fd);
+    }
+    close(ac->fd);
+    pc_buf_free(&ac->out);
+    free(ac);
+}
+
+static void admin_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct admin_conn *ac = arg;
+    PC_UNUSED(what);
+    while (ac->off < ac->out.len) {
+        ssize_t n = write(fd, ac->out.p + ac->off, ac->out.len - ac->off);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR) {
+                event_add(&ac->wev, NULL);
+                return;
+            }
+            break;
+        }
+        ac->off += (size_t)n;
+    }
+    admin_conn_free(ac);
+}
+
+static void admin_respond(struct admin_conn *ac, int status, const char *ctype, const char *body, size_t len)
+{
+    event_del(&ac->rev);
+    pc_reply_build(&ac->out, status, ctype, body, len, 1, ac->head_only, NULL, NULL);
+    admin_write_cb(ac->fd, EV_WRITE, ac);
+}
+
+static void admin_ready_reply(struct admin_conn *ac, int ok, const char *dep, const char *why)
+{
+    struct pc_buf b = {0};
+    if (ok) {
+        pc_buf_adds(&b, "{\"status\":\"ready\"}\n");
+    } else {
+        pc_buf_adds(&b, "{\"status\":\"unavailable\",\"failing\":\"");
+        pc_buf_adds(&b, dep);
+        pc_buf_adds(&b, "\",\"message\":\"");
+        pc_buf_add_json_str(&b, why, strlen(why));
+        pc_buf_adds(&b, "\"}\n");
+    }
+    admin_respond(ac, ok ? 200 : 503, "application/json", b.p, b.len);
+    pc_buf_free(&b);
+}
+
+static void admin_probe_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct admin_conn *ac = arg;
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (what & EV_TIMEOUT)
+        err = ETIMEDOUT;
+    else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        err = errno;
+    close(ac->probe_fd);
+    ac->probe_fd = -1;
+    if (err != 0)
+        admin_ready_reply(ac, 0, "upstream", strerror(err));
+    else
+        admin_ready_reply(ac, 1, NULL, NULL);
+}
+
+static void admin_ready(struct admin_conn *ac)
+{
+    struct pc_admin *a = ac->a;
+    if (a->draining) {
+        admin_ready_reply(ac, 0, "draining", "shutting down");
+        return;
+    }
+    for (int i = 0; i < a->nworkers; i++) {
+        if (dec_ctx_db_configured(a->workers[i]->dec) && !dec_ctx_ready(a->workers[i]->dec)) {
+            admin_ready_reply(ac, 0, "database", "no database connection is up");
+            return;
+        }
+    }
+    const struct pc_addr *u = &a->cfg->upstream;
+    ac->probe_fd = socket(u->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (ac->probe_fd < 0) {
+        admin_ready_reply(ac, 0, "upstream", strerror(errno));
+        return;
+    }
+    if (connect(ac->probe_fd, (const struct sockaddr *)&u->sa, u->len) == 0) {
+        close(ac->probe_fd);
+        ac->probe_fd = -1;
+        admin_ready_reply(ac, 1, NULL, NULL);
+        return;
+    }
+    if (errno != EINPROGRESS) {
+        int e = errno;
+        close(ac->probe_fd);
+        ac->probe_fd = -1;
+        admin_ready_reply(ac, 0, "upstream", strerror(e));
+        return;
+    }
+    int64_t t = PC_MIN(a->cfg->timeouts.connect, 2000);
+    struct timeval tv = {(time_t)(t / 1000), (suseconds_t)((t % 1000) * 1000)};
+    event_assign(&ac->pev, a->base, ac->probe_fd, EV_WRITE, admin_probe_cb, ac);
+    event_add(&ac->pev, &tv);
+}
+
+static void admin_handle(struct admin_conn *ac, const char *head, size_t len)
+{
+    struct h1_request *h = pc_malloc(sizeof(*h));
+    const char *why;
+    if (h1_parse_request(head, len, h, &why) != 0) {
+        free(h);
+        static const char body[] = "{\"code\":\"bad_request\",\"message\":\"bad request\",\"status\":400}\n";
+        admin_respond(ac, 400, "application/json", body, sizeof(body) - 1);
+        return;
+    }
+    char path[256];
+    size_t pl = h->target_len;
+    const char *q = memchr(h->target, '?', pl);
+    if (q)
+        pl = (size_t)(q - h->target);
+    if (pl >= sizeof(path))
+        pl = sizeof(path) - 1;
+    memcpy(path, h->target, pl);
+    path[pl] = '\0';
+    int get = h->method_id == H1_M_GET || h->method_id == H1_M_HEAD;
+    ac->head_only = h->method_id == H1_M_HEAD;
+    free(h);
+    if (!get) {
+        static const char body[] = "{\"code\":\"method_not_allowed\",\"message\":\"use GET\",\"status\":405}\n";
+        admin_respond(ac, 405, "application/json", body, sizeof(body) - 1);
+        return;
+    }
+    if (strcmp(path, "/metrics") == 0) {
+        struct pc_buf b = {0};
+        pc_metrics_render(&b, ac->a->workers, ac->a->nworkers);
+        admin_respond(ac, 200, "text/plain; version=0.0.4", b.p, b.len);
+        pc_buf_free(&b);
+        return;
+    }
+    if (strcmp(path, ac->a->cfg->health_path) == 0) {
+        static const char body[] = "{\"status\":\"ok\"}\n";
+        admin_respond(ac, 200, "application/json", body, sizeof(body) - 1);
+        return;
+    }
+    if (strcmp(path, ac->a->cfg->ready_path) == 0) {
+        admin_ready(ac);
+        return;
+    }
+    static const char body[] = "{\"code\":\"not_found\",\"message\":\"not found\",\"status\":404}\n";
+    admin_respond(ac, 404, "application/json", body, sizeof(body) - 1);
+}
+
+static void admin_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct admin_conn *ac = arg;
+    if (what & EV_TIMEOUT) {
+        admin_conn_free(ac);
+        return;
+    }
+    ssize_t n = read(fd, ac->buf + ac->len, sizeof(ac->buf) - ac->len);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        admin_conn_free(ac);
+        return;
+    }
+    ac->len += (size_t)n;
+    size_t start, end;
+    int rc = h1_scan_head(&ac->scan, ac->buf, ac->len, 1, &start, &end);
+    if (rc == H1_SCAN_DONE) {
+        event_del(&ac->tev);
+        admin_handle(ac, ac->buf + start, end - start);
+    } else if (rc != H1_SCAN_MORE || ac->len == sizeof(ac->buf)) {
+        static const char body[] = "{\"code\":\"bad_request\",\"message\":\"bad request\",\"status\":400}\n";
+        admin_respond(ac, 400, "application/json", body, sizeof(body) - 1);
+    }
+}
+
+static void admin_accept_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct pc_admin *a = arg;
+    PC_UNUSED(what);
+    int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (cfd < 0)
+        return;
+    struct admin_conn *ac = pc_calloc(1, sizeof(*ac));
+    ac->a = a;
+    ac->fd = cfd;
+    ac->probe_fd = -1;
+    event_assign(&ac->rev, a->base, cfd, EV_READ | EV_PERSIST, admin_read_cb, ac);
+    event_assign(&ac->wev, a->base, cfd, EV_WRITE, admin_write_cb, ac);
+    evtimer_assign(&ac->tev, a->base, admin_read_cb, ac);
+    struct timeval tv = {5, 0};
+    event_add(&ac->rev, NULL);
+    event_add(&ac->tev, &tv);
+}
+
+struct pc_admin *pc_admin_new(struct event_base *base, struct pc_config *cfg,
+                              struct pc_worker **workers, int nworkers)
+{
+    const struct pc_addr *addr = &cfg->admin_listen;
+    int fd = socket(addr->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        bind(fd, (const struct sockaddr *)&addr->sa, addr->len) != 0 || listen(fd, 128) != 0) {
+        pc_log(PC_LOG_ERROR, "cannot listen on admin_listen %s: %s", addr->text, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    struct pc_admin *a = pc_calloc(1, sizeof(*a));
+    a->base = base;
+    a->cfg = cfg_ref(cfg);
+    a->workers = workers;
+    a->nworkers = nworkers;
+    a->fd = fd;
+    a->ev = event_new(base, fd, EV_READ | EV_PERSIST, admin_accept_cb, a);
+    event_add(a->ev, NULL);
+    return a;
+}
+
+void pc_admin_set_config(struct pc_admin *a, struct pc_config *cfg)
+{
+    if (a == NULL)
+        return;
+    cfg_unref(a->cfg);
+    a->cfg = cfg_ref(cfg);
+}
+
+void pc_admin_stop(struct pc_admin *a)
+{
+    if (a == NULL || a->ev == NULL)
+        return;
+    event_free(a->ev);
+    a->ev = NULL;
+    close(a->fd);
+}
+
+void pc_admin_draining(struct pc_admin *a)
+{
+    if (a != NULL)
+        a->draining = 1;
+}

@@ -1,0 +1,1231 @@
+/*
+ * portcullis: client connections and the life of a request.
+ *
+ *   IDLE --bytes--> HEAD --head--> ACTIVE: canonical path, rule, identity,
+ *   decision (async), then either a local reply or the upstream exchange
+ *   --response done--> FLUSH --written--> IDLE (keep-alive) or LINGER.
+ *
+ * One request at a time per connection; pipelined requests wait in the
+ * input buffer, so responses go out in order. Every request is judged on
+ * its own: nothing about identity is remembered per connection.
+ */
+#include "worker.h"
+#include "upstream.h"
+#include "reply.h"
+#include "health.h"
+#include "judge.h"
+#include "log.h"
+#include "metrics.h"
+#include "../policies/identity.h"
+#include "../policies/tokcache.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#define PC_LINGER_MS 5000
+#define PC_REQ_FREE_MAX 64
+
+const char *const pc_decision_names[PC_D__COUNT] = {
+    "none", "allow", "deny", "unauthenticated", "error", "forward", "reject", "shadow_deny", "local",
+};
+
+static void conn_read_cb(evutil_socket_t fd, short what, void *arg);
+static void conn_write_cb(evutil_socket_t fd, short what, void *arg);
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void conn_try_head(struct pc_conn *c);
+static int conn_flush(struct pc_conn *c);
+static void conn_next(struct pc_conn *c);
+static void req_route(struct pc_req *r);
+static void req_forward(struct pc_req *r);
+static void req_response_done(struct pc_req *r);
+static int req_pump_body(struct pc_req *r);
+static void req_reply_error(struct pc_req *r, int status, const char *code, const char *message);
+static void conn_abort(struct pc_conn *c);
+static void conn_reply_raw(struct pc_conn *c, int status, const char *why);
+
+/* ---- events and timers ---- */
+
+static void conn_want_read(struct pc_conn *c, int on)
+{
+    if (on && !c->reading) {
+        event_add(&c->rev, NULL);
+        c->reading = 1;
+    } else if (!on && c->reading) {
+        event_del(&c->rev);
+        c->reading = 0;
+    }
+}
+
+static void conn_want_write(struct pc_conn *c, int on)
+{
+    if (on && !c->writing) {
+        event_add(&c->wev, NULL);
+        c->writing = 1;
+    } else if (!on && c->writing) {
+        event_del(&c->wev);
+        c->writing = 0;
+    }
+}
+
+static void conn_arm(struct pc_conn *c, int64_t deadline)
+{
+    if (c->timer_on && c->deadline <= deadline)
+        return; /* the timer fires early and re-arms itself */
+    int64_t now = pc_now_ms();
+    int64_t d = deadline > now ? deadline - now : 0;
+    struct timeval tv = {(time_t)(d / 1000), (suseconds_t)((d % 1000) * 1000)};
+    c->deadline = deadline;
+    c->timer_on = 1;
+    event_add(&c->tev, &tv);
+}
+
+/* The deadline that applies in the connection's current state; 0: none. */
+static int64_t conn_deadline(struct pc_conn *c)
+{
+    const struct pc_timeouts *t = &c->w->cfg->timeouts;
+    struct pc_req *r = c->req;
+    switch (c->state) {
+    case PC_CS_IDLE:
+        return c->last_in + t->idle;
+    case PC_CS_HEAD:
+        return c->deadline_head;
+    case PC_CS_ACTIVE:
+        if (r != NULL && !r->req_body_done && r->up != NULL && r->up_head_sent && c->reading)
+            return c->last_in + r->cfg->timeouts.body;
+        return 0;
+    case PC_CS_FLUSH:
+        return c->last_out + t->idle;
+    case PC_CS_TUNNEL:
+        return 0; /* the upstream side's idle timer covers both directions */
+    case PC_CS_LINGER:
+        return c->deadline_linger;
+    }
+    return 0;
+}
+
+static void conn_rearm(struct pc_conn *c)
+{
+    int64_t d = conn_deadline(c);
+    if (d > 0)
+        conn_arm(c, d);
+}
+
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct pc_conn *c = arg;
+    int64_t now = pc_now_ms();
+    PC_UNUSED(fd);
+    PC_UNUSED(what);
+    c->timer_on = 0;
+    int64_t d = conn_deadline(c);
+    if (d == 0)
+        return;
+    if (now < d) {
+        conn_arm(c, d);
+        return;
+    }
+    switch (c->state) {
+    case PC_CS_HEAD:
+        /* slowloris: the whole head must arrive within timeouts.header */
+        conn_reply_raw(c, 408, "request head not received in time");
+        return;
+    case PC_CS_ACTIVE:
+        /* the client stopped sending its body */
+        if (c->req != NULL) {
+            conn_abort(c);
+            return;
+        }
+        break;
+    default:
+        break;
+    }
+    conn_abort(c);
+}
+
+/* ---- connection lifecycle ---- */
+
+void pc_conn_accept(struct pc_worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
+{
+    struct pc_conn *c = pc_calloc(1, sizeof(*c));
+    int one = 1;
+    PC_UNUSED(salen);
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->w = w;
+    c->fd = fd;
+    c->in = evbuffer_new();
+    c->out = evbuffer_new();
+    if (c->in == NULL || c->out == NULL)
+        abort();
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->peer, sizeof(c->peer));
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, c->peer, sizeof(c->peer));
+    else
+        snprintf(c->peer, sizeof(c->peer), "unix");
+    event_assign(&c->rev, w->base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
+    event_assign(&c->wev, w->base, fd, EV_WRITE | EV_PERSIST, conn_write_cb, c);
+    evtimer_assign(&c->tev, w->base, conn_timer_cb, c);
+    TAILQ_INSERT_TAIL(&w->conns, c, link);
+    w->nconns++;
+    __atomic_add_fetch(&pc_active_connections, 1, __ATOMIC_RELAXED);
+    c->state = PC_CS_IDLE;
+    c->last_in = pc_now_ms();
+    conn_want_read(c, 1);
+    conn_rearm(c);
+}
+
+static struct pc_req *req_alloc(struct pc_worker *w)
+{
+    struct pc_req *r = SLIST_FIRST(&w->req_free);
+    if (r != NULL) {
+        SLIST_REMOVE_HEAD(&w->req_free, free_link);
+        w->req_free_n--;
+    } else {
+        r = pc_calloc(1, sizeof(*r));
+    }
+    memset(&r->h, 0, offsetof(struct h1_request, headers));
+    r->h.nheaders = 0;
+    r->h.host_index = -1;
+    return r;
+}
+
+static void req_free(struct pc_req *r)
+{
+    struct pc_worker *w = r->c->w;
+    if (r->deciding) {
+        dec_cancel(&r->dec);
+        r->deciding = 0;
+    }
+    if (r->up != NULL)
+        up_release(r->up, 0);
+    cfg_unref(r->cfg);
+    free(r->subject);
+    free(r->payload);
+    /* keep the buffers for the next request */
+    char *head = r->head, *pathbuf = r->pathbuf, *matchbuf = r->matchbuf;
+    size_t head_cap = r->head_cap, path_cap = r->pathbuf_cap;
+    if (w->req_free_n < PC_REQ_FREE_MAX && head_cap <= 16384) {
+        memset(r, 0, offsetof(struct pc_req, h));
+        memset(&r->canon, 0, sizeof(*r) - offsetof(struct pc_req, canon));
+        r->head = head;
+        r->head_cap = head_cap;
+        r->pathbuf = pathbuf;
+        r->pathbuf_cap = path_cap;
+        r->matchbuf = matchbuf;
+        SLIST_INSERT_HEAD(&w->req_free, r, free_link);
+        w->req_free_n++;
+    } else {
+        free(head);
+        free(pathbuf);
+        free(matchbuf);
+        free(r);
+    }
+}
+
+static void conn_free(struct pc_conn *c)
+{
+    struct pc_worker *w = c->w;
+    if (c->req != NULL) {
+        struct pc_req *r = c->req;
+        c->req = NULL;
+        req_free(r);
+    }
+    event_del(&c->rev);
+    event_del(&c->wev);
+    event_del(&c->tev);
+    close(c->fd);
+    evbuffer_free(c->in);
+    evbuffer_free(c->out);
+    TAILQ_REMOVE(&w->conns, c, link);
+    w->nconns--;
+    __atomic_sub_fetch(&pc_active_connections, 1, __ATOMIC_RELAXED);
+    free(c);
+    pc_worker_conn_gone(w);
+}
+
+/* Drop everything now: the peer is gone or misbehaved. */
+static void conn_abort(struct pc_conn *c)
+{
+    struct pc_req *r = c->req;
+    if (r != NULL && r->status == 0 && r->decision != PC_D_NONE) {
+        r->status = 499; /* logged as "client went away" */
+    }
+    if (r != NULL && !r->logged)
+        pc_log_access(r);
+    conn_free(c);
+}
+
+void pc_conn_close(struct pc_conn *c)
+{
+    conn_abort(c);
+}
+
+/* Shut down writing and discard input for a while, so that the client
+ * reads our last response instead of a reset. */
+static void conn_linger(struct pc_conn *c)
+{
+    c->state = PC_CS_LINGER;
+    shutdown(c->fd, SHUT_WR);
+    evbuffer_drain(c->in, evbuffer_get_length(c->in));
+    c->deadline_linger = pc_now_ms() + PC_LINGER_MS;
+    conn_want_write(c, 0);
+    conn_want_read(c, 1);
+    conn_rearm(c);
+}
+
+/* SIGTERM: idle connections close now; busy ones after their response. */
+void pc_conn_drain(struct pc_conn *c)
+{
+    if (c->state == PC_CS_IDLE && evbuffer_get_length(c->in) == 0)
+        conn_free(c);
+    else
+        c->close_after = 1;
+}
+
+/* ---- output ---- */
+
+static int conn_flush(struct pc_conn *c)
+{
+    while (evbuffer_get_length(c->out) > 0) {
+        int n = evbuffer_write(c->out, c->fd);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                conn_want_write(c, 1);
+                return 0;
+            }
+            if (errno == EINTR)
+                continue;
+            conn_abort(c);
+            return -1;
+        }
+        if (n == 0)
+            break;
+        c->last_out = pc_now_ms();
+        if (c->req != NULL)
+            c->req->bytes_out += (uint64_t)n;
+    }
+    conn_want_write(c, 0);
+    /* everything written */
+    if (c->state == PC_CS_FLUSH) {
+        conn_next(c);
+        return -1; /* the caller must not assume c is still in the same state */
+    }
+    if (c->state == PC_CS_ACTIVE && c->req != NULL && c->req->up != NULL && !c->req->up->reading &&
+        c->req->resp_head_done && !c->req->resp_done) {
+        up_want_read(c->req->up, 1); /* backpressure released */
+    }
+    return 0;
+}
+
+static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct pc_conn *c = arg;
+    PC_UNUSED(fd);
+    PC_UNUSED(what);
+    conn_flush(c);
+}
+
+/* ---- input ---- */
+
+static size_t conn_read_cap(struct pc_conn *c)
+{
+    return c->w->cfg->limits.header_bytes + PC_HIGH_WATER;
+}
+
+static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct pc_conn *c = arg;
+    PC_UNUSED(what);
+
+    if (c->state == PC_CS_LINGER) {
+        char junk[16384];
+        ssize_t n = read(fd, junk, sizeof(junk));
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+            conn_free(c);
+        return;
+    }
+    size_t have = evbuffer_get_length(c->in);
+    size_t cap = conn_read_cap(c);
+    if (have >= cap) {
+        conn_want_read(c, 0);
+        return;
+    }
+    ssize_t n = pc_read_into(c->fd, c->in, PC_MIN(cap - have, (size_t)PC_READ_CHUNK));
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return;
+        conn_abort(c);
+        return;
+    }
+    if (n == 0) {
+        c->eof = 1;
+        conn_want_read(c, 0);
+    } else {
+        c->last_in = pc_now_ms();
+        if (c->req != NULL)
+            c->req->bytes_in += (uint64_t)n;
+    }
+
+    switch (c->state) {
+    case PC_CS_IDLE:
+    case PC_CS_HEAD:
+        if (c->eof && evbuffer_get_length(c->in) == 0) {
+            conn_free(c); /* clean close between requests */
+            return;
+        }
+        conn_try_head(c);
+        return;
+    case PC_CS_ACTIVE: {
+        struct pc_req *r = c->req;
+        if (r->tunnel) {
+            if (c->eof) {
+                conn_abort(c);
+                return;
+            }
+            evbuffer_add_buffer(r->up->out, c->in);
+            up_touch(r->up);
+            if (up_flush(r->up) != 0) {
+                conn_abort(c);
+                return;
+            }
+            if (evbuffer_get_length(r->up->out) >= PC_HIGH_WATER)
+                conn_want_read(c, 0);
+            return;
+        }
+        if (!r->req_body_done && r->up != NULL && r->up_head_sent) {
+            if (req_pump_body(r) != 0)
+                return;
+        }
+        if (c->eof) {
+            /* The client went away: close the upstream too. */
+            conn_abort(c);
+            return;
+        }
+        if (evbuffer_get_length(c->in) >= cap)
+            conn_want_read(c, 0);
+        return;
+    }
+    case PC_CS_FLUSH:
+        if (c->eof)
+            c->close_after = 1;
+        if (evbuffer_get_length(c->in) >= cap)
+            conn_want_read(c, 0);
+        return;
+    default:
+        return;
+    }
+}
+
+static void conn_reply_raw(struct pc_conn *c, int status, const char *why)
+{
+    /* An error before any request object exists (malformed head). */
+    struct pc_req *r = req_alloc(c->w);
+    r->c = c;
+    r->cfg = cfg_ref(c->w->cfg);
+    r->t_start = pc_now_us();
+    c->req = r;
+    c->state = PC_CS_ACTIVE;
+    r->decision = PC_D_REJECT;
+    r->reason = why;
+    r->keepalive = 0;
+    req_reply_error(r, status, pc_status_code_name(status), why);
+}
+
+static void conn_try_head(struct pc_conn *c)
+{
+    size_t len = evbuffer_get_length(c->in);
+    size_t limit = c->w->cfg->limits.header_bytes;
+    if (len == 0) {
+        if (c->state == PC_CS_HEAD)
+            c->state = PC_CS_IDLE;
+        return;
+    }
+    size_t scan_len = PC_MIN(len, limit + 32);
+    const char *buf = (const char *)evbuffer_pullup(c->in, (ev_ssize_t)scan_len);
+    size_t start, end;
+    int rc = h1_scan_head(&c->scan, buf, scan_len, 1, &start, &end);
+    if (rc == H1_SCAN_BARE_LF) {
+        conn_reply_raw(c, 400, "bare LF or empty lines in request head");
+        return;
+    }
+    if (rc == H1_SCAN_MORE) {
+        if (len > limit) {
+            conn_reply_raw(c, 431, "request head larger than limits.header_bytes");
+            return;
+        }
+        if (c->eof) {
+            conn_abort(c); /* truncated head */
+            return;
+        }
+        if (c->state == PC_CS_IDLE) {
+            c->state = PC_CS_HEAD;
+            c->deadline_head = pc_now_ms() + c->w->cfg->timeouts.header;
+            conn_rearm(c);
+        }
+        return;
+    }
+    if (end - start > limit) {
+        conn_reply_raw(c, 431, "request head larger than limits.header_bytes");
+        return;
+    }
+
+    /* A whole head: this is a request. */
+    struct pc_worker *w = c->w;
+    struct pc_req *r = req_alloc(w);
+    r->c = c;
+    r->cfg = cfg_ref(w->cfg);
+    r->t_start = pc_now_us();
+    c->req = r;
+    c->state = PC_CS_ACTIVE;
+    c->nreq++;
+    size_t hl = end - start;
+    if (r->head_cap < hl + 1) {
+        free(r->head);
+        r->head_cap = hl + 1 < 2048 ? 2048 : hl + 1;
+        r->head = pc_malloc(r->head_cap);
+    }
+    memcpy(r->head, buf + start, hl);
+    r->head[hl] = '\0';
+    r->head_len = hl;
+    evbuffer_drain(c->in, end);
+    memset(&c->scan, 0, sizeof(c->scan));
+    r->bytes_in = end;
+    req_route(r);
+}
+
+/* ---- replies ---- */
+
+static void req_reply(struct pc_req *r, int status, const char *ctype, const char *body, size_t blen,
+                      const char *extra)
+{
+    struct pc_conn *c = r->c;
+    struct pc_buf *b = &c->w->scratch;
+    /* The body, if any, was not read: the connection cannot be reused. */
+    if (!r->req_body_done && r->req_body != PC_BODY_NONE)
+        r->keepalive = 0;
+    if (c->w->draining || c->close_after)
+        r->keepalive = 0;
+    b->len = 0;
+    pc_reply_build(b, status, ctype, body, blen, !r->keepalive, r->h.method_id == H1_M_HEAD,
+                   r->request_id[0] ? r->request_id : NULL, extra);
+    evbuffer_add(c->out, b->p, b->len);
+    r->status = status;
+    r->local_reply = 1;
+    r->resp_done = 1;
+    req_response_done(r);
+}
+
+static void req_reply_error(struct pc_req *r, int status, const char *code, const char *message)
+{
+    struct pc_buf body = {0};
+    pc_reply_error_body(&body, status, code, message);
+    const char *extra = status == 401 ? "WWW-Authenticate: Bearer realm=\"api\"\r\n" : NULL;
+    req_reply(r, status, "application/json", body.p, body.len, extra);
+    pc_buf_free(&body);
+}
+
+void pc_conn_over_limit(struct pc_conn *c)
+{
+    conn_reply_raw(c, 503, "too many connections (limits.connections)");
+}
+
+void pc_req_local_reply(struct pc_req *r, int status, const char *body, size_t len, const char *extra)
+{
+    req_reply(r, status, "application/json", body, len, extra);
+}
+
+/* ---- routing and decisions ---- */
+
+static int req_set_request_id(struct pc_req *r)
+{
+    int idx = h1_find_header(r->h.headers, r->h.nheaders, "x-request-id", 0);
+    if (idx >= 0) {
+        const struct h1_header *x = &r->h.headers[idx];
+        int ok = x->value_len >= 1 && x->value_len < sizeof(r->request_id) &&
+                 h1_find_header(r->h.headers, r->h.nheaders, "x-request-id", (size_t)idx + 1) < 0;
+        for (size_t i = 0; ok && i < x->value_len; i++) {
+            char ch = x->value[i];
+            ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                 ch == '-' || ch == '_' || ch == '.' || ch == ':';
+        }
+        if (ok) {
+            memcpy(r->request_id, x->value, x->value_len);
+            r->request_id[x->value_len] = '\0';
+            return 0;
+        }
+    }
+    struct pc_worker *w = r->c->w;
+    snprintf(r->request_id, sizeof(r->request_id), "%s-%x-%llx", w->id_prefix, (unsigned)w->id,
+             (unsigned long long)++w->request_seq);
+    return 0;
+}
+
+static void req_judged(struct pc_req *r, int status, const char *code, const char *message)
+{
+    if (status == PC_JUDGE_FORWARD) {
+        req_forward(r);
+        return;
+    }
+    if (status == PC_JUDGE_LOCAL) {
+        pc_health_handle(r);
+        return;
+    }
+    req_reply_error(r, status, code, message);
+}
+
+static void req_route(struct pc_req *r)
+{
+    struct pc_conn *c = r->c;
+    const char *why = NULL;
+    int rc = h1_parse_request(r->head, r->head_len, &r->h, &why);
+    r->keepalive = 0;
+    if (rc != 0) {
+        r->decision = PC_D_REJECT;
+        r->reason = why;
+        req_reply_error(r, rc, pc_status_code_name(rc), why);
+        return;
+    }
+    r->keepalive = !r->h.conn_close && (r->h.minor == 1 || r->h.conn_keepalive) && !c->close_after &&
+                   !c->w->draining;
+    req_set_request_id(r);
+
+    /* request body framing */
+    if (r->h.chunked) {
+        r->req_body = PC_BODY_CHUNKED;
+    } else if (r->h.content_length > 0) {
+        r->req_body = PC_BODY_LENGTH;
+        r->req_remaining = (uint64_t)r->h.content_length;
+    } else {
+        r->req_body = PC_BODY_NONE;
+        r->req_body_done = 1;
+    }
+    pc_judge(r, c->w->dec, c->w->tokens, req_judged);
+}
+
+/* ---- the upstream exchange ---- */
+
+/* Headers the proxy sets or refuses to pass on. */
+static int req_skip_header(const struct pc_req *r, const struct h1_header *x, const char *conn_v,
+                           size_t conn_len)
+{
+    const char *n = x->name;
+    size_t l = x->name_len;
+    if (memchr(n, '_', l) != NULL)
+        return 1; /* gunicorn maps SCRIPT_NAME & co. from such names */
+    if (h1_is_hop_by_hop(n, l))
+        return 1;
+    if (pc_caseeq_lit(n, l, "content-length") || pc_caseeq_lit(n, l, "expect") ||
+        pc_caseeq_lit(n, l, "x-forwarded-for") || pc_caseeq_lit(n, l, "x-request-id") ||
+        pc_caseeq_lit(n, l, "cookie"))
+        return 1;
+    if (conn_v != NULL) {
+        char name[128];
+        if (l < sizeof(name)) {
+            memcpy(name, n, l);
+            name[l] = '\0';
+            if (h1_list_has_token(conn_v, conn_len, name))
+                return 1;
+        }
+    }
+    PC_UNUSED(r);
+    return 0;
+}
+
+static void req_build_upstream_head(struct pc_req *r, struct pc_buf *b)
+{
+    const struct h1_request *h = &r->h;
+    b->len = 0;
+    pc_buf_add(b, h->method, h->method_len);
+    pc_buf_addc(b, ' ');
+    if (r->canon.asterisk) {
+        pc_buf_addc(b, '*');
+    } else {
+        pc_buf_reserve(b, r->canon.path_len * 3 + 1);
+        b->len += canon_encode(r->canon.path, r->canon.path_len, b->p + b->len);
+    }
+    if (r->canon.has_query) {
+        pc_buf_addc(b, '?');
+        pc_buf_add(b, r->canon.query, r->canon.query_len);
+    }
+    pc_buf_add(b, " HTTP/1.1\r\n", 11);
+
+    const char *conn_v = NULL;
+    size_t conn_len = 0;
+    int ci = h1_find_header(h->headers, h->nheaders, "connection", 0);
+    if (ci >= 0) {
+        conn_v = h->headers[ci].value;
+        conn_len = h->headers[ci].value_len;
+    }
+    int cookies = 0, xff = 0, upgrade_idx = -1;
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const struct h1_header *x = &h->headers[i];
+        if (r->upgrade && pc_caseeq_lit(x->name, x->name_len, "upgrade"))
+            upgrade_idx = (int)i;
+        if (req_skip_header(r, x, conn_v, conn_len))
+            continue;
+        pc_buf_add(b, x->name, x->name_len);
+        pc_buf_add(b, ": ", 2);
+        pc_buf_add(b, x->value, x->value_len);
+        pc_buf_add(b, "\r\n", 2);
+    }
+    if (h->host_index < 0) {
+        pc_buf_addf(b, "Host: %s\r\n", r->cfg->upstream.text);
+    }
+    /* Cookie headers become one, joined with "; " (RFC 9113 8.2.3), so the
+     * backend parses exactly the cookies the proxy parsed. */
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const struct h1_header *x = &h->headers[i];
+        if (!pc_caseeq_lit(x->name, x->name_len, "cookie"))
+            continue;
+        if (cookies++ == 0)
+            pc_buf_add(b, "Cookie: ", 8);
+        else
+            pc_buf_add(b, "; ", 2);
+        pc_buf_add(b, x->value, x->value_len);
+    }
+    if (cookies)
+        pc_buf_add(b, "\r\n", 2);
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const struct h1_header *x = &h->headers[i];
+        if (!pc_caseeq_lit(x->name, x->name_len, "x-forwarded-for"))
+            continue;
+        if (xff++ == 0)
+            pc_buf_add(b, "X-Forwarded-For: ", 17);
+        else
+            pc_buf_add(b, ", ", 2);
+        pc_buf_add(b, x->value, x->value_len);
+    }
+    pc_buf_add(b, xff ? ", " : "X-Forwarded-For: ", xff ? 2 : 17);
+    pc_buf_adds(b, r->c->peer);
+    pc_buf_add(b, "\r\n", 2);
+    pc_buf_addf(b, "X-Request-Id: %s\r\n", r->request_id);
+    if (r->req_body == PC_BODY_LENGTH)
+        pc_buf_addf(b, "Content-Length: %llu\r\n", (unsigned long long)h->content_length);
+    else if (r->req_body == PC_BODY_CHUNKED)
+        pc_buf_add(b, "Transfer-Encoding: chunked\r\n", 28);
+    else if (h->content_length == 0)
+        pc_buf_add(b, "Content-Length: 0\r\n", 19);
+    if (r->upgrade && upgrade_idx >= 0) {
+        pc_buf_add(b, "Connection: upgrade\r\nUpgrade: ", 30);
+        pc_buf_add(b, h->headers[upgrade_idx].value, h->headers[upgrade_idx].value_len);
+        pc_buf_add(b, "\r\n", 2);
+    }
+    pc_buf_add(b, "\r\n", 2);
+}
+
+/* Move request body bytes from the client to the upstream, re-framing
+ * chunked bodies. Returns -1 if the connection was closed. */
+static int req_pump_body(struct pc_req *r)
+{
+    struct pc_conn *c = r->c;
+    struct up_conn *u = r->up;
+    struct evbuffer *src = c->in, *dst = u->out;
+
+    while (!r->req_body_done && evbuffer_get_length(src) > 0 &&
+           evbuffer_get_length(dst) < PC_HIGH_WATER) {
+        if (r->req_body == PC_BODY_LENGTH) {
+            size_t n = PC_MIN((uint64_t)evbuffer_get_length(src), r->req_remaining);
+            evbuffer_remove_buffer(src, dst, n);
+            r->req_remaining -= n;
+            r->req_body_bytes += n;
+            if (r->req_remaining == 0)
+                r->req_body_done = 1;
+            continue;
+        }
+        /* chunked */
+        if (r->req_chunk.state == H1_CH_DATA) {
+            size_t n = PC_MIN((uint64_t)evbuffer_get_length(src), r->req_chunk.remaining);
+            if (r->req_body_bytes + n > r->cfg->limits.body_bytes) {
+                r->decision = r->decision ? r->decision : PC_D_REJECT;
+                r->reason = "chunked body larger than limits.body_bytes";
+                goto too_large;
+            }
+            char hdr[24];
+            int hl = snprintf(hdr, sizeof(hdr), "%zx\r\n", n);
+            evbuffer_add(dst, hdr, (size_t)hl);
+            evbuffer_remove_buffer(src, dst, n);
+            evbuffer_add(dst, "\r\n", 2);
+            h1_chunked_data_done(&r->req_chunk, n);
+            r->req_body_bytes += n;
+            continue;
+        }
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(src, -1, NULL, &v, 1) < 1)
+            break;
+        size_t used = 0;
+        int rc = h1_chunked_feed(&r->req_chunk, v.iov_base, v.iov_len, &used);
+        evbuffer_drain(src, used);
+        if (rc == H1_CHUNK_ERROR) {
+            r->reason = "malformed chunked request body";
+            if (!r->resp_head_done && r->status == 0) {
+                /* nothing sent to the client yet: say so, and close */
+                if (r->up != NULL)
+                    up_release(r->up, 0);
+                r->keepalive = 0;
+                c->close_after = 1;
+                req_reply_error(r, 400, "bad_request", "malformed chunked body");
+            } else {
+                conn_abort(c);
+            }
+            return -1;
+        }
+        if (rc == H1_CHUNK_DONE) {
+            evbuffer_add(dst, "0\r\n\r\n", 5);
+            r->req_body_done = 1;
+        }
+    }
+    if (up_flush(u) != 0) {
+        conn_abort(c);
+        return -1;
+    }
+    if (!r->req_body_done && c->eof) {
+        conn_abort(c); /* body truncated */
+        return -1;
+    }
+    /* backpressure: stop reading the client while the upstream is slow */
+    if (evbuffer_get_length(dst) >= PC_HIGH_WATER)
+        conn_want_read(c, 0);
+    else if (!c->eof)
+        conn_want_read(c, 1);
+    conn_rearm(c);
+    return 0;
+
+too_large:
+    if (!r->resp_head_done) {
+        if (r->up != NULL)
+            up_release(r->up, 0);
+        r->keepalive = 0;
+        c->close_after = 1;
+        req_reply_error(r, 413, "request_entity_too_large", "request body larger than the limit");
+    } else {
+        conn_abort(c);
+    }
+    return -1;
+}
+
+static void req_send_upstream(struct pc_req *r)
+{
+    struct pc_buf *b = &r->c->w->scratch;
+    req_build_upstream_head(r, b);
+    evbuffer_add(r->up->out, b->p, b->len);
+    r->up_head_sent = 1;
+    r->t_up = pc_now_us();
+    if (!r->req_body_done) {
+        if (req_pump_body(r) != 0)
+            return;
+    } else if (up_flush(r->up) != 0) {
+        conn_abort(r->c);
+        return;
+    }
+    up_want_read(r->up, 1);
+}
+
+static void req_forward(struct pc_req *r)
+{
+    struct pc_conn *c = r->c;
+    int status = 0;
+    const char *why = NULL;
+
+    r->upgrade = r->h.conn_upgrade && r->h.has_upgrade;
+    /* 100 Continue only now, after the decision (RFC 9110 10.1.1) */
+    if (r->h.expect_continue && !r->req_body_done && evbuffer_get_length(c->in) == 0) {
+        evbuffer_add(c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        r->sent_continue = 1;
+        if (conn_flush(c) != 0)
+            return;
+    }
+    int rc = up_acquire(c->w, r, &status, &why);
+    if (rc == UP_FAIL) {
+        pc_metric_add(&c->w->metrics->upstream_errors[status == 504 ? PC_UPERR_TIMEOUT : PC_UPERR_REFUSED], 1);
+        r->reason = why;
+        req_reply_error(r, status, pc_status_code_name(status), why);
+        return;
+    }
+    if (rc == UP_READY)
+        req_send_upstream(r);
+    /* UP_PENDING: pc_req_upstream_connected() follows */
+}
+
+void pc_req_upstream_connected(struct pc_req *r)
+{
+    if (r->ready_probe) {
+        pc_health_probe_done(r, 1, NULL);
+        return;
+    }
+    req_send_upstream(r);
+}
+
+void pc_req_upstream_failed(struct pc_req *r, int status, const char *code, const char *why)
+{
+    if (r->ready_probe) {
+        pc_health_probe_done(r, 0, why);
+        return;
+    }
+    pc_metric_add(&r->c->w->metrics->upstream_errors[status == 504 ? PC_UPERR_TIMEOUT : PC_UPERR_REFUSED], 1);
+    r->reason = why;
+    req_reply_error(r, status, code, why);
+}
+
+/* Upstream error (-1) or idle timeout (0) during an exchange. */
+void pc_req_upstream_event(struct pc_req *r, int what)
+{
+    struct pc_conn *c = r->c;
+    if (r->up != NULL)
+        up_release(r->up, 0);
+    if (!r->resp_head_done) {
+        int status = what == 0 ? 504 : 502;
+        pc_metric_add(&c->w->metrics->upstream_errors[what == 0 ? PC_UPERR_TIMEOUT : PC_UPERR_RESET], 1);
+        r->reason = what == 0 ? "upstream timeout" : "upstream connection failed";
+        r->keepalive = 0;
+        req_reply_error(r, status, pc_status_code_name(status), r->reason);
+        return;
+    }
+    /* mid-response: nothing sensible can be sent; the client sees the cut */
+    r->reason = what == 0 ? "upstream timeout mid-response" : "upstream failed mid-response";
+    conn_abort(c);
+}
+
+void pc_req_upstream_drained(struct pc_req *r)
+{
+    struct pc_conn *c = r->c;
+    if (r->tunnel) {
+        if (!c->eof)
+            conn_want_read(c, 1);
+        return;
+    }
+    if (!r->req_body_done && evbuffer_get_length(c->in) > 0) {
+        req_pump_body(r);
+        return;
+    }
+    if (!r->req_body_done && !c->eof)
+        conn_want_read(c, 1);
+}
+
+/* Build the client's response head from the upstream's. */
+static void req_build_client_head(struct pc_req *r, const struct h1_response *resp, struct pc_buf *b)
+{
+    const char *conn_v = NULL;
+    size_t conn_len = 0;
+    int ci = h1_find_header(resp->headers, resp->nheaders, "connection", 0);
+    if (ci >= 0) {
+        conn_v = resp->headers[ci].value;
+        conn_len = resp->headers[ci].value_len;
+    }
+    b->len = 0;
+    pc_buf_addf(b, "HTTP/1.1 %d ", resp->status);
+    pc_buf_add(b, resp->reason, resp->reason_len);
+    pc_buf_add(b, "\r\n", 2);
+    for (size_t i = 0; i < resp->nheaders; i++) {
+        const struct h1_header *x = &resp->headers[i];
+        if (h1_is_hop_by_hop(x->name, x->name_len)) {
+            if (!(r->tunnel && pc_caseeq_lit(x->name, x->name_len, "upgrade")))
+                continue;
+        }
+        if (r->resp_chunked_out == 0 && r->resp_body == PC_BODY_CHUNKED &&
+            pc_caseeq_lit(x->name, x->name_len, "content-length"))
+            continue;
+        if (conn_v != NULL && x->name_len < 128) {
+            char name[128];
+            memcpy(name, x->name, x->name_len);
+            name[x->name_len] = '\0';
+            if (h1_list_has_token(conn_v, conn_len, name) && !pc_caseeq_lit(name, x->name_len, "upgrade"))
+                continue;
+        }
+        pc_buf_add(b, x->name, x->name_len);
+        pc_buf_add(b, ": ", 2);
+        pc_buf_add(b, x->value, x->value_len);
+        pc_buf_add(b, "\r\n", 2);
+    }
+    if (r->tunnel)
+        pc_buf_adds(b, "Connection: upgrade\r\n");
+    else if (r->resp_chunked_out)
+        pc_buf_adds(b, "Transfer-Encoding: chunked\r\n");
+    if (!r->tunnel) {
+        if (!r->keepalive)
+            pc_buf_adds(b, "Connection: close\r\n");
+        else if (r->h.minor == 0)
+            pc_buf_adds(b, "Connection: keep-alive\r\n");
+    }
+    pc_buf_add(b, "\r\n", 2);
+}
+
+static int req_read_response_head(struct pc_req *r)
+{
+    struct pc_conn *c = r->c;
+    struct up_conn *u = r->up;
+    for (;;) {
+        size_t len = evbuffer_get_length(u->in);
+        if (len == 0)
+            return 0;
+        size_t limit = 64 * 1024;
+        size_t scan_len = PC_MIN(len, limit);
+        const char *buf = (const char *)evbuffer_pullup(u->in, (ev_ssize_t)scan_len);
+        size_t start, end;
+        int rc = h1_scan_head(&r->rscan, buf, scan_len, 0, &start, &end);
+        if (rc == H1_SCAN_MORE) {
+            if (len >= limit)
+                goto bad;
+            return 0;
+        }
+        if (rc != H1_SCAN_DONE)
+            goto bad;
+        struct h1_response *resp = &c->w->resp_scratch;
+        const char *why;
+        if (h1_parse_response(buf + start, end - start, resp, &why) != 0)
+            goto bad;
+        if (resp->status == 101) {
+            if (!r->upgrade)
+                goto bad;
+            r->tunnel = 1;
+            r->status = 101;
+            r->resp_head_done = 1;
+            req_build_client_head(r, resp, &c->w->scratch);
+            evbuffer_add(c->out, c->w->scratch.p, c->w->scratch.len);
+            evbuffer_drain(u->in, end);
+            memset(&r->rscan, 0, sizeof(r->rscan));
+            return 1;
+        }
+        if (resp->status < 200) {
+            /* interim responses: Expect was handled here; drop them */
+            evbuffer_drain(u->in, end);
+            memset(&r->rscan, 0, sizeof(r->rscan));
+            continue;
+        }
+        r->status = resp->status;
+        r->resp_head_done = 1;
+        if (!h1_response_has_body(resp, r->h.method_id)) {
+            r->resp_body = PC_BODY_NONE;
+        } else if (resp->chunked) {
+            r->resp_body = PC_BODY_CHUNKED;
+        } else if (resp->content_length >= 0) {
+            r->resp_body = resp->content_length > 0 ? PC_BODY_LENGTH : PC_BODY_NONE;
+            r->resp_remaining = (uint64_t)resp->content_length;
+        } else {
+            r->resp_body = PC_BODY_CLOSE;
+        }
+        if (r->resp_body == PC_BODY_CLOSE)
+            r->keepalive = 0;
+        if (r->resp_body == PC_BODY_CHUNKED) {
+            if (r->h.minor == 1)
+                r->resp_chunked_out = 1;
+            else
+                r->keepalive = 0; /* HTTP/1.0: de-chunk and close */
+        }
+        if (!r->req_body_done)
+            r->keepalive = 0;
+        if (c->w->draining || c->close_after)
+            r->keepalive = 0;
+        r->up_keepalive = !resp->conn_close && (resp->minor == 1 || resp->conn_keepalive) &&
+                          r->resp_body != PC_BODY_CLOSE;
+        req_build_client_head(r, resp, &c->w->scratch);
+        evbuffer_add(c->out, c->w->scratch.p, c->w->scratch.len);
+        evbuffer_drain(u->in, end);
+        r->t_up_end = pc_now_us();
+        return 1;
+    }
+bad:
+    pc_metric_add(&c->w->metrics->upstream_errors[PC_UPERR_PROTOCOL], 1);
+    up_release(u, 0);
+    r->reason = "malformed upstream response";
+    r->keepalive = 0;
+    req_reply_error(r, 502, "bad_gateway", "malformed upstream response");
+    return -1;
+}
+
+/* Move response body bytes to the client. 1 when the response is complete,
+ * 0 to wait for more, -1 if the connection was closed. */
+static int req_pump_response(struct pc_req *r)
+{
+    struct pc_conn *c = r->c;
+    struct up_conn *u = r->up;
+    struct evbuffer *src = u->in, *dst = c->out;
+
+    for (;;) {
+        if (r->resp_body == PC_BODY_NONE)
+            return 1;
+        size_t avail = evbuffer_get_length(src);
+        if (r->resp_body == PC_BODY_LENGTH) {
+            size_t n = PC_MIN((uint64_t)avail, r->resp_remaining);
+            if (n > 0)
+                evbuffer_remove_buffer(src, dst, n);
+            r->resp_remaining -= n;
+            return r->resp_remaining == 0 ? 1 : 0;
+        }
+        if (r->resp_body == PC_BODY_CLOSE) {
+            if (avail > 0)
+                evbuffer_add_buffer(dst, src);
+            return 0; /* ends at EOF */
+        }
+        /* chunked */
+        if (avail == 0)
+            return 0;
+        if (r->resp_chunk.state == H1_CH_DATA) {
+            size_t n = PC_MIN((uint64_t)avail, r->resp_chunk.remaining);
+            if (r->resp_chunked_out) {
+                char hdr[24];
+                int hl = snprintf(hdr, sizeof(hdr), "%zx\r\n", n);
+                evbuffer_add(dst, hdr, (size_t)hl);
+                evbuffer_remove_buffer(src, dst, n);
+                evbuffer_add(dst, "\r\n", 2);
+            } else {
+                evbuffer_remove_buffer(src, dst, n);
+            }
+            h1_chunked_data_done(&r->resp_chunk, n);
+            continue;
+        }
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(src, -1, NULL, &v, 1) < 1)
+            return 0;
+        size_t used = 0;
+        int rc = h1_chunked_feed(&r->resp_chunk, v.iov_base, v.iov_len, &used);
+        evbuffer_drain(src, used);
+        if (rc == H1_CHUNK_ERROR) {
+            pc_metric_add(&c->w->metrics->upstream_errors[PC_UPERR_PROTOCOL], 1);
+            r->reason = "malformed chunked upstream response";
+            conn_abort(c);
+            return -1;
+        }
+        if (rc == H1_CHUNK_DONE) {
+            if (r->resp_chunked_out)
+                evbuffer_add(dst, "0\r\n\r\n", 5);
+            return 1;
+        }
+    }
+}
+
+void pc_req_upstream_readable(struct pc_req *r)
+{
+    struct pc_conn *c = r->c;
+    struct up_conn *u = r->up;
+    ssize_t n = pc_read_into(u->fd, u->in, PC_READ_CHUNK);
+    int eof = 0;
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return;
+        eof = -1;
+    } else if (n == 0) {
+        eof = 1;
+    } else {
+        u->last_io = pc_now_ms();
+    }
+
+    if (r->tunnel) {
+        if (eof) {
+            conn_abort(c);
+            return;
+        }
+        evbuffer_add_buffer(c->out, u->in);
+        if (conn_flush(c) != 0)
+            return;
+        if (evbuffer_get_length(c->out) >= PC_HIGH_WATER)
+            up_want_read(u, 0);
+        return;
+    }
+
+    if (!r->resp_head_done) {
+        int rc = req_read_response_head(r);
+        if (rc < 0)
+            return;
+        if (rc == 0) {
+            if (eof) {
+                pc_req_upstream_event(r, -1);
+                return;
+            }
+            return;
+        }
+        if (r->tunnel) {
+            /* bytes after the 101 belong to the tunnel */
+            c->state = PC_CS_ACTIVE;
+            evbuffer_add_buffer(c->out, u->in);
+            if (evbuffer_get_length(c->in) > 0)
+                evbuffer_add_buffer(u->out, c->in);
+            if (up_flush(u) != 0) {
+                conn_abort(c);
+                return;
+            }
+            if (conn_flush(c) != 0)
+                return;
+            if (!c->eof)
+                conn_want_read(c, 1);
+            return;
+        }
+    }
+    int done = req_pump_response(r);
+    if (done < 0)
+        return;
+    if (!done && eof) {
+        if (r->resp_body == PC_BODY_CLOSE) {
+            done = 1;
+        } else {
+            r->reason = "upstream closed mid-response";
+            pc_metric_add(&c->w->metrics->upstream_errors[PC_UPERR_RESET], 1);
+            /* flush what we have, then cut the client off */
+            evbuffer_write(c->out, c->fd);
+            conn_abort(c);
+            return;
+        }
+    }
+    if (done) {
+        r->resp_done = 1;
+        if (eof)
+            r->up_keepalive = 0;
+        req_response_done(r);
+        return;
+    }
+    if (conn_flush(c) != 0)
+        return;
+    if (evbuffer_get_length(c->out) >= PC_HIGH_WATER)
+        up_want_read(u, 0); /* resumed by conn_flush when drained */
+}
+
+/* ---- end of a request ---- */
+
+static void req_response_done(struct pc_req *r)
+{
+    struct pc_conn *c = r->c;
+    if (r->up != NULL) {
+        int reusable = r->up_keepalive && r->req_body_done && r->resp_done;
+        up_release(r->up, reusable);
+    }
+    if (r->deciding) {
+        dec_cancel(&r->dec);
+        r->deciding = 0;
+    }
+    if (!r->keepalive)
+        c->close_after = 1;
+    c->state = PC_CS_FLUSH;
+    c->last_out = pc_now_ms();
+    conn_flush(c);
+}
+
+/* The response is written: next request, or close. */
+static void conn_next(struct pc_conn *c)
+{
+    struct pc_req *r = c->req;
+    c->req = NULL;
+    if (r != NULL) {
+        pc_log_access(r); /* written out: bytes_out and duration are final */
+        req_free(r);
+    }
+    if (c->close_after || c->w->draining) {
+        if (c->eof)
+            conn_free(c);
+        else
+            conn_linger(c);
+        return;
+    }
+    c->state = PC_CS_IDLE;
+    c->last_in = pc_now_ms();
+    if (!c->eof)
+        conn_want_read(c, 1);
+    conn_rearm(c);
+    if (evbuffer_get_length(c->in) > 0 || c->eof)
+        conn_try_head(c);
+}

@@ -1,0 +1,231 @@
+/*
+ * portcullis: judging a request (see judge.h).
+ *
+ * Order matters and is the same for every request:
+ *   1. canonical path (400 on any form two readers could disagree on)
+ *   2. body size limit (413)
+ *   3. the proxy's own endpoints (health_path, ready_path)
+ *   4. the first matching rule, or `default`
+ *   5. for allow: rules, every credential must verify and agree (401)
+ *   6. the rule's policies (403 on no pass, 503 on error or timeout)
+ */
+#include "judge.h"
+#include "reply.h"
+#include "../policies/identity.h"
+#include "../policies/tokcache.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char pc_forbidden_msg[] = "You do not have permission to access this resource.";
+
+static void judge_decided(struct dec_request *d, enum dec_result res, const char *reason)
+{
+    struct pc_req *r = (struct pc_req *)((char *)d - offsetof(struct pc_req, dec));
+    pc_judge_fn fn = r->judge_fn;
+    r->deciding = 0;
+    r->t_policy_end = pc_now_us();
+    r->cache_state = d->cache_hit ? 1 : 2;
+    snprintf(r->reason_buf, sizeof(r->reason_buf), "%s", reason ? reason : "");
+    r->reason = r->reason_buf;
+    switch (res) {
+    case DEC_ALLOW:
+        r->decision = PC_D_ALLOW;
+        fn(r, PC_JUDGE_FORWARD, NULL, NULL);
+        return;
+    case DEC_DENY:
+        if (r->rule->shadow) {
+            r->decision = PC_D_SHADOW_DENY;
+            fn(r, PC_JUDGE_FORWARD, NULL, NULL);
+            return;
+        }
+        r->decision = PC_D_DENY;
+        fn(r, 403, "forbidden", pc_forbidden_msg);
+        return;
+    case DEC_ERROR:
+    default:
+        if (r->rule->shadow) {
+            r->decision = PC_D_SHADOW_DENY;
+            fn(r, PC_JUDGE_FORWARD, NULL, NULL);
+            return;
+        }
+        r->decision = PC_D_ERROR;
+        fn(r, 503, "service_unavailable", "authorization is temporarily unavailable");
+        return;
+    }
+}
+
+static void judge_trace_cred(struct pc_req *r, const char *source, int ok, const char *why,
+                             const char *subject, size_t subject_len)
+{
+    struct pc_trace *t = r->trace;
+    if (t == NULL || t->ncreds >= PC_TRACE_MAX)
+        return;
+    snprintf(t->creds[t->ncreds].source, sizeof(t->creds[0].source), "%s", source);
+    t->creds[t->ncreds].ok = ok;
+    snprintf(t->creds[t->ncreds].why, sizeof(t->creds[0].why), "%s", why ? why : "");
+    snprintf(t->creds[t->ncreds].subject, sizeof(t->creds[0].subject), "%.*s",
+             (int)PC_MIN(subject_len, (size_t)79), subject ? subject : "");
+    t->ncreds++;
+}
+
+static const char *judge_source_name(const struct id_source *s, char *buf, size_t len)
+{
+    static const char *const kinds[] = {"cookie", "header", "query"};
+    snprintf(buf, len, "%s:%s", kinds[s->kind], s->name);
+    return buf;
+}
+
+static void judge_identity(struct pc_req *r, struct dec_ctx *dec, struct tokcache *tokens)
+{
+    pc_judge_fn fn = r->judge_fn;
+    const struct id_config *idc = r->cfg->identity;
+    struct id_cred creds[ID_MAX_CREDS];
+    char srcname[64];
+    int n = id_collect(idc, r->h.headers, r->h.nheaders, r->canon.has_query ? r->canon.query : NULL,
+                       r->canon.query_len, creds);
+    if (n < 0) {
+        r->decision = PC_D_UNAUTH;
+        r->reason = "too many credentials";
+        fn(r, 401, "unauthorized", "too many credentials");
+        return;
+    }
+    if (n == 0) {
+        r->decision = PC_D_UNAUTH;
+        r->reason = "no credential";
+        fn(r, 401, "unauthorized", "no credential");
+        return;
+    }
+    double now = pc_wall_s();
+    int bad = 0, disagree = 0;
+    for (int i = 0; i < n; i++) {
+        const char *why = NULL;
+        judge_source_name(&idc->sources[creds[i].source], srcname, sizeof(srcname));
+        const struct tok_entry *e = tokcache_verify(tokens, r->cfg, creds[i].token, creds[i].len, now, &why);
+        if (e == NULL) {
+            judge_trace_cred(r, srcname, 0, why, NULL, 0);
+            if (!bad) {
+                snprintf(r->reason_buf, sizeof(r->reason_buf), "invalid credential (%s): %s", srcname,
+                         why ? why : "?");
+                r->reason = r->reason_buf;
+            }
+            bad = 1;
+            if (r->trace == NULL)
+                break;
+            continue;
+        }
+        judge_trace_cred(r, srcname, 1, NULL, e->subject, e->subject_len);
+        if (r->subject == NULL) {
+            r->subject = pc_strndup(e->subject, e->subject_len);
+            r->subject_len = e->subject_len;
+            r->payload = pc_strndup(e->payload, e->payload_len);
+            r->payload_len = e->payload_len;
+        } else if (!pc_memeq(r->subject, r->subject_len, e->subject, e->subject_len)) {
+            disagree = 1;
+            if (r->trace == NULL)
+                break;
+        }
+    }
+    id_creds_clear(creds, n);
+    if (bad) {
+        r->decision = PC_D_UNAUTH;
+        fn(r, 401, "unauthorized", "invalid credential");
+        return;
+    }
+    if (disagree) {
+        r->decision = PC_D_UNAUTH;
+        r->reason = "credentials disagree";
+        fn(r, 401, "unauthorized", "credentials name different users");
+        return;
+    }
+
+    r->t_policy = pc_now_us();
+    r->dec.cfg = r->cfg;
+    r->dec.rule = r->rule;
+    r->dec.match = &r->match;
+    r->dec.subject = r->subject;
+    r->dec.subject_len = r->subject_len;
+    r->dec.payload = r->payload;
+    r->dec.payload_len = r->payload_len;
+    r->dec.done = judge_decided;
+    r->deciding = 1;
+    dec_start(dec, &r->dec);
+}
+
+void pc_judge(struct pc_req *r, struct dec_ctx *dec, struct tokcache *tokens, pc_judge_fn fn)
+{
+    const char *why = NULL;
+    r->judge_fn = fn;
+
+    if (r->pathbuf_cap < r->h.target_len + 2) {
+        free(r->pathbuf);
+        free(r->matchbuf);
+        r->pathbuf_cap = r->h.target_len + 2 < 1024 ? 1024 : r->h.target_len + 2;
+        r->pathbuf = pc_malloc(r->pathbuf_cap);
+        r->matchbuf = pc_malloc(r->pathbuf_cap * 2 + 64);
+    }
+    if (canon_target(r->h.target, r->h.target_len, r->h.method_id == H1_M_OPTIONS, r->pathbuf, &r->canon,
+                     &why) != 0) {
+        r->decision = PC_D_REJECT;
+        r->reason = why;
+        fn(r, 400, "bad_request", why);
+        return;
+    }
+    if (r->h.content_length > 0 && (uint64_t)r->h.content_length > r->cfg->limits.body_bytes) {
+        r->decision = PC_D_REJECT;
+        r->reason = "body larger than limits.body_bytes";
+        fn(r, 413, "request_entity_too_large", "request body larger than the limit");
+        return;
+    }
+    if (!r->canon.asterisk && (strcmp(r->canon.path, r->cfg->health_path) == 0 ||
+                               strcmp(r->canon.path, r->cfg->ready_path) == 0)) {
+        r->decision = PC_D_LOCAL;
+        fn(r, PC_JUDGE_LOCAL, NULL, NULL);
+        return;
+    }
+    if (!r->canon.asterisk) {
+        int rc = rule_match(r->cfg->rules, r->h.method_id, r->h.method, r->h.method_len, r->canon.path,
+                            r->canon.path_len, r->canon.query, r->canon.query_len, r->canon.has_query,
+                            r->matchbuf, &r->match, &why);
+        if (rc != 0) {
+            r->decision = PC_D_REJECT;
+            r->reason = why;
+            fn(r, rc, pc_status_code_name(rc), why);
+            return;
+        }
+    }
+    r->rule = r->match.rule;
+    if (r->rule == NULL) {
+        if (r->cfg->default_forward) {
+            r->decision = PC_D_FORWARD;
+            r->reason = "no rule matched (default: forward)";
+            fn(r, PC_JUDGE_FORWARD, NULL, NULL);
+        } else {
+            r->decision = PC_D_DENY;
+            r->reason = "no rule matched (default: deny)";
+            fn(r, 403, "forbidden", pc_forbidden_msg);
+        }
+        return;
+    }
+    switch (r->rule->action) {
+    case RULE_FORWARD:
+        r->decision = PC_D_FORWARD;
+        fn(r, PC_JUDGE_FORWARD, NULL, NULL);
+        return;
+    case RULE_DENY:
+        if (r->rule->shadow) {
+            r->decision = PC_D_SHADOW_DENY;
+            r->reason = "rule action: deny (shadow)";
+            fn(r, PC_JUDGE_FORWARD, NULL, NULL);
+            return;
+        }
+        r->decision = PC_D_DENY;
+        r->reason = "rule action: deny";
+        fn(r, 403, "forbidden", pc_forbidden_msg);
+        return;
+    case RULE_ALLOW:
+        judge_identity(r, dec, tokens);
+        return;
+    }
+}

@@ -1,0 +1,177 @@
+/*
+ * portcullis: access and diagnostic logs.
+ */
+#include "log.h"
+#include "worker.h"
+#include "metrics.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static int pc_log_fmt = PC_LOG_JSON;
+static int pc_log_level = PC_LOG_INFO;
+
+static const char *const pc_level_names[] = {"debug", "info", "warn", "error"};
+
+void pc_log_configure(enum pc_log_format fmt, enum pc_log_level level)
+{
+    __atomic_store_n(&pc_log_fmt, (int)fmt, __ATOMIC_RELAXED);
+    __atomic_store_n(&pc_log_level, (int)level, __ATOMIC_RELAXED);
+}
+
+static void pc_log_ts(char *out, size_t len)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(out, len, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, len - n, ".%03ldZ", ts.tv_nsec / 1000000);
+}
+
+static void pc_write_all(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN) {
+                usleep(1000);
+                continue;
+            }
+            return;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+void pc_log(enum pc_log_level level, const char *fmt, ...)
+{
+    if ((int)level < __atomic_load_n(&pc_log_level, __ATOMIC_RELAXED))
+        return;
+    char ts[40], msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    pc_log_ts(ts, sizeof(ts));
+    struct pc_buf b = {0};
+    if (__atomic_load_n(&pc_log_fmt, __ATOMIC_RELAXED) == PC_LOG_JSON) {
+        pc_buf_addf(&b, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"", ts, pc_level_names[level]);
+        pc_buf_add_json_str(&b, msg, strlen(msg));
+        pc_buf_adds(&b, "\"}\n");
+    } else {
+        pc_buf_addf(&b, "%s %s %s\n", ts, pc_level_names[level], msg);
+    }
+    pc_write_all(2, b.p, b.len);
+    pc_buf_free(&b);
+}
+
+static void pc_json_field(struct pc_buf *b, const char *name, const char *v, size_t len)
+{
+    pc_buf_addf(b, ",\"%s\":", name);
+    if (v == NULL) {
+        pc_buf_adds(b, "null");
+        return;
+    }
+    pc_buf_addc(b, '"');
+    pc_buf_add_json_str(b, v, len);
+    pc_buf_addc(b, '"');
+}
+
+void pc_log_format_access(struct pc_buf *b, const struct pc_req *r, enum pc_log_format fmt)
+{
+    char ts[40];
+    int64_t now = pc_now_us();
+    pc_log_ts(ts, sizeof(ts));
+    /* the path without its query; the canonical one when there is one */
+    const char *path = NULL;
+    size_t path_len = 0;
+    if (r->canon.path != NULL && r->canon.path_len > 0) {
+        path = r->canon.path;
+        path_len = r->canon.path_len;
+    } else if (r->h.target != NULL) {
+        path = r->h.target;
+        const char *q = memchr(r->h.target, '?', r->h.target_len);
+        path_len = q ? (size_t)(q - r->h.target) : r->h.target_len;
+    }
+    const char *rule = r->rule ? r->rule->name : NULL;
+    const char *cache = r->cache_state == 1 ? "hit" : r->cache_state == 2 ? "miss" : NULL;
+    double dur = (double)(now - r->t_start) / 1000.0;
+    double pol = r->t_policy ? (double)((r->t_policy_end ? r->t_policy_end : now) - r->t_policy) / 1000.0 : -1;
+    double up = r->t_up ? (double)((r->t_up_end ? r->t_up_end : now) - r->t_up) / 1000.0 : -1;
+    const char *method = r->h.method_len ? r->h.method : NULL;
+
+    if (fmt == PC_LOG_TEXT) {
+        pc_buf_addf(b, "%s %s %s \"", ts, r->request_id[0] ? r->request_id : "-", r->c->peer);
+        if (method)
+            pc_buf_add(b, method, r->h.method_len);
+        pc_buf_addc(b, ' ');
+        pc_buf_add_json_str(b, path ? path : "-", path ? path_len : 1);
+        pc_buf_addf(b, "\" %d rule=%s decision=%s reason=\"", r->status, rule ? rule : "-",
+                    pc_decision_names[r->decision]);
+        if (r->reason)
+            pc_buf_add_json_str(b, r->reason, strlen(r->reason));
+        pc_buf_adds(b, "\" subject=");
+        if (r->subject)
+            pc_buf_add_json_str(b, r->subject, r->subject_len);
+        else
+            pc_buf_addc(b, '-');
+        pc_buf_addf(b, " in=%llu out=%llu ms=%.3f policy_ms=%.3f upstream_ms=%.3f cache=%s\n",
+                    (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out, dur, pol, up,
+                    cache ? cache : "-");
+        return;
+    }
+    pc_buf_addf(b, "{\"ts\":\"%s\"", ts);
+    pc_json_field(b, "request_id", r->request_id[0] ? r->request_id : NULL, strlen(r->request_id));
+    pc_json_field(b, "client", r->c->peer, strlen(r->c->peer));
+    pc_json_field(b, "method", method, r->h.method_len);
+    pc_json_field(b, "path", path, path_len);
+    pc_buf_addf(b, ",\"status\":%d", r->status);
+    pc_json_field(b, "rule", rule, rule ? strlen(rule) : 0);
+    pc_json_field(b, "decision", pc_decision_names[r->decision], strlen(pc_decision_names[r->decision]));
+    pc_json_field(b, "reason", r->reason, r->reason ? strlen(r->reason) : 0);
+    pc_json_field(b, "subject", r->subject, r->subject_len);
+    pc_buf_addf(b, ",\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%.3f",
+                (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out, dur);
+    if (pol >= 0)
+        pc_buf_addf(b, ",\"policy_ms\":%.3f", pol);
+    else
+        pc_buf_adds(b, ",\"policy_ms\":null");
+    if (up >= 0)
+        pc_buf_addf(b, ",\"upstream_ms\":%.3f", up);
+    else
+        pc_buf_adds(b, ",\"upstream_ms\":null");
+    pc_json_field(b, "cache", cache, cache ? strlen(cache) : 0);
+    pc_buf_adds(b, "}\n");
+}
+
+void pc_log_access(struct pc_req *r)
+{
+    struct pc_worker *w = r->c->w;
+    if (r->logged)
+        return;
+    r->logged = 1;
+    /* metrics ride on the same once-per-request hook */
+    int slot = r->rule ? r->rule->metric_slot : 0;
+    pc_metric_add(&w->metrics->requests[slot][r->decision], 1);
+    pc_hist_observe(&w->metrics->request_duration, pc_now_us() - r->t_start);
+    if (!r->cfg || !r->cfg->access_log)
+        return;
+    pc_log_format_access(&w->logbuf, r, r->cfg->log_format);
+    if (w->logbuf.len >= 32 * 1024)
+        pc_log_flush(w);
+}
+
+void pc_log_flush(struct pc_worker *w)
+{
+    if (w->logbuf.len == 0)
+        return;
+    pc_write_all(1, w->logbuf.p, w->logbuf.len);
+    w->logbuf.len = 0;
+}

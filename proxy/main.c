@@ -1,0 +1,223 @@
+/*
+ * portcullis: command line.
+ *
+ *   portcullis [-c FILE]            serve in the foreground
+ *   portcullis -t [-c FILE]         validate the config (and its SQL) and exit
+ *   portcullis token ...            mint a test token
+ *   portcullis explain ...          evaluate one request without forwarding it
+ */
+#include "server.h"
+#include "log.h"
+#include "explain.h"
+#include "../rules/config.h"
+#include "../rules/match.h"
+#include "../policies/policy.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <jwt.h>
+
+#define PC_DEFAULT_CONFIG "/etc/portcullis/portcullis.yaml"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: portcullis [-c FILE] [-t]\n"
+            "       portcullis token (--secret S | --secret-file F) [--claim k=v]... [--ttl 1h] [--alg HS256] [--kid ID]\n"
+            "       portcullis explain [-c FILE] METHOD URL [-H 'Name: value']...\n"
+            "\n"
+            "  -c, --config FILE  config file (default: $PORTCULLIS_CONFIG, then " PC_DEFAULT_CONFIG ")\n"
+            "  -t, --test         validate the config, check policies against the database, exit\n"
+            "  -v, --version      print the version\n"
+            "  -h, --help         this help\n");
+}
+
+const char *pc_default_config_path(void)
+{
+    const char *env = getenv("PORTCULLIS_CONFIG");
+    return env && *env ? env : PC_DEFAULT_CONFIG;
+}
+
+static int pc_token_main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"secret", required_argument, NULL, 's'},
+        {"secret-file", required_argument, NULL, 'f'},
+        {"claim", required_argument, NULL, 'c'},
+        {"ttl", required_argument, NULL, 't'},
+        {"alg", required_argument, NULL, 'a'},
+        {"kid", required_argument, NULL, 'k'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *secret = NULL, *secret_file = NULL, *alg_name = "HS256", *kid = NULL;
+    int64_t ttl_ms = 3600000;
+    jwt_t *jwt = NULL;
+    char *out = NULL;
+    unsigned char *key = NULL;
+    size_t keylen = 0;
+    int rc = 1;
+
+    if (jwt_new(&jwt) != 0) {
+        fprintf(stderr, "portcullis token: out of memory\n");
+        return 1;
+    }
+    optind = 1;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 's': secret = optarg; break;
+        case 'f': secret_file = optarg; break;
+        case 'a': alg_name = optarg; break;
+        case 'k': kid = optarg; break;
+        case 't':
+            if (pc_parse_duration(optarg, &ttl_ms) != 0) {
+                fprintf(stderr, "portcullis token: bad --ttl '%s'\n", optarg);
+                goto out;
+            }
+            break;
+        case 'c': {
+            char *eq = strchr(optarg, '=');
+            if (eq == NULL || eq == optarg) {
+                fprintf(stderr, "portcullis token: --claim wants name=value\n");
+                goto out;
+            }
+            *eq = '\0';
+            const char *v = eq + 1;
+            uint64_t n;
+            int r;
+            if (pc_parse_u64(v, strlen(v), &n) == 0)
+                r = jwt_add_grant_int(jwt, optarg, (long)n);
+            else if (strcmp(v, "true") == 0 || strcmp(v, "false") == 0)
+                r = jwt_add_grant_bool(jwt, optarg, v[0] == 't');
+            else
+                r = jwt_add_grant(jwt, optarg, v);
+            if (r != 0) {
+                fprintf(stderr, "portcullis token: cannot add claim %s\n", optarg);
+                goto out;
+            }
+            break;
+        }
+        case 'h':
+            usage(stdout);
+            rc = 0;
+            goto out;
+        default:
+            usage(stderr);
+            goto out;
+        }
+    }
+    if (secret_file != NULL) {
+        FILE *f = fopen(secret_file, "rb");
+        if (f == NULL) {
+            perror(secret_file);
+            goto out;
+        }
+        key = pc_malloc(4097);
+        keylen = fread(key, 1, 4096, f);
+        fclose(f);
+        while (keylen > 0 && (key[keylen - 1] == '\n' || key[keylen - 1] == '\r'))
+            keylen--;
+    } else if (secret != NULL) {
+        keylen = strlen(secret);
+        key = (unsigned char *)pc_strndup(secret, keylen);
+    }
+    if (key == NULL || keylen == 0) {
+        fprintf(stderr, "portcullis token: a non-empty --secret or --secret-file is required\n");
+        goto out;
+    }
+    jwt_alg_t alg = jwt_str_alg(alg_name);
+    if (alg != JWT_ALG_HS256 && alg != JWT_ALG_HS384 && alg != JWT_ALG_HS512) {
+        fprintf(stderr, "portcullis token: --alg must be HS256, HS384 or HS512\n");
+        goto out;
+    }
+    time_t now = time(NULL);
+    if (jwt_get_grant_int(jwt, "exp") == 0 && ttl_ms > 0)
+        jwt_add_grant_int(jwt, "exp", (long)(now + ttl_ms / 1000));
+    if (jwt_get_grant_int(jwt, "iat") == 0)
+        jwt_add_grant_int(jwt, "iat", (long)now);
+    if (kid != NULL && jwt_add_header(jwt, "kid", kid) != 0)
+        goto out;
+    if (jwt_set_alg(jwt, alg, key, (int)keylen) != 0) {
+        fprintf(stderr, "portcullis token: cannot set the algorithm\n");
+        goto out;
+    }
+    out = jwt_encode_str(jwt);
+    if (out == NULL) {
+        fprintf(stderr, "portcullis token: encoding failed\n");
+        goto out;
+    }
+    printf("%s\n", out);
+    rc = 0;
+out:
+    free(out);
+    free(key);
+    jwt_free(jwt);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"test", no_argument, NULL, 't'},
+        {"version", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = NULL;
+    int test = 0, ch;
+
+    pc_hash_init();
+    if (argc > 1 && strcmp(argv[1], "token") == 0)
+        return pc_token_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "explain") == 0)
+        return pc_explain_main(argc - 1, argv + 1);
+
+    while ((ch = getopt_long(argc, argv, "c:tvh", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c': path = optarg; break;
+        case 't': test = 1; break;
+        case 'v':
+            printf("portcullis %s\n", PC_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "portcullis: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    if (path == NULL)
+        path = pc_default_config_path();
+
+    int db_rc = 0;
+    char *errors = NULL;
+    struct pc_config *cfg = pc_server_load_config(path, &db_rc, &errors);
+    if (cfg == NULL) {
+        fputs(errors ? errors : "unknown error\n", stderr);
+        free(errors);
+        return 1;
+    }
+    if (db_rc == 1 && errors != NULL)
+        fprintf(stderr, "warning: %s", errors);
+    free(errors);
+    if (test) {
+        printf("%s: configuration OK (%zu rules, %zu policies%s)\n", path,
+               cfg->rules ? cfg->rules->n : 0, cfg->policies ? cfg->policies->n : 0,
+               db_rc == 1 ? "; policies NOT checked: database unreachable" :
+               (cfg->policies && cfg->policies->n ? ", all prepared against the database" : ""));
+        cfg_unref(cfg);
+        return 0;
+    }
+    return pc_server_run(path, cfg);
+}

@@ -1,0 +1,58 @@
+/*
+ * portcullis: Prometheus metrics.
+ *
+ * Each worker owns a pc_metrics and updates it with relaxed atomic adds
+ * (no contention: one writer). The admin listener sums all workers when
+ * scraped. Label values are bounded: rule and policy names come from the
+ * config (registered into at most PC_METRIC_SLOTS slots), never from
+ * requests.
+ */
+#ifndef PC_METRICS_H
+#define PC_METRICS_H
+
+#include <stdint.h>
+
+#include "util.h"
+
+#define PC_METRIC_SLOTS 256
+#define PC_HIST_BUCKETS 15
+
+struct pc_hist {
+    uint64_t buckets[PC_HIST_BUCKETS]; /* last one is +Inf */
+    uint64_t count;
+    uint64_t sum_us;
+};
+
+enum pc_upstream_error { PC_UPERR_REFUSED, PC_UPERR_TIMEOUT, PC_UPERR_RESET, PC_UPERR_PROTOCOL, PC_UPERR__COUNT };
+enum pc_policy_result { PC_POL_PASS, PC_POL_FAIL, PC_POL_ERROR, PC_POL__COUNT };
+
+struct pc_metrics {
+    uint64_t requests[PC_METRIC_SLOTS][16];  /* [rule slot][decision] */
+    uint64_t policy_queries[PC_METRIC_SLOTS][PC_POL__COUNT];
+    struct pc_hist request_duration;
+    struct pc_hist policy_duration;
+    uint64_t cache_hits, cache_misses;
+    uint64_t upstream_errors[PC_UPERR__COUNT];
+};
+
+/* Slots for label values; thread-safe, called at config load. Slot 0 is
+ * "(none)" (no rule matched), the last slot is "(other)" on overflow. */
+int pc_metrics_rule_slot(const char *name);
+int pc_metrics_policy_slot(const char *name);
+
+static inline void pc_metric_add(uint64_t *c, uint64_t n)
+{
+    __atomic_add_fetch(c, n, __ATOMIC_RELAXED);
+}
+
+void pc_hist_observe(struct pc_hist *h, int64_t us);
+
+/* Process-wide values. */
+void pc_metrics_reload(int ok);
+void pc_metrics_set_generation(uint64_t gen);
+
+struct pc_worker;
+/* Render every worker's metrics in Prometheus text format. */
+void pc_metrics_render(struct pc_buf *b, struct pc_worker **workers, int nworkers);
+
+#endif

@@ -1,0 +1,225 @@
+/*
+ * portcullis: per-worker state, connections and requests.
+ *
+ * Share-nothing, as in HAProxy's threads and h2o's contexts: each worker
+ * thread owns an event_base, a listening socket (SO_REUSEPORT), its client
+ * connections, an upstream keep-alive pool, its database connections and
+ * its decision cache. Workers talk to the main thread only through their
+ * mailbox (an eventfd plus a locked queue).
+ */
+#ifndef PC_WORKER_H
+#define PC_WORKER_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <event2/buffer.h>
+
+#include "h1.h"
+#include "util.h"
+#include "../rules/canon.h"
+#include "../rules/config.h"
+#include "../rules/match.h"
+#include "../policies/decide.h"
+
+struct pc_worker;
+struct up_conn;
+struct pc_metrics;
+struct tokcache;
+struct pc_trace;
+
+enum pc_decision {
+    PC_D_NONE = 0,
+    PC_D_ALLOW,
+    PC_D_DENY,
+    PC_D_UNAUTH,      /* "unauthenticated" */
+    PC_D_ERROR,
+    PC_D_FORWARD,
+    PC_D_REJECT,      /* refused before a rule could apply: bad request */
+    PC_D_SHADOW_DENY,
+    PC_D_LOCAL,       /* health/readiness, answered by the proxy */
+    PC_D__COUNT,
+};
+
+extern const char *const pc_decision_names[PC_D__COUNT];
+
+enum pc_body { PC_BODY_NONE, PC_BODY_LENGTH, PC_BODY_CHUNKED, PC_BODY_CLOSE };
+
+struct pc_req {
+    struct pc_conn *c;
+    struct pc_config *cfg;          /* the generation this request runs on */
+    char *head;                     /* copy of the request head */
+    size_t head_len, head_cap;
+    struct h1_request h;
+    struct canon_result canon;
+    char *pathbuf;                  /* canonical path */
+    size_t pathbuf_cap;
+    char *matchbuf;                 /* capture values */
+    struct rule_match match;
+    const struct rule *rule;
+
+    /* identity */
+    char *subject;
+    size_t subject_len;
+    char *payload;                  /* verified claims JSON */
+    size_t payload_len;
+
+    /* decision */
+    enum pc_decision decision;
+    const char *reason;
+    char reason_buf[96];
+    int deciding;
+    struct dec_request dec;
+    int cache_state;                /* 0: none, 1: hit, 2: miss */
+
+    /* request body, client -> upstream */
+    enum pc_body req_body;
+    uint64_t req_remaining;
+    struct h1_chunked req_chunk;
+    uint64_t req_body_bytes;
+    unsigned req_body_done : 1;
+    unsigned sent_continue : 1;
+
+    /* upstream exchange */
+    struct up_conn *up;
+    unsigned up_head_sent : 1;
+    unsigned resp_head_done : 1;
+    unsigned resp_done : 1;
+    unsigned resp_chunked_out : 1;  /* re-chunk to the client */
+    unsigned tunnel : 1;
+    unsigned upgrade : 1;           /* an Upgrade request we forward */
+    unsigned keepalive : 1;         /* keep the client connection after this */
+    unsigned local_reply : 1;
+    unsigned ready_probe : 1;
+    unsigned up_keepalive : 1;      /* the upstream connection may be reused */
+    unsigned logged : 1;
+    struct h1_scan rscan;
+    enum pc_body resp_body;
+    uint64_t resp_remaining;
+    struct h1_chunked resp_chunk;
+    int status;
+
+    /* judging (judge.c) */
+    void (*judge_fn)(struct pc_req *r, int status, const char *code, const char *message);
+    struct pc_trace *trace;         /* explain only */
+
+    /* accounting, in microseconds */
+    int64_t t_start, t_policy, t_policy_end, t_up, t_up_end;
+    uint64_t bytes_in, bytes_out;
+    char request_id[72];
+
+    SLIST_ENTRY(pc_req) free_link;
+};
+
+enum pc_conn_state {
+    PC_CS_IDLE,       /* waiting for a request */
+    PC_CS_HEAD,       /* receiving a head */
+    PC_CS_ACTIVE,     /* a request is being handled */
+    PC_CS_FLUSH,      /* response complete, writing it out */
+    PC_CS_TUNNEL,     /* after 101: bytes both ways */
+    PC_CS_LINGER,     /* shut down for writing, discarding input */
+};
+
+struct pc_conn {
+    struct pc_worker *w;
+    int fd;
+    enum pc_conn_state state;
+    struct event rev, wev, tev;
+    struct evbuffer *in, *out;
+    struct h1_scan scan;
+    struct pc_req *req;
+    int64_t deadline;               /* current timer deadline (ms) */
+    int64_t deadline_head;          /* the head must be complete by then */
+    int64_t deadline_linger;
+    int64_t last_in;                /* last byte from the client (ms) */
+    int64_t last_out;               /* last byte to the client (ms) */
+    unsigned reading : 1;
+    unsigned writing : 1;
+    unsigned eof : 1;
+    unsigned close_after : 1;       /* close once the output is flushed */
+    unsigned timer_on : 1;
+    uint32_t nreq;
+    char peer[48];
+    TAILQ_ENTRY(pc_conn) link;
+};
+
+TAILQ_HEAD(pc_conn_list, pc_conn);
+SLIST_HEAD(pc_req_list, pc_req);
+
+struct pc_mail {
+    int kind;                       /* PC_MAIL_* */
+    struct pc_config *cfg;
+    struct pc_mail *next;
+};
+
+enum { PC_MAIL_CONFIG = 1, PC_MAIL_DRAIN, PC_MAIL_STOP };
+
+struct pc_worker {
+    int id;
+    pthread_t thread;
+    struct event_base *base;
+    struct pc_config *cfg;          /* current generation (worker-owned ref) */
+    int listen_fd;
+    struct event listen_ev;
+    struct event accept_retry;
+    struct pc_conn_list conns;
+    size_t nconns;
+    struct pc_req_list req_free;
+    size_t req_free_n;
+
+    /* upstream pool */
+    struct up_pool *pool;
+
+    /* policy engine */
+    struct dec_ctx *dec;
+
+    /* mailbox */
+    int mail_fd;
+    struct event mail_ev;
+    pthread_mutex_t mail_lock;
+    struct pc_mail *mail_head, *mail_tail;
+
+    int draining;
+    int stopped;
+    uint64_t request_seq;
+
+    struct tokcache *tokens;        /* verified tokens */
+    struct pc_buf scratch;          /* for building heads */
+    struct h1_response resp_scratch;
+    char id_prefix[17];             /* request ids: <prefix>-<worker>-<seq> */
+
+    struct pc_metrics *metrics;     /* this worker's counters */
+    struct pc_buf logbuf;           /* access log lines not yet written */
+    struct event log_ev;
+};
+
+/* conn.c */
+void pc_conn_accept(struct pc_worker *w, int fd, const struct sockaddr *sa, socklen_t salen);
+void pc_conn_close(struct pc_conn *c);
+void pc_conn_drain(struct pc_conn *c);
+/* limits.connections exceeded: answer 503 and close. */
+void pc_conn_over_limit(struct pc_conn *c);
+/* Reply from the proxy itself (health/readiness). */
+void pc_req_local_reply(struct pc_req *r, int status, const char *body, size_t len, const char *extra);
+void pc_req_upstream_event(struct pc_req *r, int what);
+void pc_req_upstream_connected(struct pc_req *r);
+void pc_req_upstream_failed(struct pc_req *r, int status, const char *code, const char *why);
+void pc_req_upstream_readable(struct pc_req *r);
+void pc_req_upstream_drained(struct pc_req *r);
+
+/* server.c */
+void pc_worker_conn_gone(struct pc_worker *w);
+extern int64_t pc_active_connections; /* atomic, all workers */
+
+#define PC_HIGH_WATER (256 * 1024)
+#define PC_LOW_WATER (64 * 1024)
+#define PC_READ_CHUNK (64 * 1024)
+
+/* Read once from fd into buf (at most max bytes). >0, 0 on EOF, -1 with
+ * errno (EAGAIN included). */
+ssize_t pc_read_into(int fd, struct evbuffer *buf, size_t max);
+
+#endif

@@ -1,0 +1,608 @@
+/*
+ * portcullis: config loading. One table of top-level sections; each section
+ * is parsed by the module that owns it.
+ */
+#include "config.h"
+#include "match.h"
+#include "../policies/identity.h"
+#include "../policies/policy.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+void cfg_error(struct cfg_ctx *ctx, const struct yt_node *at, const char *fmt, ...)
+{
+    va_list ap;
+    if (ctx->nerrors >= 50)
+        return;
+    if (at != NULL)
+        pc_buf_addf(&ctx->errors, "%s:%d:%d: ", ctx->file, at->line, at->col);
+    else
+        pc_buf_addf(&ctx->errors, "%s:1:1: ", ctx->file);
+    va_start(ap, fmt);
+    pc_buf_vaddf(&ctx->errors, fmt, ap);
+    va_end(ap);
+    pc_buf_addc(&ctx->errors, '\n');
+    ctx->nerrors++;
+}
+
+static const char *cfg_type_name(enum yt_type t)
+{
+    switch (t) {
+    case YT_SCALAR: return "a scalar";
+    case YT_MAP: return "a mapping";
+    case YT_SEQ: return "a list";
+    }
+    return "?";
+}
+
+int cfg_expect(struct cfg_ctx *ctx, const struct yt_node *n, enum yt_type t, const char *what)
+{
+    if (n->type == t)
+        return 0;
+    cfg_error(ctx, n, "%s must be %s", what, cfg_type_name(t));
+    return -1;
+}
+
+void cfg_unknown_key(struct cfg_ctx *ctx, const struct yt_node *key, const char *where,
+                     const char *const *candidates, size_t ncandidates)
+{
+    const char *best = NULL;
+    size_t best_d = 3;
+    for (size_t i = 0; i < ncandidates; i++) {
+        size_t d = pc_edit_distance(key->str, candidates[i]);
+        if (d < best_d) {
+            best_d = d;
+            best = candidates[i];
+        }
+    }
+    if (best != NULL)
+        cfg_error(ctx, key, "unknown key '%s' in %s (did you mean '%s'?)", key->str, where, best);
+    else
+        cfg_error(ctx, key, "unknown key '%s' in %s", key->str, where);
+}
+
+int cfg_scalar(struct cfg_ctx *ctx, const struct yt_node *n, enum cfg_ftype t, void *out,
+               int64_t min, int64_t max)
+{
+    if (n->type != YT_SCALAR) {
+        cfg_error(ctx, n, "expected a scalar value, found %s", cfg_type_name(n->type));
+        return -1;
+    }
+    switch (t) {
+    case CFG_STR:
+        *(char **)out = pc_strndup(n->str, n->len);
+        return 0;
+    case CFG_DURATION: {
+        int64_t ms;
+        if (pc_parse_duration(n->str, &ms) != 0) {
+            cfg_error(ctx, n, "invalid duration '%s' (write e.g. 500ms, 10s, 5m, 1h)", n->str);
+            return -1;
+        }
+        if (max > 0 && (ms < min || ms > max)) {
+            cfg_error(ctx, n, "duration '%s' out of range", n->str);
+            return -1;
+        }
+        *(int64_t *)out = ms;
+        return 0;
+    }
+    case CFG_SIZE: {
+        uint64_t b;
+        if (pc_parse_size(n->str, &b) != 0) {
+            cfg_error(ctx, n, "invalid size '%s' (write e.g. 32KiB, 100MiB)", n->str);
+            return -1;
+        }
+        if (max > 0 && (b < (uint64_t)min || b > (uint64_t)max)) {
+            cfg_error(ctx, n, "size '%s' out of range", n->str);
+            return -1;
+        }
+        *(uint64_t *)out = b;
+        return 0;
+    }
+    case CFG_INT: {
+        uint64_t v;
+        if (pc_parse_u64(n->str, n->len, &v) != 0 || v > INT64_MAX) {
+            cfg_error(ctx, n, "invalid number '%s'", n->str);
+            return -1;
+        }
+        if (max > 0 && ((int64_t)v < min || (int64_t)v > max)) {
+            cfg_error(ctx, n, "%s is out of range (%lld..%lld)", n->str, (long long)min, (long long)max);
+            return -1;
+        }
+        *(int64_t *)out = (int64_t)v;
+        return 0;
+    }
+    case CFG_BOOL:
+        if (!n->quoted && strcmp(n->str, "true") == 0) {
+            *(int *)out = 1;
+            return 0;
+        }
+        if (!n->quoted && strcmp(n->str, "false") == 0) {
+            *(int *)out = 0;
+            return 0;
+        }
+        cfg_error(ctx, n, "expected true or false, found '%s'", n->str);
+        return -1;
+    }
+    return -1;
+}
+
+void cfg_fields(struct cfg_ctx *ctx, const struct yt_node *map,
+                const struct cfg_field *fields, size_t nfields, void *base)
+{
+    const char *names[32];
+    for (size_t i = 0; i < nfields && i < 32; i++)
+        names[i] = fields[i].key;
+    for (size_t i = 0; i < map->n; i++) {
+        const struct yt_node *k = map->keys[i], *v = map->items[i];
+        size_t f;
+        for (f = 0; f < nfields; f++)
+            if (strcmp(k->str, fields[f].key) == 0)
+                break;
+        if (f == nfields) {
+            cfg_unknown_key(ctx, k, "this section", names, PC_MIN(nfields, (size_t)32));
+            continue;
+        }
+        void *dst = (char *)base + fields[f].offset;
+        if (fields[f].type == CFG_STR)
+            free(*(char **)dst);
+        cfg_scalar(ctx, v, fields[f].type, dst, fields[f].min, fields[f].max);
+    }
+}
+
+/* ---- addresses ---- */
+
+int cfg_parse_hostport(const char *s, int need_resolve, struct pc_addr *out, char *err, size_t errlen)
+{
+    char host[256];
+    const char *port_s;
+    size_t hl;
+
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':') {
+            snprintf(err, errlen, "invalid address '%s' (write [v6addr]:port)", s);
+            return -1;
+        }
+        hl = (size_t)(close - s - 1);
+        if (hl >= sizeof(host)) {
+            snprintf(err, errlen, "host too long in '%s'", s);
+            return -1;
+        }
+        memcpy(host, s + 1, hl);
+        host[hl] = '\0';
+        port_s = close + 2;
+    } else {
+        const char *colon = strrchr(s, ':');
+        if (colon == NULL || strchr(s, ':') != colon) {
+            snprintf(err, errlen, "invalid address '%s' (write host:port, or [v6addr]:port)", s);
+            return -1;
+        }
+        hl = (size_t)(colon - s);
+        if (hl >= sizeof(host)) {
+            snprintf(err, errlen, "host too long in '%s'", s);
+            return -1;
+        }
+        memcpy(host, s, hl);
+        host[hl] = '\0';
+        port_s = colon + 1;
+    }
+    uint64_t port;
+    if (pc_parse_u64(port_s, strlen(port_s), &port) != 0 || port == 0 || port > 65535) {
+        snprintf(err, errlen, "invalid port in '%s'", s);
+        return -1;
+    }
+
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV | (host[0] == '\0' ? AI_PASSIVE : 0);
+    if (!need_resolve)
+        hints.ai_flags |= AI_NUMERICHOST;
+    hints.ai_family = AF_UNSPEC;
+    int rc = getaddrinfo(host[0] ? host : NULL, port_s, &hints, &res);
+    if (rc != 0 || res == NULL) {
+        if (!need_resolve)
+            snprintf(err, errlen, "'%s' must be a numeric address and port", s);
+        else
+            snprintf(err, errlen, "cannot resolve '%s': %s", host, gai_strerror(rc));
+        return -1;
+    }
+    memcpy(&out->sa, res->ai_addr, res->ai_addrlen);
+    out->len = res->ai_addrlen;
+    freeaddrinfo(res);
+    out->text = pc_strdup(s);
+    out->host = pc_strdup(host);
+    out->port = (int)port;
+    return 0;
+}
+
+static void cfg_addr_free(struct pc_addr *a)
+{
+    free(a->text);
+    free(a->host);
+    a->text = a->host = NULL;
+}
+
+/* ---- core sections (owned by proxy/) ---- */
+
+static void sec_listen(struct cfg_ctx *ctx, struct yt_node *n)
+{
+    char err[256];
+    if (cfg_expect(ctx, n, YT_SCALAR, "listen") != 0)
+        return;
+    cfg_addr_free(&ctx->cfg->listen);
+    if (cfg_parse_hostport(n->str, 0, &ctx->cfg->listen, err, sizeof(err)) != 0)
+        cfg_error(ctx, n, "listen: %s", err);
+}
+
+static void sec_admin_listen(struct cfg_ctx *ctx, struct yt_node *n)
+{
+    char err[256];
+    if (yt_is_null(n))
+        return;
+    if (cfg_expect(ctx, n, YT_SCALAR, "admin_listen") != 0)
+        return;
+    if (cfg_parse_hostport(n->str, 0, &ctx->cfg->admin_listen, err, sizeof(err)) != 0)
+        cfg_error(ctx, n, "admin_listen: %s", err);
+}
+
+static void sec_upstream(struct cfg_ctx *ctx, struct yt_node *n)
+{
+    char err[256];
+    if (cfg_expect(ctx, n, YT_SCALAR, "upstream") != 0)
+        return;
+    if (strncmp(n->str, "http://", 7) != 0) {
+        cfg_error(ctx, n, "upstream must be http://host:port, found '%s'", n->str);
+        return;
+    }
+    const char *hp = n->str + 7;
+    size_t l = strlen(hp);
+    if (l > 0 && hp[l - 1] == '/')
+        l--;
+    char *tmp = pc_strndup(hp, l);
+    if (strchr(tmp, '/') != NULL) {
+        cfg_error(ctx, n, "upstream must not have a path: '%s'", n->str);
+    } else if (cfg_parse_hostport(tmp, 1, &ctx->cfg->upstream, err, sizeof(err)) != 0) {
+        cfg_error(ctx, n, "upstream: %s", err);
+    }
+    free(tmp);
+}
+
+static void sec_path(struct cfg_ctx *ctx, struct yt_node *n, char **dst, const char *what)
+{
+    if (cfg_expect(ctx, n, YT_SCALAR, what) != 0)
+        return;
+    if (n->str[0] != '/' || strpbrk(n->str, "?# %") != NULL) {
+        cfg_error(ctx, n, "%s must be an absolute path without query, found '%s'", what, n->str);
+        return;
+    }
+    free(*dst);
+    *dst = pc_strdup(n->str);
+}
+
+static void sec_health_path(struct cfg_ctx *ctx, struct yt_node *n)
+{
+    sec_path(ctx, n, &ctx->cfg->health_path, "health_path");
+}
+
+static void sec_ready_path(struct cfg_ctx *ctx, struct yt_node *n)
+{
+    sec_path(ctx, n, &ctx->cfg->ready_path, "ready_path");
+}
+
+static void sec_workers(struct cfg_ctx *ctx, struct yt_node *n)
+{
+    int64_t v;
+    if (cfg_scalar(ctx, n, CFG_INT, &v, 1, 256) == 0)
+        ctx->cfg->workers = (int)v;
+}
+
+#define TO(f) offsetof(struct pc_timeouts, f)
+static const struct cfg_field timeout_fields[] = {
+    {"header", CFG_DURATION, TO(header), 1, 86400000},
+    {"connect", CFG_DURATION, TO(connect), 1, 86400000},
+    {"upstream", CFG_DURATION, TO(upstream), 1, 7 * 86400000LL},
+    {"idle", CFG_DURATION, TO(idle), 1, 86400000},
+    {"drain", CFG_DURATION, TO(drain), 0, 86400000},
+    {"body", CFG_DURATION, TO(body), 1, 86400000},
+    {"keepalive", CFG_DURATION, TO(keepalive), 0, 86400000},
+    {"policy", CFG_DURATION, TO(policy), 1, 600000},
+};
+#undef TO
+
+static void sec_timeouts(struct cfg_ctx *ctx, struct yt_node *n)
+{
+    if (cfg_expect(ctx, n, YT_MAP, "timeouts") != 0)
+        return;
+    cfg_fields(ctx, n, timeout_fields, PC_ARRAY_LEN(timeout_fields), &ctx->cfg->timeouts);
+}
+
+#define LO(f) offsetof(struct pc_limits, f)
+static const struct cfg_field limit_fields[] = {
+    {"header_bytes", CFG_SIZE, LO(header_bytes), 1024, 1024 * 1024},
+    {"body_bytes", CFG_SIZE, LO(body_bytes), 0, INT64_MAX},
+    {"connections", CFG_INT, LO(connections), 0, 10000000},
+};
+#undef LO
+
+static void sec_limits(struct cfg_ctx *ctx, struct yt_node *n)
+{
+    if (cfg_expect(ctx, n, YT_MAP, "limits") != 0)
+        return;
+    cfg_fields(ctx, n, limit_fields, PC_ARRAY_LEN(limit_fields), &ctx->cfg->limits);
+}
+
+static void sec_log(struct cfg_ctx *ctx, struct yt_node *n)
+{
+    static const char *const keys[] = {"format", "level", "access"};
+    if (cfg_expect(ctx, n, YT_MAP, "log") != 0)
+        return;
+    for (size_t i = 0; i < n->n; i++) {
+        struct yt_node *k = n->keys[i], *v = n->items[i];
+        if (strcmp(k->str, "format") == 0) {
+            if (cfg_expect(ctx, v, YT_SCALAR, "log.format") != 0)
+                continue;
+            if (strcmp(v->str, "json") == 0)
+                ctx->cfg->log_format = PC_LOG_JSON;
+            else if (strcmp(v->str, "text") == 0)
+                ctx->cfg->log_format = PC_LOG_TEXT;
+            else
+                cfg_error(ctx, v, "log.format must be json or text, found '%s'", v->str);
+        } else if (strcmp(k->str, "level") == 0) {
+            static const char *const levels[] = {"debug", "info", "warn", "error"};
+            size_t l;
+            if (cfg_expect(ctx, v, YT_SCALAR, "log.level") != 0)
+                continue;
+            for (l = 0; l < PC_ARRAY_LEN(levels); l++)
+                if (strcmp(v->str, levels[l]) == 0)
+                    break;
+            if (l == PC_ARRAY_LEN(levels))
+                cfg_error(ctx, v, "log.level must be debug, info, warn or error, found '%s'", v->str);
+            else
+                ctx->cfg->log_level = (enum pc_log_level)l;
+        } else if (strcmp(k->str, "access") == 0) {
+            cfg_scalar(ctx, v, CFG_BOOL, &ctx->cfg->access_log, 0, 0);
+        } else {
+            cfg_unknown_key(ctx, k, "log", keys, PC_ARRAY_LEN(keys));
+        }
+    }
+}
+
+static void sec_default(struct cfg_ctx *ctx, struct yt_node *n)
+{
+    if (cfg_expect(ctx, n, YT_SCALAR, "default") != 0)
+        return;
+    if (strcmp(n->str, "deny") == 0)
+        ctx->cfg->default_forward = 0;
+    else if (strcmp(n->str, "forward") == 0)
+        ctx->cfg->default_forward = 1;
+    else
+        cfg_error(ctx, n, "default must be deny or forward, found '%s'", n->str);
+}
+
+#define CO(f) offsetof(struct pc_cache, f)
+static const struct cfg_field cache_fields[] = {
+    {"ttl", CFG_DURATION, CO(ttl), 0, 86400000},
+    {"max_entries", CFG_INT, CO(max_entries), 1, 100000000},
+    {"invalidate_channel", CFG_STR, CO(invalidate_channel), 0, 0},
+    {"token_ttl", CFG_DURATION, CO(token_ttl), 0, 86400000},
+};
+#undef CO
+
+static void sec_cache(struct cfg_ctx *ctx, struct yt_node *n)
+{
+    if (cfg_expect(ctx, n, YT_MAP, "cache") != 0)
+        return;
+    cfg_fields(ctx, n, cache_fields, PC_ARRAY_LEN(cache_fields), &ctx->cfg->cache);
+    const char *ch = ctx->cfg->cache.invalidate_channel;
+    if (ch != NULL) {
+        for (const char *p = ch; *p; p++) {
+            if (!(*p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9'))) {
+                cfg_error(ctx, yt_get(n, "invalidate_channel"),
+                          "cache.invalidate_channel must be a lower-case identifier ([a-z0-9_])");
+                break;
+            }
+        }
+    }
+}
+
+#define DO(f) offsetof(struct pc_database, f)
+static const struct cfg_field database_fields[] = {
+    {"url", CFG_STR, DO(url), 0, 0},
+    {"pool", CFG_INT, DO(pool), 1, 256},
+    {"connect_timeout", CFG_DURATION, DO(connect_timeout), 1, 600000},
+};
+#undef DO
+
+static void sec_database(struct cfg_ctx *ctx, struct yt_node *n)
+{
+    if (cfg_expect(ctx, n, YT_MAP, "database") != 0)
+        return;
+    ctx->cfg->database.line = n->line;
+    ctx->cfg->database.col = n->col;
+    cfg_fields(ctx, n, database_fields, PC_ARRAY_LEN(database_fields), &ctx->cfg->database);
+    if (ctx->cfg->database.url == NULL)
+        cfg_error(ctx, n, "database.url is required");
+}
+
+/* ---- the section table ---- */
+
+struct cfg_section {
+    const char *name;
+    void (*parse)(struct cfg_ctx *ctx, struct yt_node *n);
+};
+
+static void sec_identity(struct cfg_ctx *ctx, struct yt_node *n)
+{
+    id_config_parse(ctx, n);
+}
+
+static void sec_policies(struct cfg_ctx *ctx, struct yt_node *n)
+{
+    pol_config_parse(ctx, n);
+}
+
+static void sec_rules(struct cfg_ctx *ctx, struct yt_node *n)
+{
+    PC_UNUSED(n); /* compiled after every other section, see cfg_finish() */
+    PC_UNUSED(ctx);
+}
+
+static const struct cfg_section cfg_sections[] = {
+    {"listen", sec_listen},
+    {"upstream", sec_upstream},
+    {"health_path", sec_health_path},
+    {"ready_path", sec_ready_path},
+    {"workers", sec_workers},
+    {"timeouts", sec_timeouts},
+    {"limits", sec_limits},
+    {"admin_listen", sec_admin_listen},
+    {"log", sec_log},
+    {"identity", sec_identity},
+    {"rules", sec_rules},
+    {"default", sec_default},
+    {"policies", sec_policies},
+    {"database", sec_database},
+    {"cache", sec_cache},
+};
+
+static void cfg_defaults(struct pc_config *c)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    c->workers = ncpu > 0 ? (int)PC_MIN(ncpu, 64) : 1;
+    c->timeouts.header = 10000;
+    c->timeouts.connect = 5000;
+    c->timeouts.upstream = 3600000;
+    c->timeouts.idle = 75000;
+    c->timeouts.drain = 30000;
+    c->timeouts.body = 60000;
+    c->timeouts.keepalive = 1000;
+    c->timeouts.policy = 2000;
+    c->limits.header_bytes = 32 * 1024;
+    c->limits.body_bytes = 100 * 1024 * 1024;
+    c->limits.connections = 0;
+    c->health_path = pc_strdup("/healthz");
+    c->ready_path = pc_strdup("/readyz");
+    c->log_format = PC_LOG_JSON;
+    c->log_level = PC_LOG_INFO;
+    c->access_log = 1;
+    c->default_forward = 0;
+    c->database.pool = 4;
+    c->database.connect_timeout = 5000;
+    c->cache.ttl = 5000;
+    c->cache.max_entries = 100000;
+    c->cache.token_ttl = 60000;
+}
+
+void cfg_free(struct pc_config *c);
+
+static struct pc_config *cfg_from_doc(struct yt_doc *doc, char **errors)
+{
+    struct cfg_ctx ctx = {0};
+    struct pc_config *c = pc_calloc(1, sizeof(*c));
+    ctx.file = doc->file;
+    ctx.cfg = c;
+    ctx.root = doc->root;
+    c->refcnt = 1;
+    c->file = pc_strdup(doc->file);
+    cfg_defaults(c);
+
+    if (doc->root->type != YT_MAP) {
+        cfg_error(&ctx, doc->root, "the configuration must be a mapping of sections");
+        goto out;
+    }
+    const char *names[PC_ARRAY_LEN(cfg_sections)];
+    for (size_t s = 0; s < PC_ARRAY_LEN(cfg_sections); s++)
+        names[s] = cfg_sections[s].name;
+    for (size_t i = 0; i < doc->root->n; i++) {
+        struct yt_node *k = doc->root->keys[i];
+        size_t s;
+        for (s = 0; s < PC_ARRAY_LEN(cfg_sections); s++)
+            if (strcmp(k->str, cfg_sections[s].name) == 0)
+                break;
+        if (s == PC_ARRAY_LEN(cfg_sections)) {
+            cfg_unknown_key(&ctx, k, "the top level", names, PC_ARRAY_LEN(names));
+            continue;
+        }
+        cfg_sections[s].parse(&ctx, doc->root->items[i]);
+    }
+    if (c->listen.text == NULL)
+        cfg_error(&ctx, doc->root, "listen is required");
+    if (c->upstream.text == NULL)
+        cfg_error(&ctx, doc->root, "upstream is required");
+    if (strcmp(c->health_path, c->ready_path) == 0)
+        cfg_error(&ctx, yt_get(doc->root, "ready_path"), "health_path and ready_path must differ");
+
+    /* Cross-section checks, in dependency order: policies need the
+     * database; rules need identity and policies. */
+    pol_config_finish(&ctx, doc->root);
+    rule_config_parse(&ctx, yt_get(doc->root, "rules"), doc->root);
+
+out:
+    if (ctx.nerrors > 0) {
+        *errors = pc_strdup(pc_buf_cstr(&ctx.errors));
+        pc_buf_free(&ctx.errors);
+        cfg_free(c);
+        return NULL;
+    }
+    pc_buf_free(&ctx.errors);
+    return c;
+}
+
+struct pc_config *cfg_load_text(const char *file, const char *text, size_t len,
+                                yt_getenv_fn getenv_fn, char **errors)
+{
+    char err[512];
+    struct yt_doc *doc = yt_load(file, text, len, getenv_fn, err, sizeof(err));
+    *errors = NULL;
+    if (doc == NULL) {
+        *errors = pc_sprintf("%s\n", err);
+        return NULL;
+    }
+    struct pc_config *c = cfg_from_doc(doc, errors);
+    yt_free(doc);
+    return c;
+}
+
+struct pc_config *cfg_load(const char *file, yt_getenv_fn getenv_fn, char **errors)
+{
+    return cfg_load_text(file, NULL, 0, getenv_fn, errors);
+}
+
+void cfg_free(struct pc_config *c)
+{
+    if (c == NULL)
+        return;
+    free(c->file);
+    cfg_addr_free(&c->listen);
+    cfg_addr_free(&c->upstream);
+    cfg_addr_free(&c->admin_listen);
+    free(c->health_path);
+    free(c->ready_path);
+    id_config_free(c->identity);
+    rule_set_free(c->rules);
+    pol_set_free(c->policies);
+    free(c->database.url);
+    free(c->cache.invalidate_channel);
+    free(c);
+}
+
+struct pc_config *cfg_ref(struct pc_config *cfg)
+{
+    __atomic_add_fetch(&cfg->refcnt, 1, __ATOMIC_RELAXED);
+    return cfg;
+}
+
+void cfg_unref(struct pc_config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    if (__atomic_sub_fetch(&cfg->refcnt, 1, __ATOMIC_ACQ_REL) == 0)
+        cfg_free(cfg);
+}

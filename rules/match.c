@@ -1,0 +1,731 @@
+/*
+ * portcullis: rule templates, the segment trie, and matching.
+ */
+#include "match.h"
+#include "canon.h"
+#include "config.h"
+#include "../policies/policy.h"
+#include "../proxy/metrics.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- templates ---- */
+
+int rule_is_uuid(const char *s, size_t len)
+{
+    if (len != 36)
+        return 0;
+    for (size_t i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-')
+                return 0;
+        } else if (pc_hexval((unsigned char)s[i]) < 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int rule_is_int(const char *s, size_t len)
+{
+    if (len == 0 || len > 18)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+    return 1;
+}
+
+static int rule_ident_ok(const char *s, size_t len)
+{
+    if (len == 0 || len > 63)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        int ok = c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                 (i > 0 && c >= '0' && c <= '9');
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+void rule_segs_free(struct rule_seg *segs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(segs[i].lit);
+        free(segs[i].name);
+    }
+    free(segs);
+}
+
+/* "{name}" / "{name:uuid}" / "{name:int}" -> name and type. */
+static int rule_parse_capture(const char *s, size_t len, char **name, enum param_type *pt,
+                              const char **why)
+{
+    if (len < 3 || s[0] != '{' || s[len - 1] != '}') {
+        *why = "a capture must be a whole segment written {name} or {name:type}";
+        return -1;
+    }
+    const char *in = s + 1;
+    size_t il = len - 2;
+    const char *colon = memchr(in, ':', il);
+    size_t nl = colon ? (size_t)(colon - in) : il;
+    if (!rule_ident_ok(in, nl)) {
+        *why = "capture names are identifiers ([A-Za-z_][A-Za-z0-9_]*)";
+        return -1;
+    }
+    *pt = PT_ANY;
+    if (colon != NULL) {
+        const char *t = colon + 1;
+        size_t tl = il - nl - 1;
+        if (pc_memeq(t, tl, "uuid", 4))
+            *pt = PT_UUID;
+        else if (pc_memeq(t, tl, "int", 3))
+            *pt = PT_INT;
+        else {
+            *why = "capture type must be uuid or int";
+            return -1;
+        }
+    }
+    *name = pc_strndup(in, nl);
+    return 0;
+}
+
+int rule_compile_template(const char *tpl, struct rule_seg **segs_out, size_t *nsegs_out,
+                          const char **why)
+{
+    size_t len = strlen(tpl), n = 0, cap = 8;
+    struct rule_seg *segs;
+
+    if (len == 0 || tpl[0] != '/') {
+        *why = "a path template must start with '/'";
+        return -1;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)tpl[i];
+        if (c < 0x20 || c == 0x7f || c == '%' || c == '?' || c == '#') {
+            *why = "path templates are decoded paths: no '%', '?', '#' or control characters";
+            return -1;
+        }
+    }
+    segs = pc_calloc(cap, sizeof(*segs));
+    size_t s = 1;
+    for (;;) {
+        size_t e = s;
+        while (e < len && tpl[e] != '/')
+            e++;
+        const char *seg = tpl + s;
+        size_t sl = e - s;
+        int last = e >= len;
+        if (n == cap) {
+            cap *= 2;
+            segs = pc_realloc(segs, cap * sizeof(*segs));
+            memset(segs + n, 0, (cap - n) * sizeof(*segs));
+        }
+        struct rule_seg *g = &segs[n];
+        if (sl == 0 && !last) {
+            *why = "empty segment ('//') in template";
+            goto fail;
+        }
+        if (pc_memeq(seg, sl, "**", 2)) {
+            if (!last) {
+                *why = "'**' must be the last segment";
+                goto fail;
+            }
+            g->kind = SEG_GLOB;
+        } else if (pc_memeq(seg, sl, "*", 1)) {
+            g->kind = SEG_PARAM;
+            g->ptype = PT_ANY;
+        } else if (sl > 0 && seg[0] == '{') {
+            g->kind = SEG_PARAM;
+            if (rule_parse_capture(seg, sl, &g->name, &g->ptype, why) != 0)
+                goto fail;
+        } else {
+            if (memchr(seg, '{', sl) || memchr(seg, '}', sl) || memchr(seg, '*', sl)) {
+                *why = "a capture or wildcard must be a whole segment";
+                goto fail;
+            }
+            if (pc_memeq(seg, sl, ".", 1) || pc_memeq(seg, sl, "..", 2)) {
+                *why = "dot segments never match (requests with them are refused)";
+                goto fail;
+            }
+            g->kind = SEG_LIT;
+            g->lit = pc_strndup(seg, sl);
+            g->lit_len = sl;
+        }
+        n++;
+        if (last)
+            break;
+        s = e + 1;
+    }
+    *segs_out = segs;
+    *nsegs_out = n;
+    return 0;
+fail:
+    rule_segs_free(segs, n + 1);
+    return -1;
+}
+
+static int rule_seg_covers(const struct rule_seg *a, const struct rule_seg *b)
+{
+    if (a->kind == SEG_PARAM) {
+        if (a->ptype == PT_ANY)
+            return b->kind == SEG_PARAM || (b->kind == SEG_LIT && b->lit_len > 0);
+        if (b->kind == SEG_PARAM)
+            return b->ptype == a->ptype;
+        if (a->ptype == PT_UUID)
+            return rule_is_uuid(b->lit, b->lit_len);
+        return rule_is_int(b->lit, b->lit_len);
+    }
+    /* literal */
+    return b->kind == SEG_LIT && pc_memeq(a->lit, a->lit_len, b->lit, b->lit_len);
+}
+
+int rule_template_covers(const struct rule_seg *a, size_t na, const struct rule_seg *b, size_t nb)
+{
+    size_t i = 0;
+    for (;; i++) {
+        if (i < na && a[i].kind == SEG_GLOB)
+            return 1;
+        if (i == na)
+            return i == nb;
+        if (i == nb)
+            return 0;
+        if (b[i].kind == SEG_GLOB)
+            return 0;
+        if (!rule_seg_covers(&a[i], &b[i]))
+            return 0;
+    }
+}
+
+/* ---- the trie ---- */
+
+struct trie_edge {
+    char *seg;
+    size_t len;
+    struct trie_node *child;
+};
+
+struct trie_node {
+    struct trie_edge *lits;     /* sorted by (len, bytes) */
+    size_t nlits;
+    struct trie_node *param[3];
+    int *ends;                  /* rules ending here, ascending */
+    size_t nends;
+    int *globs;                 /* rules with '**' here, ascending */
+    size_t nglobs;
+    int min_rule;               /* smallest rule index in this subtree */
+};
+
+static struct trie_node *trie_node_new(void)
+{
+    struct trie_node *t = pc_calloc(1, sizeof(*t));
+    t->min_rule = INT32_MAX;
+    return t;
+}
+
+static void trie_free(struct trie_node *t)
+{
+    if (t == NULL)
+        return;
+    for (size_t i = 0; i < t->nlits; i++) {
+        free(t->lits[i].seg);
+        trie_free(t->lits[i].child);
+    }
+    for (int i = 0; i < 3; i++)
+        trie_free(t->param[i]);
+    free(t->lits);
+    free(t->ends);
+    free(t->globs);
+    free(t);
+}
+
+static int trie_edge_cmp(const char *a, size_t al, const char *b, size_t bl)
+{
+    if (al != bl)
+        return al < bl ? -1 : 1;
+    return memcmp(a, b, al);
+}
+
+static struct trie_node *trie_lit_find(const struct trie_node *t, const char *s, size_t len)
+{
+    size_t lo = 0, hi = t->nlits;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = trie_edge_cmp(t->lits[mid].seg, t->lits[mid].len, s, len);
+        if (c == 0)
+            return t->lits[mid].child;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+static struct trie_node *trie_lit_add(struct trie_node *t, const char *s, size_t len)
+{
+    struct trie_node *c = trie_lit_find(t, s, len);
+    if (c != NULL)
+        return c;
+    size_t pos = 0;
+    while (pos < t->nlits && trie_edge_cmp(t->lits[pos].seg, t->lits[pos].len, s, len) < 0)
+        pos++;
+    t->lits = pc_realloc(t->lits, (t->nlits + 1) * sizeof(*t->lits));
+    memmove(t->lits + pos + 1, t->lits + pos, (t->nlits - pos) * sizeof(*t->lits));
+    t->lits[pos].seg = pc_strndup(s, len);
+    t->lits[pos].len = len;
+    t->lits[pos].child = trie_node_new();
+    t->nlits++;
+    return t->lits[pos].child;
+}
+
+static void trie_push(int **arr, size_t *n, int v)
+{
+    *arr = pc_realloc(*arr, (*n + 1) * sizeof(**arr));
+    (*arr)[(*n)++] = v; /* rules are inserted in ascending order */
+}
+
+static void trie_insert(struct trie_node *root, const struct rule *r)
+{
+    struct trie_node *t = root;
+    for (size_t i = 0; i < r->nsegs; i++) {
+        const struct rule_seg *g = &r->segs[i];
+        if (t->min_rule > r->index)
+            t->min_rule = r->index;
+        if (g->kind == SEG_GLOB) {
+            trie_push(&t->globs, &t->nglobs, r->index);
+            return;
+        }
+        if (g->kind == SEG_LIT) {
+            t = trie_lit_add(t, g->lit, g->lit_len);
+        } else {
+            if (t->param[g->ptype] == NULL)
+                t->param[g->ptype] = trie_node_new();
+            t = t->param[g->ptype];
+        }
+    }
+    if (t->min_rule > r->index)
+        t->min_rule = r->index;
+    trie_push(&t->ends, &t->nends, r->index);
+}
+
+struct trie_walk {
+    const struct rule_set *rs;
+    unsigned mbit;              /* RULE_METHOD_BIT of the request */
+    const struct pc_str *segs;
+    size_t nsegs;
+    int best;
+};
+
+static int trie_method_ok(const struct rule *r, unsigned mbit)
+{
+    return r->methods == 0 || (r->methods & mbit) != 0;
+}
+
+static void trie_take(struct trie_walk *w, const int *list, size_t n)
+{
+    for (size_t i = 0; i < n && list[i] < w->best; i++) {
+        if (trie_method_ok(&w->rs->rules[list[i]], w->mbit)) {
+            w->best = list[i];
+            return;
+        }
+    }
+}
+
+static void trie_walk(struct trie_walk *w, const struct trie_node *t, size_t depth)
+{
+    if (t == NULL || t->min_rule >= w->best)
+        return;
+    trie_take(w, t->globs, t->nglobs);
+    if (depth == w->nsegs) {
+        trie_take(w, t->ends, t->nends);
+        return;
+    }
+    const struct pc_str *s = &w->segs[depth];
+    trie_walk(w, trie_lit_find(t, s->p, s->len), depth + 1);
+    if (s->len == 0)
+        return;
+    if (t->param[PT_UUID] && rule_is_uuid(s->p, s->len))
+        trie_walk(w, t->param[PT_UUID], depth + 1);
+    if (t->param[PT_INT] && rule_is_int(s->p, s->len))
+        trie_walk(w, t->param[PT_INT], depth + 1);
+    trie_walk(w, t->param[PT_ANY], depth + 1);
+}
+
+/* ---- matching ---- */
+
+#define RULE_MAX_SEGS 128
+
+static void rule_lower(char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (s[i] >= 'A' && s[i] <= 'Z')
+            s[i] = (char)(s[i] + 32);
+}
+
+static int rule_type_ok(enum param_type t, const char *s, size_t len)
+{
+    switch (t) {
+    case PT_ANY: return len > 0;
+    case PT_UUID: return rule_is_uuid(s, len);
+    case PT_INT: return rule_is_int(s, len);
+    }
+    return 0;
+}
+
+int rule_match(const struct rule_set *rs, enum h1_method method, const char *method_str,
+               size_t method_len, const char *path, size_t path_len, const char *query,
+               size_t query_len, int has_query, char *buf, struct rule_match *m,
+               const char **why)
+{
+    struct pc_str segs[RULE_MAX_SEGS];
+    size_t nsegs = 0;
+
+    PC_UNUSED(method_str);
+    PC_UNUSED(method_len);
+    memset(m, 0, sizeof(*m));
+    if (rs == NULL || rs->n == 0 || path_len == 0 || path[0] != '/')
+        return 0;
+    size_t s = 1;
+    for (;;) {
+        size_t e = s;
+        while (e < path_len && path[e] != '/')
+            e++;
+        if (nsegs == RULE_MAX_SEGS) {
+            *why = "too many path segments";
+            return 400;
+        }
+        segs[nsegs].p = path + s;
+        segs[nsegs].len = e - s;
+        nsegs++;
+        if (e >= path_len)
+            break;
+        s = e + 1;
+    }
+
+    struct trie_walk w = {rs, method == H1_M_OTHER ? 0 : RULE_METHOD_BIT(method), segs, nsegs, INT32_MAX};
+    trie_walk(&w, rs->root, 0);
+    if (w.best == INT32_MAX)
+        return 0;
+    const struct rule *r = &rs->rules[w.best];
+    m->rule = r;
+
+    /* bind captures into buf */
+    size_t o = 0;
+    for (size_t c = 0; c < r->ncaptures && c < RULE_MAX_CAPTURES; c++) {
+        const struct rule_capture *cap = &r->captures[c];
+        if (cap->segment >= 0) {
+            const struct pc_str *sv = &segs[cap->segment];
+            memcpy(buf + o, sv->p, sv->len);
+            if (cap->ptype == PT_UUID)
+                rule_lower(buf + o, sv->len);
+            buf[o + sv->len] = '\0';
+            m->values[c] = buf + o;
+            m->lens[c] = sv->len;
+            m->present[c] = 1;
+            o += sv->len + 1;
+            continue;
+        }
+        /* query capture: '&'-separated pairs, decoded as Werkzeug does */
+        if (!has_query)
+            continue;
+        size_t i = 0;
+        while (i <= query_len) {
+            size_t ps = i;
+            while (i < query_len && query[i] != '&')
+                i++;
+            size_t pe = i++;
+            if (pe == ps)
+                continue;
+            const char *eq = memchr(query + ps, '=', pe - ps);
+            size_t kl = eq ? (size_t)(eq - (query + ps)) : pe - ps;
+            char kbuf[256];
+            if (kl > sizeof(kbuf))
+                continue; /* longer than any capture name */
+            long dkl = canon_pct_decode(query + ps, kl, kbuf, 1, 0);
+            if (!pc_memeq(kbuf, (size_t)dkl, cap->query_key, strlen(cap->query_key)))
+                continue;
+            if (m->present[c]) {
+                *why = "query parameter repeated; it designates one resource";
+                return 400;
+            }
+            const char *vs = eq ? eq + 1 : query + pe;
+            size_t vl = eq ? (size_t)(query + pe - vs) : 0;
+            long dvl = canon_pct_decode(vs, vl, buf + o, 1, 0);
+            if (memchr(buf + o, '\0', (size_t)dvl) != NULL || !rule_type_ok(cap->ptype, buf + o, (size_t)dvl)) {
+                *why = "query parameter does not have the expected form";
+                return 400;
+            }
+            if (cap->ptype == PT_UUID)
+                rule_lower(buf + o, (size_t)dvl);
+            buf[o + (size_t)dvl] = '\0';
+            m->values[c] = buf + o;
+            m->lens[c] = (size_t)dvl;
+            m->present[c] = 1;
+            o += (size_t)dvl + 1;
+        }
+    }
+    return 0;
+}
+
+/* ---- config ---- */
+
+void rule_set_free(struct rule_set *rs)
+{
+    if (rs == NULL)
+        return;
+    for (size_t i = 0; i < rs->n; i++) {
+        struct rule *r = &rs->rules[i];
+        free(r->name);
+        free(r->path);
+        rule_segs_free(r->segs, r->nsegs);
+        for (size_t a = 0; a < r->nallow; a++) {
+            for (size_t b = 0; b < r->allow[a].nbinds; b++)
+                free(r->allow[a].binds[b].claim);
+            free(r->allow[a].binds);
+        }
+        free(r->allow);
+        for (size_t c = 0; c < r->ncaptures; c++) {
+            free(r->captures[c].name);
+            free(r->captures[c].query_key);
+        }
+        free(r->captures);
+    }
+    free(rs->rules);
+    trie_free(rs->root);
+    free(rs);
+}
+
+static int rule_add_capture(struct cfg_ctx *ctx, struct yt_node *at, struct rule *r,
+                            const char *name, enum param_type pt, int segment, const char *qkey)
+{
+    if (strcmp(name, "subject") == 0 || strcmp(name, "claims") == 0) {
+        cfg_error(ctx, at, "rule '%s': capture name '%s' is reserved", r->name, name);
+        return -1;
+    }
+    for (size_t i = 0; i < r->ncaptures; i++) {
+        if (strcmp(r->captures[i].name, name) == 0) {
+            cfg_error(ctx, at, "rule '%s': capture '%s' is bound twice", r->name, name);
+            return -1;
+        }
+    }
+    if (r->ncaptures == RULE_MAX_CAPTURES) {
+        cfg_error(ctx, at, "rule '%s': more than %d captures", r->name, RULE_MAX_CAPTURES);
+        return -1;
+    }
+    r->captures = pc_realloc(r->captures, (r->ncaptures + 1) * sizeof(*r->captures));
+    r->captures[r->ncaptures].name = pc_strdup(name);
+    r->captures[r->ncaptures].ptype = pt;
+    r->captures[r->ncaptures].segment = segment;
+    r->captures[r->ncaptures].query_key = qkey ? pc_strdup(qkey) : NULL;
+    r->ncaptures++;
+    return 0;
+}
+
+static unsigned rule_method_bit(const char *m)
+{
+    static const struct {
+        const char *s;
+        enum h1_method id;
+    } ms[] = {
+        {"GET", H1_M_GET}, {"HEAD", H1_M_HEAD}, {"POST", H1_M_POST}, {"PUT", H1_M_PUT},
+        {"DELETE", H1_M_DELETE}, {"PATCH", H1_M_PATCH}, {"OPTIONS", H1_M_OPTIONS},
+        {"TRACE", H1_M_TRACE},
+    };
+    for (size_t i = 0; i < PC_ARRAY_LEN(ms); i++)
+        if (strcmp(m, ms[i].s) == 0)
+            return RULE_METHOD_BIT(ms[i].id);
+    return 0;
+}
+
+static void rule_parse_one(struct cfg_ctx *ctx, struct yt_node *n, struct rule *r)
+{
+    static const char *const keys[] = {"name", "path", "methods", "allow", "action", "query", "shadow"};
+    struct yt_node *path = NULL, *allow = NULL, *action = NULL, *query = NULL;
+
+    r->line = n->line;
+    r->col = n->col;
+    for (size_t i = 0; i < n->n; i++) {
+        struct yt_node *k = n->keys[i], *v = n->items[i];
+        if (strcmp(k->str, "name") == 0) {
+            if (cfg_expect(ctx, v, YT_SCALAR, "rule name") == 0) {
+                if (v->len == 0 || strspn(v->str, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != v->len)
+                    cfg_error(ctx, v, "rule names use [A-Za-z0-9_.-], found '%s'", v->str);
+                else
+                    r->name = pc_strdup(v->str);
+            }
+        } else if (strcmp(k->str, "path") == 0) {
+            if (cfg_expect(ctx, v, YT_SCALAR, "rule path") == 0)
+                path = v;
+        } else if (strcmp(k->str, "methods") == 0) {
+            if (cfg_expect(ctx, v, YT_SEQ, "methods") != 0)
+                continue;
+            if (v->n == 0)
+                cfg_error(ctx, v, "methods must not be empty (leave it out to match every method)");
+            for (size_t j = 0; j < v->n; j++) {
+                struct yt_node *m = v->items[j];
+                if (cfg_expect(ctx, m, YT_SCALAR, "method") != 0)
+                    continue;
+                unsigned bit = rule_method_bit(m->str);
+                if (bit == 0)
+                    cfg_error(ctx, m, "unknown method '%s' (methods are upper case: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE)", m->str);
+                r->methods |= bit;
+                if (bit == RULE_METHOD_BIT(H1_M_GET))
+                    r->methods |= RULE_METHOD_BIT(H1_M_HEAD); /* GET implies HEAD */
+            }
+        } else if (strcmp(k->str, "allow") == 0) {
+            if (cfg_expect(ctx, v, YT_SEQ, "allow") == 0)
+                allow = v;
+        } else if (strcmp(k->str, "action") == 0) {
+            if (cfg_expect(ctx, v, YT_SCALAR, "action") == 0)
+                action = v;
+        } else if (strcmp(k->str, "query") == 0) {
+            if (cfg_expect(ctx, v, YT_MAP, "query") == 0)
+                query = v;
+        } else if (strcmp(k->str, "shadow") == 0) {
+            cfg_scalar(ctx, v, CFG_BOOL, &r->shadow, 0, 0);
+        } else {
+            cfg_unknown_key(ctx, k, "a rule", keys, PC_ARRAY_LEN(keys));
+        }
+    }
+    if (r->name == NULL) {
+        cfg_error(ctx, n, "rule needs a name");
+        r->name = pc_sprintf("#%d", r->index + 1);
+    }
+    if (path == NULL) {
+        cfg_error(ctx, n, "rule '%s' needs a path", r->name);
+    } else {
+        const char *why;
+        r->path = pc_strdup(path->str);
+        if (rule_compile_template(path->str, &r->segs, &r->nsegs, &why) != 0) {
+            cfg_error(ctx, path, "rule '%s': bad path template '%s': %s", r->name, path->str, why);
+            r->segs = NULL;
+            r->nsegs = 0;
+        } else {
+            for (size_t s = 0; s < r->nsegs; s++)
+                if (r->segs[s].kind == SEG_PARAM && r->segs[s].name != NULL)
+                    rule_add_capture(ctx, path, r, r->segs[s].name, r->segs[s].ptype, (int)s, NULL);
+        }
+    }
+    if (query != NULL) {
+        for (size_t i = 0; i < query->n; i++) {
+            struct yt_node *k = query->keys[i], *v = query->items[i];
+            char *name = NULL;
+            enum param_type pt;
+            const char *why;
+            if (cfg_expect(ctx, v, YT_SCALAR, "query capture") != 0)
+                continue;
+            if (k->len == 0 || k->len > 200) {
+                cfg_error(ctx, k, "rule '%s': bad query parameter name", r->name);
+                continue;
+            }
+            if (rule_parse_capture(v->str, v->len, &name, &pt, &why) != 0) {
+                cfg_error(ctx, v, "rule '%s': query capture '%s': %s", r->name, v->str, why);
+                continue;
+            }
+            rule_add_capture(ctx, v, r, name, pt, -1, k->str);
+            free(name);
+        }
+    }
+    if ((allow != NULL) == (action != NULL)) {
+        cfg_error(ctx, n, "rule '%s' needs exactly one of allow: or action:", r->name);
+    } else if (action != NULL) {
+        if (strcmp(action->str, "forward") == 0)
+            r->action = RULE_FORWARD;
+        else if (strcmp(action->str, "deny") == 0)
+            r->action = RULE_DENY;
+        else
+            cfg_error(ctx, action, "rule '%s': action must be forward or deny, found '%s'", r->name, action->str);
+    } else {
+        r->action = RULE_ALLOW;
+        if (allow->n == 0)
+            cfg_error(ctx, allow, "rule '%s': allow must name at least one policy", r->name);
+        r->allow = pc_calloc(allow->n ? allow->n : 1, sizeof(*r->allow));
+        for (size_t i = 0; i < allow->n; i++) {
+            struct yt_node *p = allow->items[i];
+            if (cfg_expect(ctx, p, YT_SCALAR, "policy name") != 0)
+                continue;
+            int pi = pol_find(ctx->cfg->policies, p->str);
+            if (pi < 0) {
+                cfg_error(ctx, p, "rule '%s': unknown policy '%s'", r->name, p->str);
+                continue;
+            }
+            struct rule_allow *ra = &r->allow[r->nallow++];
+            ra->policy = pi;
+            size_t np = pol_nparams(ctx->cfg->policies, pi);
+            ra->binds = pc_calloc(np ? np : 1, sizeof(*ra->binds));
+            ra->nbinds = np;
+            for (size_t j = 0; j < np; j++) {
+                const char *pn = pol_param(ctx->cfg->policies, pi, j);
+                struct rule_bind *b = &ra->binds[j];
+                if (strcmp(pn, "subject") == 0) {
+                    b->kind = BIND_SUBJECT;
+                } else if (strncmp(pn, "claims.", 7) == 0) {
+                    b->kind = BIND_CLAIM;
+                    b->claim = pc_strdup(pn + 7);
+                } else {
+                    size_t c;
+                    for (c = 0; c < r->ncaptures; c++)
+                        if (strcmp(r->captures[c].name, pn) == 0)
+                            break;
+                    if (c == r->ncaptures) {
+                        cfg_error(ctx, p, "rule '%s': policy '%s' uses parameter :%s, which this rule does not bind",
+                                  r->name, p->str, pn);
+                        continue;
+                    }
+                    b->kind = BIND_CAPTURE;
+                    b->capture = (int)c;
+                }
+            }
+        }
+    }
+}
+
+void rule_config_parse(struct cfg_ctx *ctx, struct yt_node *n, struct yt_node *root)
+{
+    struct rule_set *rs = pc_calloc(1, sizeof(*rs));
+    PC_UNUSED(root);
+    rule_set_free(ctx->cfg->rules);
+    ctx->cfg->rules = rs;
+    rs->root = trie_node_new();
+    if (n == NULL)
+        return;
+    if (cfg_expect(ctx, n, YT_SEQ, "rules") != 0)
+        return;
+    rs->rules = pc_calloc(n->n ? n->n : 1, sizeof(*rs->rules));
+    for (size_t i = 0; i < n->n; i++) {
+        struct yt_node *rn = n->items[i];
+        struct rule *r = &rs->rules[rs->n];
+        if (cfg_expect(ctx, rn, YT_MAP, "a rule") != 0)
+            continue;
+        r->index = (int)rs->n;
+        rs->n++;
+        rule_parse_one(ctx, rn, r);
+        r->metric_slot = pc_metrics_rule_slot(r->name);
+        for (size_t j = 0; j + 1 < rs->n; j++) {
+            if (strcmp(rs->rules[j].name, r->name) == 0) {
+                cfg_error(ctx, rn, "duplicate rule name '%s' (first at line %d)", r->name, rs->rules[j].line);
+                break;
+            }
+        }
+        if (r->segs == NULL)
+            continue;
+        /* unreachable: an earlier rule matches everything this one does */
+        for (size_t j = 0; j + 1 < rs->n; j++) {
+            const struct rule *e = &rs->rules[j];
+            if (e->segs == NULL)
+                continue;
+            int methods_cover = e->methods == 0 || (r->methods != 0 && (r->methods & ~e->methods) == 0);
+            if (methods_cover && rule_template_covers(e->segs, e->nsegs, r->segs, r->nsegs)) {
+                cfg_error(ctx, rn, "rule '%s' is unreachable: rule '%s' (line %d) matches every request it matches",
+                          r->name, e->name, e->line);
+                break;
+            }
+        }
+        trie_insert(rs->root, r);
+    }
+}

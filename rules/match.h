@@ -1,0 +1,112 @@
+/*
+ * portcullis: rules. Path templates compiled into a segment trie, matched
+ * against the canonical path; first match in file order wins.
+ */
+#ifndef PC_MATCH_H
+#define PC_MATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../proxy/h1.h"
+
+struct cfg_ctx;
+struct yt_node;
+struct trie_node;
+
+enum seg_kind { SEG_LIT, SEG_PARAM, SEG_GLOB };
+enum param_type { PT_ANY = 0, PT_UUID = 1, PT_INT = 2 };
+
+struct rule_seg {
+    enum seg_kind kind;
+    enum param_type ptype;
+    char *lit;                  /* SEG_LIT */
+    size_t lit_len;
+    char *name;                 /* SEG_PARAM with a name; NULL for '*' */
+};
+
+/* A capture: a named path segment or query parameter. */
+struct rule_capture {
+    char *name;
+    enum param_type ptype;
+    int segment;                /* path segment index, or -1 */
+    char *query_key;            /* query parameter name, or NULL */
+};
+
+/* Where a policy parameter's value comes from. */
+enum bind_kind { BIND_CAPTURE, BIND_SUBJECT, BIND_CLAIM };
+
+struct rule_bind {
+    enum bind_kind kind;
+    int capture;                /* BIND_CAPTURE: index into rule.captures */
+    char *claim;                /* BIND_CLAIM: claim name */
+};
+
+struct rule_allow {
+    int policy;                 /* index into pol_set */
+    struct rule_bind *binds;    /* one per policy parameter, in $n order */
+    size_t nbinds;
+};
+
+enum rule_action { RULE_ALLOW, RULE_FORWARD, RULE_DENY };
+
+#define RULE_METHOD_BIT(m) (1u << (m))
+
+struct rule {
+    int index;
+    char *name;
+    int line, col;
+    char *path;
+    struct rule_seg *segs;
+    size_t nsegs;
+    unsigned methods;           /* bit per enum h1_method; 0 = every method */
+    enum rule_action action;
+    struct rule_allow *allow;
+    size_t nallow;
+    struct rule_capture *captures;
+    size_t ncaptures;
+    int shadow;
+    int metric_slot;            /* label slot for portcullis_requests_total */
+};
+
+struct rule_set {
+    struct rule *rules;
+    size_t n;
+    struct trie_node *root;
+};
+
+/* Parse and compile the `rules` section (node may be NULL). */
+void rule_config_parse(struct cfg_ctx *ctx, struct yt_node *n, struct yt_node *root);
+void rule_set_free(struct rule_set *rs);
+
+/* Bound capture values for one request. */
+#define RULE_MAX_CAPTURES 16
+
+struct rule_match {
+    const struct rule *rule;    /* NULL: no rule matched */
+    /* values: normalised (uuid lower-cased), NUL-terminated, in buf */
+    const char *values[RULE_MAX_CAPTURES];
+    size_t lens[RULE_MAX_CAPTURES];
+    int present[RULE_MAX_CAPTURES]; /* query captures may be absent */
+};
+
+/*
+ * Match a canonical path. buf must have room for path_len + query_len + 32
+ * bytes; capture values are written there. Returns 0 (match->rule may be
+ * NULL for "no rule"), or 400 with *why when a query capture is repeated
+ * or malformed.
+ */
+int rule_match(const struct rule_set *rs, enum h1_method method, const char *method_str,
+               size_t method_len, const char *path, size_t path_len, const char *query,
+               size_t query_len, int has_query, char *buf, struct rule_match *match,
+               const char **why);
+
+/* Compile one template into segments; exposed for tests. 0 or -1 + why. */
+int rule_compile_template(const char *tpl, struct rule_seg **segs, size_t *nsegs, const char **why);
+void rule_segs_free(struct rule_seg *segs, size_t n);
+/* Does template a match every path template b matches? */
+int rule_template_covers(const struct rule_seg *a, size_t na, const struct rule_seg *b, size_t nb);
+/* Is s a UUID (8-4-4-4-12 hex, either case)? */
+int rule_is_uuid(const char *s, size_t len);
+
+#endif
