@@ -512,6 +512,10 @@ static void req_reply(struct pc_req *r, int status, const char *ctype, const cha
         r->keepalive = 0;
     if (c->w->draining || c->close_after)
         r->keepalive = 0;
+    /* A request refused before any rule applied was malformed in some way:
+     * do not trust the rest of the stream. */
+    if (r->decision == PC_D_REJECT)
+        r->keepalive = 0;
     b->len = 0;
     pc_reply_build(b, status, ctype, body, blen, !r->keepalive, r->h.method_id == H1_M_HEAD,
                    r->request_id[0] ? r->request_id : NULL, extra);

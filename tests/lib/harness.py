@@ -1,0 +1,448 @@
+"""Shared helpers for portcullis' integration tests: real processes, raw
+sockets, a throwaway PostgreSQL, and an independent JWT minter."""
+import base64
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN = os.environ.get("PORTCULLIS_BIN", os.path.join(ROOT, "build", "portcullis"))
+UPSTREAM = os.path.join(ROOT, "tests", "lib", "upstream.py")
+VALGRIND = os.environ.get("PC_VALGRIND")  # run the proxy under valgrind when set
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, timeout=10.0, proc=None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("process exited with %s" % proc.returncode)
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError("port %d not listening" % port)
+
+
+class Upstream:
+    def __init__(self, port=None, keepalive_timeout=None, dify=False):
+        self.port = port or free_port()
+        self.dir = tempfile.mkdtemp(prefix="pc-up-")
+        self.log_path = os.path.join(self.dir, "requests.jsonl")
+        args = [sys.executable, UPSTREAM, "--port", str(self.port), "--log", self.log_path]
+        if keepalive_timeout is not None:
+            args += ["--keepalive-timeout", str(keepalive_timeout)]
+        if dify:
+            args.append("--dify")
+        self.args = args
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port, proc=self.proc)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+    def requests(self):
+        try:
+            with open(self.log_path) as f:
+                return [json.loads(l) for l in f if l.strip()]
+        except FileNotFoundError:
+            return []
+
+    def clear(self):
+        open(self.log_path, "w").close()
+
+    def close(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Proxy:
+    """Run build/portcullis with a config. {port}, {upstream}, {admin_port}
+    and any extra keyword are substituted into the YAML text."""
+
+    def __init__(self, config, env=None, start=True, **subst):
+        self.port = subst.pop("port", None) or free_port()
+        self.admin_port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="pc-proxy-")
+        self.config_path = os.path.join(self.dir, "portcullis.yaml")
+        self.stdout_path = os.path.join(self.dir, "stdout.log")
+        self.stderr_path = os.path.join(self.dir, "stderr.log")
+        self.subst = dict(port=self.port, admin_port=self.admin_port, **subst)
+        self.write_config(config)
+        self.env = dict(os.environ)
+        self.env.update(env or {})
+        self.proc = None
+        if start:
+            self.start()
+
+    def write_config(self, config):
+        text = config
+        for k, v in self.subst.items():
+            text = text.replace("{%s}" % k, str(v))
+        with open(self.config_path, "w") as f:
+            f.write(text)
+
+    def start(self, wait=True):
+        args = [BIN, "-c", self.config_path]
+        if VALGRIND:
+            args = ["valgrind", "--leak-check=full", "--error-exitcode=99",
+                    "--log-file=%s/valgrind.%%p.log" % self.dir] + args
+        self.out = open(self.stdout_path, "ab")
+        self.err = open(self.stderr_path, "ab")
+        self.proc = subprocess.Popen(args, stdout=self.out, stderr=self.err, env=self.env)
+        if wait:
+            wait_port(self.port, timeout=30 if VALGRIND else 10, proc=self.proc)
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def reload(self, config=None, wait=0.5):
+        if config is not None:
+            self.write_config(config)
+        self.signal(signal.SIGHUP)
+        time.sleep(wait)
+
+    def stop(self, timeout=10):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode if self.proc else None
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def access_log(self, wait=0.3):
+        time.sleep(wait)  # access lines are flushed every 200 ms
+        with open(self.stdout_path) as f:
+            return [json.loads(l) for l in f if l.strip().startswith("{")]
+
+    def stdout(self):
+        with open(self.stdout_path) as f:
+            return f.read()
+
+    def stderr(self):
+        with open(self.stderr_path) as f:
+            return f.read()
+
+    def close(self):
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def run_portcullis(*args, env=None, timeout=30):
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([BIN] + list(args), capture_output=True, text=True, env=e, timeout=timeout)
+
+
+# ---- HTTP over raw sockets ----
+
+class Response:
+    def __init__(self, status, reason, headers, body, version):
+        self.status, self.reason, self.headers, self.body, self.version = status, reason, headers, body, version
+
+    def header(self, name):
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def header_all(self, name):
+        return [v for k, v in self.headers if k.lower() == name.lower()]
+
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return "<Response %d %r>" % (self.status, self.body[:200])
+
+
+class Conn:
+    """One client connection; sends raw bytes and parses responses."""
+
+    def __init__(self, port, timeout=5.0, host="127.0.0.1"):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+        self.timeout = timeout
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _fill(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError("connection closed")
+        self.buf += data
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _exact(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def read_head(self):
+        status_line = self._line().decode("latin-1")
+        version, rest = status_line.split(" ", 1)
+        code, _, reason = rest.partition(" ")
+        headers = []
+        while True:
+            line = self._line()
+            if not line:
+                break
+            k, _, v = line.decode("latin-1").partition(":")
+            headers.append((k, v.strip()))
+        return version, int(code), reason, headers
+
+    def read_response(self, method="GET", skip_interim=True):
+        while True:
+            version, status, reason, headers = self.read_head()
+            if status < 200 and status != 101 and skip_interim:
+                continue
+            break
+        r = Response(status, reason, headers, b"", version)
+        if method == "HEAD" or status in (101, 204, 304) or status < 200:
+            return r
+        te = r.header("transfer-encoding")
+        cl = r.header("content-length")
+        if te and te.lower() == "chunked":
+            body = b""
+            while True:
+                size = int(self._line().split(b";")[0], 16)
+                if size == 0:
+                    while self._line():
+                        pass
+                    break
+                body += self._exact(size)
+                self._exact(2)
+            r.body = body
+        elif cl is not None:
+            r.body = self._exact(int(cl))
+        else:
+            try:
+                while True:
+                    self._fill()
+            except (EOFError, ConnectionError):
+                pass
+            r.body, self.buf = self.buf, b""
+        return r
+
+    def request(self, method, target, headers=None, body=b"", host="test"):
+        self.send(build_request(method, target, headers, body, host))
+        return self.read_response(method)
+
+    def closed(self, timeout=2.0):
+        """True when the peer has closed (EOF or reset) within timeout."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                d = self.sock.recv(65536)
+                if not d:
+                    return True
+                self.buf += d
+        except socket.timeout:
+            return False
+        except ConnectionError:
+            return True
+        finally:
+            self.sock.settimeout(self.timeout)
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def build_request(method, target, headers=None, body=b"", host="test"):
+    lines = ["%s %s HTTP/1.1" % (method, target)]
+    hs = list(headers or [])
+    if host is not None and not any(k.lower() == "host" for k, _ in hs):
+        lines.append("Host: %s" % host)
+    lines += ["%s: %s" % (k, v) for k, v in hs]
+    if body and not any(k.lower() in ("content-length", "transfer-encoding") for k, _ in hs):
+        lines.append("Content-Length: %d" % len(body))
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def http(port, method, target, headers=None, body=b"", timeout=5.0):
+    c = Conn(port, timeout)
+    try:
+        return c.request(method, target, headers, body)
+    finally:
+        c.close()
+
+
+def raw(port, data, timeout=2.0):
+    """Send raw bytes, return everything received until close or timeout."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(data)
+        out = b""
+        while True:
+            try:
+                d = s.recv(65536)
+            except socket.timeout:
+                break
+            except ConnectionError:
+                break
+            if not d:
+                break
+            out += d
+        return out
+    finally:
+        s.close()
+
+
+def status_of(raw_bytes):
+    if not raw_bytes.startswith(b"HTTP/1.1 "):
+        return None
+    return int(raw_bytes[9:12])
+
+
+# ---- tokens, minted independently of the C code ----
+
+def b64url(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def mint(secret, claims=None, alg="HS256", header=None, ttl=3600, raw_header=None, raw_payload=None):
+    h = {"alg": alg, "typ": "JWT"}
+    h.update(header or {})
+    c = {"exp": int(time.time()) + ttl}
+    c.update(claims or {})
+    hb = raw_header if raw_header is not None else json.dumps(h, separators=(",", ":")).encode()
+    pb = raw_payload if raw_payload is not None else json.dumps(c, separators=(",", ":")).encode()
+    signing = (b64url(hb) + "." + b64url(pb)).encode()
+    digest = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}.get(alg)
+    sig = b64url(hmac.new(secret.encode(), signing, digest).digest()) if digest else ""
+    return signing.decode() + "." + sig
+
+
+# ---- PostgreSQL ----
+
+PG_BIN = "/usr/lib/postgresql/15/bin"
+
+
+class PG:
+    """A throwaway PostgreSQL cluster (initdb refuses root: run as postgres)."""
+
+    def __init__(self, fixture_sql=None):
+        self.port = free_port()
+        base = tempfile.mkdtemp(prefix="pc-pg-")
+        os.chmod(base, 0o755)
+        self.base = base
+        self.data = os.path.join(base, "data")
+        self.sock = os.path.join(base, "sock")
+        os.makedirs(self.sock)
+        self.as_postgres = os.geteuid() == 0
+        if self.as_postgres:
+            subprocess.run(["chown", "-R", "postgres:postgres", base], check=True)
+        self._run([os.path.join(PG_BIN, "initdb"), "-D", self.data, "-A", "trust", "-U", "postgres",
+                   "--no-sync", "-E", "UTF8", "--locale=C"])
+        self.start()
+        self.psql("CREATE DATABASE dify", db="postgres")
+        if fixture_sql:
+            self.psql_file(fixture_sql)
+
+    def _run(self, args, check=True, **kw):
+        if self.as_postgres:
+            args = ["runuser", "-u", "postgres", "--"] + args
+        return subprocess.run(args, check=check, capture_output=True, text=True, **kw)
+
+    @property
+    def url(self):
+        return "host=127.0.0.1 port=%d dbname=dify user=postgres" % self.port
+
+    def start(self):
+        self._run([os.path.join(PG_BIN, "pg_ctl"), "-D", self.data, "-w", "-t", "30", "-l",
+                   os.path.join(self.base, "pg.log"), "-o",
+                   "-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+                   " -c synchronous_commit=off" % (self.port, self.sock), "start"])
+
+    def stop(self, mode="fast"):
+        self._run([os.path.join(PG_BIN, "pg_ctl"), "-D", self.data, "-w", "-m", mode, "stop"], check=False)
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+    def psql(self, sql, db="dify"):
+        r = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(self.port),
+                            "-U", "postgres", "-d", db, "-At", "-c", sql],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError("psql failed: %s" % r.stderr)
+        return r.stdout
+
+    def psql_file(self, path, db="dify"):
+        r = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(self.port),
+                            "-U", "postgres", "-d", db, "-f", path], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError("psql failed: %s" % r.stderr)
+
+    def close(self):
+        self.stop("immediate")
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+_shared_pg = None
+
+
+def shared_pg():
+    """One cluster with the Dify-shaped fixture, shared by the test run.
+    Tests that stop or lock the database start their own PG()."""
+    global _shared_pg
+    if _shared_pg is None:
+        _shared_pg = PG(os.path.join(ROOT, "tests", "fixtures", "dify.sql"))
+        import atexit
+        atexit.register(_shared_pg.close)
+    return _shared_pg
+
+
+def wait_until(pred, timeout=5.0, interval=0.05):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    return pred()

@@ -1,0 +1,269 @@
+#!/usr/bin/env python3
+"""A scriptable HTTP/1.1 upstream for portcullis' integration tests.
+
+Written on raw asyncio streams (not http.server) so that tests control
+framing exactly. Every request is appended as one JSON line to --log, so a
+test can prove what did, and what did not, reach the upstream.
+
+Routes (anything else echoes):
+  /echo...                 JSON: method, target, headers, body length, sha256
+  /sse?n=N&interval=S      text/event-stream, chunked; each event carries its send time
+  /sse-forever?interval=S  events until the client goes away (logs "sse-closed")
+  /slow?ms=N               answers after N ms
+  /stall                   reads the request, never answers
+  /chunked?n=N&size=S      chunked response of N chunks of S bytes
+  /close-early             closes without answering
+  /close-mid               sends a head with Content-Length 1000, 10 bytes, closes
+  /status/NNN              answers with that status
+  /big?bytes=N             Content-Length body of N bytes
+  /ws                      websocket handshake (101), then echoes bytes
+  /bad-response            a malformed status line
+With --dify, /console/api/... is routed like gunicorn + Werkzeug would
+(see dify_route) and answers {"route": ..., "params": ...}.
+"""
+import argparse
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+import urllib.parse
+
+ARGS = None
+LOG = None
+
+
+def log(entry):
+    if LOG is not None:
+        LOG.write(json.dumps(entry) + "\n")
+        LOG.flush()
+
+
+async def read_head(reader):
+    data = await reader.readuntil(b"\r\n\r\n")
+    lines = data[:-4].split(b"\r\n")
+    method, target, version = lines[0].decode("latin-1").split(" ", 2)
+    headers = []
+    for line in lines[1:]:
+        name, _, value = line.decode("latin-1").partition(":")
+        headers.append((name, value.strip()))
+    return method, target, version, headers
+
+
+def hget(headers, name):
+    for k, v in headers:
+        if k.lower() == name.lower():
+            return v
+    return None
+
+
+async def read_body(reader, headers):
+    te = hget(headers, "transfer-encoding")
+    if te is not None and te.lower() == "chunked":
+        body = bytearray()
+        while True:
+            line = await reader.readuntil(b"\r\n")
+            size = int(line.split(b";")[0].strip(), 16)
+            if size == 0:
+                while (await reader.readuntil(b"\r\n")) != b"\r\n":
+                    pass
+                return bytes(body), True
+            body += await reader.readexactly(size)
+            await reader.readexactly(2)
+    cl = hget(headers, "content-length")
+    if cl:
+        return await reader.readexactly(int(cl)), False
+    return b"", False
+
+
+def response(status, body=b"", headers=(), reason="OK"):
+    out = ["HTTP/1.1 %d %s" % (status, reason)]
+    out += ["%s: %s" % h for h in headers]
+    if not any(k.lower() in ("content-length", "transfer-encoding") for k, _ in headers):
+        out.append("Content-Length: %d" % len(body))
+    return ("\r\n".join(out) + "\r\n\r\n").encode() + body
+
+
+UUID = r"[A-Fa-f0-9]{8}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{12}"
+DIFY_ROUTES = [
+    ("chat-conversations", r"/console/api/apps/(?P<app_id>U)/chat-conversations"),
+    ("chat-conversation", r"/console/api/apps/(?P<app_id>U)/chat-conversations/(?P<conversation_id>U)"),
+    ("completion-conversations", r"/console/api/apps/(?P<app_id>U)/completion-conversations"),
+    ("completion-conversation", r"/console/api/apps/(?P<app_id>U)/completion-conversations/(?P<conversation_id>U)"),
+    ("chat-messages", r"/console/api/apps/(?P<app_id>U)/chat-messages"),
+    ("message", r"/console/api/apps/(?P<app_id>U)/messages/(?P<message_id>U)"),
+    ("suggested-questions", r"/console/api/apps/(?P<app_id>U)/chat-messages/(?P<message_id>U)/suggested-questions"),
+    ("feedbacks-export", r"/console/api/apps/(?P<app_id>U)/feedbacks/export"),
+    ("agent-logs", r"/console/api/apps/(?P<app_id>U)/agent/logs"),
+    ("workflow-app-logs", r"/console/api/apps/(?P<app_id>U)/workflow-app-logs"),
+    ("workflow-archived-logs", r"/console/api/apps/(?P<app_id>U)/workflow-archived-logs"),
+    ("workflow-runs", r"/console/api/apps/(?P<app_id>U)/workflow-runs"),
+    ("workflow-runs-count", r"/console/api/apps/(?P<app_id>U)/workflow-runs/count"),
+    ("workflow-run", r"/console/api/apps/(?P<app_id>U)/workflow-runs/(?P<run_id>U)"),
+    ("node-executions", r"/console/api/apps/(?P<app_id>U)/workflow-runs/(?P<run_id>U)/node-executions"),
+    ("workflow-run-export", r"/console/api/apps/(?P<app_id>U)/workflow-runs/(?P<run_id>U)/export"),
+    ("advanced-chat-runs", r"/console/api/apps/(?P<app_id>U)/advanced-chat/workflow-runs"),
+    ("advanced-chat-runs-count", r"/console/api/apps/(?P<app_id>U)/advanced-chat/workflow-runs/count"),
+    ("conversation-variables", r"/console/api/apps/(?P<app_id>U)/conversation-variables"),
+    ("annotations-export", r"/console/api/apps/(?P<app_id>U)/annotations/export"),
+    ("api-keys", r"/console/api/apps/(?P<resource_id>U)/api-keys"),
+    ("trace-config", r"/console/api/apps/(?P<app_id>U)/trace-config"),
+    ("pause-details", r"/console/api/workflow/(?P<workflow_run_id>[^/]+)/pause-details"),
+    ("app", r"/console/api/apps/(?P<app_id>U)"),
+]
+DIFY_RE = [(n, re.compile(p.replace("U", UUID) + r"\Z")) for n, p in DIFY_ROUTES]
+
+
+def dify_route(target):
+    """Route like gunicorn + Werkzeug: decode %XX once (gunicorn), strip
+    leading slashes (Werkzeug), match uuid converters in either case and
+    lower-case them."""
+    path = target.split("?", 1)[0]
+    path = urllib.parse.unquote_to_bytes(path).decode("latin-1")
+    path = "/" + path.lstrip("/")
+    for name, rx in DIFY_RE:
+        m = rx.match(path)
+        if m:
+            params = {k: (v.lower() if re.fullmatch(UUID, v) else v) for k, v in m.groupdict().items()}
+            return name, params, path
+    return None, {}, path
+
+
+async def handle(reader, writer):
+    peer = writer.get_extra_info("peername")
+    try:
+        while True:
+            try:
+                head = await asyncio.wait_for(read_head(reader), ARGS.keepalive_timeout)
+            except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError, asyncio.LimitOverrunError):
+                return
+            method, target, version, headers = head
+            body, chunked = await read_body(reader, headers)
+            entry = {
+                "method": method, "target": target, "version": version, "headers": headers,
+                "body_len": len(body), "sha256": hashlib.sha256(body).hexdigest(),
+                "chunked": chunked, "t": time.time(), "peer": str(peer),
+            }
+            log(entry)
+            path = target.split("?", 1)[0]
+            q = dict(urllib.parse.parse_qsl(target.split("?", 1)[1] if "?" in target else ""))
+            if ARGS.dify and path.lstrip("/").startswith("console/api") or ARGS.dify and "%" in path:
+                name, params, routed = dify_route(target)
+                if name is None:
+                    body_out = json.dumps({"code": "not_found", "message": "not found", "status": 404}).encode()
+                    writer.write(response(404, body_out, [("Content-Type", "application/json")], "NOT FOUND"))
+                else:
+                    body_out = json.dumps({"route": name, "params": params, "path": routed,
+                                           "method": method}).encode()
+                    writer.write(response(200, body_out, [("Content-Type", "application/json")]))
+                await writer.drain()
+                continue
+            if path == "/stall":
+                await asyncio.sleep(3600)
+                return
+            if path == "/close-early":
+                return
+            if path == "/bad-response":
+                writer.write(b"HTTP/1.1 2OO OK\r\n\r\n")
+                await writer.drain()
+                return
+            if path == "/close-mid":
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789")
+                await writer.drain()
+                return
+            if path == "/slow":
+                await asyncio.sleep(int(q.get("ms", "1000")) / 1000.0)
+            if path.startswith("/status/"):
+                st = int(path.split("/")[2])
+                writer.write(response(st, b"status\n"))
+                await writer.drain()
+                continue
+            if path == "/big":
+                n = int(q.get("bytes", "1000"))
+                writer.write(response(200, b"x" * n))
+                await writer.drain()
+                continue
+            if path == "/chunked":
+                n, size = int(q.get("n", "5")), int(q.get("size", "10"))
+                writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                for i in range(n):
+                    chunk = (b"%d" % (i % 10)) * size
+                    writer.write(b"%x;ext=1\r\n" % len(chunk) + chunk + b"\r\n")
+                writer.write(b"0\r\nX-Trailer: yes\r\n\r\n")
+                await writer.drain()
+                continue
+            if path in ("/sse", "/sse-forever"):
+                n = int(q.get("n", "5")) if path == "/sse" else 10 ** 9
+                interval = float(q.get("interval", "0.1"))
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                             b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n")
+                await writer.drain()
+                try:
+                    for i in range(n):
+                        ev = ("id: %d\ndata: {\"i\": %d, \"sent\": %.6f}\n\n" % (i, i, time.time())).encode()
+                        writer.write(b"%x\r\n" % len(ev) + ev + b"\r\n")
+                        await writer.drain()
+                        await asyncio.sleep(interval)
+                    writer.write(b"0\r\n\r\n")
+                    await writer.drain()
+                except (ConnectionError, OSError):
+                    log({"event": "sse-closed", "t": time.time(), "target": target})
+                    return
+                continue
+            if path == "/ws":
+                key = hget(headers, "sec-websocket-key") or ""
+                accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+                writer.write(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                              "Sec-WebSocket-Accept: %s\r\n\r\n" % accept).encode())
+                await writer.drain()
+                while True:
+                    data = await reader.read(65536)
+                    if not data:
+                        return
+                    writer.write(data)
+                    await writer.drain()
+            # echo
+            body_out = json.dumps({
+                "method": method, "target": target, "headers": headers, "body_len": len(body),
+                "sha256": hashlib.sha256(body).hexdigest(), "chunked": chunked,
+            }).encode()
+            writer.write(response(200, body_out, [("Content-Type", "application/json")]))
+            await writer.drain()
+            if (hget(headers, "connection") or "").lower() == "close":
+                return
+    except (ConnectionError, OSError, asyncio.IncompleteReadError):
+        return
+    finally:
+        try:
+            writer.close()
+        except Exception:
+            pass
+
+
+async def main():
+    server = await asyncio.start_server(handle, ARGS.host, ARGS.port, limit=1 << 20, reuse_address=True)
+    if ARGS.ready_file:
+        with open(ARGS.ready_file, "w") as f:
+            f.write("ready\n")
+    async with server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--log")
+    ap.add_argument("--ready-file")
+    ap.add_argument("--keepalive-timeout", type=float, default=60.0)
+    ap.add_argument("--dify", action="store_true")
+    ARGS = ap.parse_args()
+    if ARGS.log:
+        LOG = open(ARGS.log, "a", buffering=1)
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,38 @@
+#!/usr/bin/env python3
+"""Run the integration suite (tests/integration/test_*.py) with unittest.
+
+    python3 tests/run_integration.py [-k PATTERN] [module ...]
+
+Every test starts real processes: build/portcullis, the scriptable upstream
+(tests/lib/upstream.py) and, where policies are involved, a throwaway
+PostgreSQL cluster.
+"""
+import os
+import sys
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "lib"))
+sys.path.insert(0, os.path.join(HERE, "integration"))
+
+
+def main():
+    args = sys.argv[1:]
+    pattern = None
+    if len(args) >= 2 and args[0] == "-k":
+        pattern = args[1]
+        args = args[2:]
+    loader = unittest.TestLoader()
+    if pattern:
+        loader.testNamePatterns = ["*%s*" % pattern]
+    if args:
+        suite = unittest.TestSuite(loader.loadTestsFromName(a) for a in args)
+    else:
+        suite = loader.discover(os.path.join(HERE, "integration"), pattern="test_*.py",
+                                top_level_dir=os.path.join(HERE, "integration"))
+    result = unittest.TextTestRunner(verbosity=2, failfast=False).run(suite)
+    sys.exit(0 if result.wasSuccessful() else 1)
+
+
+if __name__ == "__main__":
+    main()
