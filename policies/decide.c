@@ -72,12 +72,10 @@ static void dec_on_invalidate(void *arg)
     __atomic_store_n(&ctx->cache_entries, 0, __ATOMIC_RELAXED);
 }
 
-static void dec_on_state(void *arg)
+static void dec_on_state(void *arg, int up)
 {
     struct dec_ctx *ctx = arg;
-    struct pg_pool_state st;
-    pg_pool_state(ctx->pool, &st);
-    __atomic_store_n(&ctx->ready, st.up > 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&ctx->ready, up > 0, __ATOMIC_RELAXED);
 }
 
 static int dec_share(const struct pc_config *cfg, int worker_id, int nworkers)

@@ -50,7 +50,7 @@ struct pg_pool {
     int dispatch_pending;
     int rr;
     void (*on_invalidate)(void *arg);
-    void (*on_state)(void *arg);
+    void (*on_state)(void *arg, int up);
     void *arg;
     int st_up, st_connecting, st_down;  /* atomic copies for other threads */
 };
@@ -76,7 +76,7 @@ static void pool_publish(struct pg_pool *p)
     __atomic_store_n(&p->st_connecting, connecting, __ATOMIC_RELAXED);
     __atomic_store_n(&p->st_down, down, __ATOMIC_RELAXED);
     if (p->on_state)
-        p->on_state(p->arg);
+        p->on_state(p->arg, up);
 }
 
 void pg_pool_state(const struct pg_pool *p, struct pg_pool_state *st)
@@ -518,7 +518,8 @@ int pg_pool_submit(struct pg_pool *p, struct pg_query *q)
 }
 
 struct pg_pool *pg_pool_new(struct event_base *base, int nconns, struct pc_config *cfg, int listener,
-                            void (*on_invalidate)(void *arg), void (*on_state)(void *arg), void *arg)
+                            void (*on_invalidate)(void *arg), void (*on_state)(void *arg, int up),
+                            void *arg)
 {
     struct pg_pool *p = pc_calloc(1, sizeof(*p));
     p->base = base;

@@ -44,7 +44,8 @@ struct pg_query {
 TAILQ_HEAD(pg_query_list, pg_query);
 
 struct pg_pool *pg_pool_new(struct event_base *base, int nconns, struct pc_config *cfg, int listener,
-                            void (*on_invalidate)(void *arg), void (*on_state)(void *arg), void *arg);
+                            void (*on_invalidate)(void *arg), void (*on_state)(void *arg, int up),
+                            void *arg);
 void pg_pool_free(struct pg_pool *p);
 /* A new generation: connections are replaced as soon as they are idle. */
 void pg_pool_set_config(struct pg_pool *p, struct pc_config *cfg);

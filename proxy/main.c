@@ -13,6 +13,7 @@
 #include "../rules/match.h"
 #include "../policies/policy.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,10 +136,15 @@ static int pc_token_main(int argc, char **argv)
         goto out;
     }
     time_t now = time(NULL);
-    if (jwt_get_grant_int(jwt, "exp") == 0 && ttl_ms > 0)
-        jwt_add_grant_int(jwt, "exp", (long)(now + ttl_ms / 1000));
-    if (jwt_get_grant_int(jwt, "iat") == 0)
-        jwt_add_grant_int(jwt, "iat", (long)now);
+    /* libjwt 1.10 reports a missing grant with errno ENOENT */
+    errno = 0;
+    jwt_get_grant_int(jwt, "exp");
+    if (errno == ENOENT && ttl_ms > 0 && jwt_add_grant_int(jwt, "exp", (long)(now + ttl_ms / 1000)) != 0)
+        goto out;
+    errno = 0;
+    jwt_get_grant_int(jwt, "iat");
+    if (errno == ENOENT && jwt_add_grant_int(jwt, "iat", (long)now) != 0)
+        goto out;
     if (kid != NULL && jwt_add_header(jwt, "kid", kid) != 0)
         goto out;
     if (jwt_set_alg(jwt, alg, key, (int)keylen) != 0) {

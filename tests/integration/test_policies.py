@@ -1,0 +1,374 @@
+"""Issue #4: policies against a real PostgreSQL, a decision cache that
+cannot leak, and fail-closed behaviour."""
+import os
+import random
+import re
+import subprocess
+import threading
+import time
+import unittest
+
+from harness import (PG, ROOT, Conn, Proxy, Upstream, build_request, http, mint, run_portcullis, shared_pg,
+                     wait_until)
+from fixture import APPS, USERS, may_read_logs
+
+SECRET = "policy-test-secret"
+
+POLICIES = """
+  owner: |
+    SELECT 1 FROM apps a
+      JOIN tenant_account_joins j ON j.tenant_id = a.tenant_id
+      JOIN accounts ac ON ac.id = j.account_id
+     WHERE a.id = :app_id AND j.account_id::text = :subject
+       AND j.role = 'owner' AND ac.status = 'active'
+  admin: |
+    SELECT 1 FROM apps a
+      JOIN tenant_account_joins j ON j.tenant_id = a.tenant_id
+      JOIN accounts ac ON ac.id = j.account_id
+     WHERE a.id = :app_id AND j.account_id::text = :subject
+       AND j.role = 'admin' AND ac.status = 'active'
+  creator: |
+    SELECT 1 FROM apps a
+      JOIN tenant_account_joins j ON j.tenant_id = a.tenant_id AND j.account_id = a.created_by
+      JOIN accounts ac ON ac.id = a.created_by
+     WHERE a.id = :app_id AND a.created_by::text = :subject AND ac.status = 'active'
+  by_name: SELECT 1 FROM apps WHERE name = :name AND created_by::text = :subject
+  by_query: SELECT 1 FROM apps WHERE id::text = :conv AND :subject <> ''
+  slow: SELECT 1 FROM pg_sleep(0.4), apps WHERE id = :app_id AND :subject <> ''
+  claim_role: SELECT 1 WHERE :claims.role = 'auditor' AND :subject <> ''
+"""
+
+CONFIG = """
+listen: 127.0.0.1:{port}
+upstream: http://127.0.0.1:{upstream}
+workers: {workers}
+admin_listen: 127.0.0.1:{admin_port}
+timeouts:
+  policy: {policy_timeout}
+identity:
+  secret: "%s"
+  subject_claim: user_id
+  sources: ["header:Authorization"]
+database:
+  url: "{dburl}"
+  pool: 2
+  connect_timeout: 1s
+cache:
+  ttl: {ttl}
+  invalidate_channel: portcullis
+policies:%s
+rules:
+  - name: logs
+    path: /apps/{app_id:uuid}/logs
+    allow: [owner, admin, creator]
+  - name: byname
+    path: /byname/{name}
+    allow: [by_name]
+  - name: byquery
+    path: /byquery
+    query: {conversation_id: "{conv}"}
+    allow: [by_query]
+  - name: slow
+    path: /slow/{app_id:uuid}
+    allow: [slow]
+  - name: claims
+    path: /claims
+    allow: [claim_role]
+  - name: open
+    path: /**
+    action: forward
+""" % (SECRET, POLICIES)
+
+
+def auth(user, **claims):
+    c = {"user_id": USERS[user]}
+    c.update(claims)
+    return [("Authorization", "Bearer " + mint(SECRET, c))]
+
+
+def metric(proxy, name, **labels):
+    text = http(proxy.admin_port, "GET", "/metrics").body.decode()
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name):
+            continue
+        m = re.match(r"(\w+)(?:\{(.*)\})? (\S+)$", line)
+        if not m or m.group(1) != name:
+            continue
+        have = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
+        if all(have.get(k) == v for k, v in labels.items()):
+            total += float(m.group(3))
+    return total
+
+
+class PolicyCase(unittest.TestCase):
+    ttl = "0s"
+    workers = 2
+    policy_timeout = "1s"
+
+    def setUp(self):
+        self.pg = self.database()
+        self.up = Upstream()
+        self.proxy = Proxy(CONFIG, upstream=self.up.port, dburl=self.pg.url, ttl=self.ttl, workers=self.workers,
+                           policy_timeout=self.policy_timeout)
+        # wait for the database connections
+        wait_until(lambda: http(self.proxy.port, "GET", "/readyz").status == 200, timeout=10)
+
+    def database(self):
+        return shared_pg()
+
+    def tearDown(self):
+        self.proxy.close()
+        self.up.close()
+
+    def logs(self, app, user):
+        return http(self.proxy.port, "GET", "/apps/%s/logs" % APPS[app][0], headers=auth(user))
+
+
+class TestDecisionMatrix(PolicyCase):
+    ttl = "30s"
+
+    def check_matrix(self, order):
+        for user, app in order:
+            want = 200 if may_read_logs(user, app) else 403
+            r = self.logs(app, user)
+            self.assertEqual(r.status, want, "%s on %s" % (user, app))
+
+    def test_full_user_by_app_matrix_cold_then_cached_in_any_order(self):
+        pairs = [(u, a) for u in USERS for a in APPS]
+        self.check_matrix(pairs)                 # cold
+        hits_before = metric(self.proxy, "portcullis_policy_cache_hits_total")
+        rng = random.Random(7)
+        for _ in range(2):                       # cached, shuffled: no entry answers for another pair
+            rng.shuffle(pairs)
+            self.check_matrix(pairs)
+        self.assertGreater(metric(self.proxy, "portcullis_policy_cache_hits_total"), hits_before)
+        allowed = sum(1 for u, a in pairs if may_read_logs(u, a))
+        self.assertEqual(len(self.up.requests()), 3 * allowed)
+
+    def test_owner_of_another_workspace_is_not_owner_here(self):
+        self.assertEqual(self.logs("b-app", "owner_b").status, 200)
+        self.assertEqual(self.logs("a-editor-app", "owner_b").status, 403)
+
+    def test_creator_who_left_the_workspace_is_denied(self):
+        self.assertEqual(self.logs("a-orphan-app", "left_creator").status, 403)
+
+    def test_app_with_null_creator_is_readable_by_owner_and_admin_only(self):
+        for user in USERS:
+            want = 200 if user in ("owner_a", "admin_a") else 403
+            self.assertEqual(self.logs("a-legacy-app", user).status, want, user)
+
+    def test_banned_admin_is_never_allowed(self):
+        for app in APPS:
+            self.assertEqual(self.logs(app, "banned_admin_a").status, 403)
+
+    def test_access_log_marks_cold_and_cached_decisions(self):
+        # one connection: one worker, whose cache answers the second time
+        c = Conn(self.proxy.port)
+        for _ in range(2):
+            c.request("GET", "/apps/%s/logs" % APPS["a-editor-app"][0], auth("owner_a"))
+        c.close()
+        lines = [l for l in self.proxy.access_log() if l["rule"] == "logs"]
+        self.assertEqual([l["cache"] for l in lines[-2:]], ["miss", "hit"])
+        self.assertEqual(lines[-1]["decision"], "allow")
+
+
+class TestInjection(PolicyCase):
+    def test_injection_strings_in_captures_are_bound_not_interpolated(self):
+        evil = "x'; DROP TABLE apps; --"
+        r = http(self.proxy.port, "GET", "/byname/" + evil.replace(" ", "%20").replace("'", "%27"),
+                 headers=auth("editor_a"))
+        self.assertEqual(r.status, 403)
+        self.assertEqual(self.pg.psql("SELECT count(*) FROM apps").strip(), str(len(APPS)))
+        r = http(self.proxy.port, "GET", "/byquery?conversation_id=%27%20OR%201%3D1%20--", headers=auth("owner_a"))
+        self.assertEqual(r.status, 403)
+        self.assertEqual(self.pg.psql("SELECT count(*) FROM apps").strip(), str(len(APPS)))
+        r = http(self.proxy.port, "GET", "/byname/a-editor-app", headers=auth("editor_a"))
+        self.assertEqual(r.status, 200)
+
+    def test_a_repeated_query_capture_gets_400(self):
+        r = http(self.proxy.port, "GET", "/byquery?conversation_id=a&conversation_id=b", headers=auth("owner_a"))
+        self.assertEqual(r.status, 400)
+
+    def test_an_absent_query_capture_is_bound_as_null_and_denies(self):
+        self.assertEqual(http(self.proxy.port, "GET", "/byquery", headers=auth("owner_a")).status, 403)
+
+    def test_claims_are_parameters_too(self):
+        self.assertEqual(http(self.proxy.port, "GET", "/claims", headers=auth("normal_a", role="auditor")).status, 200)
+        self.assertEqual(http(self.proxy.port, "GET", "/claims", headers=auth("normal_a", role="viewer")).status, 403)
+        self.assertEqual(http(self.proxy.port, "GET", "/claims", headers=auth("normal_a")).status, 403)
+
+
+class TestCoalescing(PolicyCase):
+    workers = 1
+
+    def test_concurrent_identical_lookups_produce_one_query(self):
+        app = APPS["a-editor-app"][0]
+        results = []
+
+        def one():
+            results.append(http(self.proxy.port, "GET", "/slow/" + app, headers=auth("owner_a"), timeout=10).status)
+        threads = [threading.Thread(target=one) for _ in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(results, [200] * 20)
+        self.assertEqual(metric(self.proxy, "portcullis_policy_queries_total", policy="slow"), 1)
+        # a different subject is a different lookup
+        http(self.proxy.port, "GET", "/slow/" + app, headers=auth("admin_a"), timeout=10)
+        self.assertEqual(metric(self.proxy, "portcullis_policy_queries_total", policy="slow"), 2)
+
+
+class TestRevocation(PolicyCase):
+    ttl = "1s"
+
+    def tearDown(self):
+        self.pg.psql("UPDATE tenant_account_joins SET role = 'admin' WHERE account_id = '%s'" % USERS["admin_a"])
+        self.pg.psql("UPDATE tenant_account_joins SET role = 'normal' WHERE account_id = '%s' AND tenant_id = '%s'"
+                     % (USERS["normal_a"], APPS["a-editor-app"][1]))
+        self.pg.psql("DROP TRIGGER IF EXISTS portcullis_invalidate ON tenant_account_joins;"
+                     "DROP TRIGGER IF EXISTS portcullis_invalidate ON apps;"
+                     "DROP TRIGGER IF EXISTS portcullis_invalidate ON accounts")
+        super().tearDown()
+
+    def test_demotion_and_promotion_take_effect_after_the_ttl(self):
+        self.assertEqual(self.logs("a-editor-app", "admin_a").status, 200)
+        self.assertEqual(self.logs("a-editor-app", "normal_a").status, 403)
+        self.pg.psql("UPDATE tenant_account_joins SET role = 'normal' WHERE account_id = '%s'" % USERS["admin_a"])
+        self.pg.psql("UPDATE tenant_account_joins SET role = 'admin' WHERE account_id = '%s' AND tenant_id = '%s'"
+                     % (USERS["normal_a"], APPS["a-editor-app"][1]))
+        # still cached for up to the ttl...
+        self.assertEqual(self.logs("a-editor-app", "admin_a").status, 200)
+        time.sleep(1.2)
+        # ...and not a moment longer
+        self.assertEqual(self.logs("a-editor-app", "admin_a").status, 403)
+        self.assertEqual(self.logs("a-editor-app", "normal_a").status, 200)
+
+
+class TestNotifyRevocation(TestRevocation):
+    ttl = "60s"
+
+    def test_demotion_and_promotion_take_effect_at_once_with_notify(self):
+        self.pg.psql_file(os.path.join(ROOT, "policies", "invalidate.sql"))
+        self.assertEqual(self.logs("a-editor-app", "admin_a").status, 200)
+        self.assertEqual(self.logs("a-editor-app", "normal_a").status, 403)
+        self.pg.psql("UPDATE tenant_account_joins SET role = 'normal' WHERE account_id = '%s'" % USERS["admin_a"])
+        self.assertTrue(wait_until(lambda: self.logs("a-editor-app", "admin_a").status == 403, timeout=1.0))
+        self.pg.psql("UPDATE tenant_account_joins SET role = 'admin' WHERE account_id = '%s' AND tenant_id = '%s'"
+                     % (USERS["normal_a"], APPS["a-editor-app"][1]))
+        self.assertTrue(wait_until(lambda: self.logs("a-editor-app", "normal_a").status == 200, timeout=1.0))
+
+    def test_demotion_and_promotion_take_effect_after_the_ttl(self):
+        pass  # covered by TestRevocation with a 1 s ttl
+
+
+class TestDatabaseDown(PolicyCase):
+    ttl = "60s"
+
+    def database(self):
+        return PG(os.path.join(ROOT, "tests", "fixtures", "dify.sql"))
+
+    def tearDown(self):
+        super().tearDown()
+        self.pg.close()
+
+    def test_database_stopped_fails_closed_then_recovers(self):
+        self.assertEqual(self.logs("a-editor-app", "owner_a").status, 200)   # now cached
+        self.pg.stop()
+        time.sleep(0.3)
+        n = len(self.up.requests())
+        for user in ("admin_a", "editor_a", "normal_a"):
+            r = self.logs("a-editor-app", user)
+            self.assertEqual(r.status, 503, user)
+            self.assertEqual(r.json()["code"], "service_unavailable")
+        self.assertEqual(len(self.up.requests()), n)                         # never forwarded unchecked
+        self.assertEqual(http(self.proxy.port, "GET", "/open/x").status, 200)  # open routes still forwarded
+        r = http(self.proxy.port, "GET", "/readyz")
+        self.assertEqual((r.status, r.json()["failing"]), (503, "database"))
+        self.pg.start()
+        self.assertTrue(wait_until(lambda: http(self.proxy.port, "GET", "/readyz").status == 200, timeout=15))
+        # errors were not cached: the first request after recovery is decided afresh
+        self.assertEqual(self.logs("a-editor-app", "admin_a").status, 200)
+        self.assertEqual(self.logs("a-editor-app", "normal_a").status, 403)
+
+    def test_the_proxy_starts_while_the_database_is_down(self):
+        self.pg.stop()
+        p = Proxy(CONFIG, upstream=self.up.port, dburl=self.pg.url, ttl="0s", workers=1, policy_timeout="1s")
+        try:
+            self.assertIn("database unreachable", p.stderr())
+            self.assertEqual(http(p.port, "GET", "/apps/%s/logs" % APPS["b-app"][0], headers=auth("owner_b")).status, 503)
+            self.pg.start()
+            self.assertTrue(wait_until(
+                lambda: http(p.port, "GET", "/apps/%s/logs" % APPS["b-app"][0], headers=auth("owner_b")).status == 200,
+                timeout=15))
+        finally:
+            p.close()
+
+
+class TestLockedTable(PolicyCase):
+    def test_a_locked_table_gives_503_within_the_policy_budget(self):
+        locker = subprocess.Popen(["psql", "-X", "-q", "-h", "127.0.0.1", "-p", str(self.pg.port), "-U", "postgres",
+                                   "-d", "dify", "-c", "BEGIN; LOCK TABLE apps IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(4);"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.5)
+            t = time.time()
+            r = self.logs("a-editor-app", "owner_a")
+            took = time.time() - t
+            self.assertEqual(r.status, 503)
+            self.assertLess(took, 1.5)  # timeouts.policy is 1s
+            self.assertEqual(self.up.requests(), [])
+        finally:
+            locker.kill()
+            locker.wait()
+        self.assertTrue(wait_until(lambda: self.logs("a-editor-app", "owner_a").status == 200, timeout=5))
+
+
+class TestCheckAndReload(PolicyCase):
+    def write(self, text):
+        path = os.path.join(self.proxy.dir, "check.yaml")
+        for k, v in dict(port=1, upstream=2, admin_port=3, dburl=self.pg.url, ttl="0s", workers=1,
+                         policy_timeout="1s").items():
+            text = text.replace("{%s}" % k, str(v))
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_t_prepares_every_policy_against_the_database(self):
+        r = run_portcullis("-t", "-c", self.write(CONFIG))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("all prepared against the database", r.stdout)
+
+    def test_t_catches_bad_sql(self):
+        bad = CONFIG.replace("WHERE name = :name", "WHERE nme = :name")
+        r = run_portcullis("-t", "-c", self.write(bad))
+        self.assertEqual(r.returncode, 1)
+        self.assertRegex(r.stderr, r"check\.yaml:\d+:\d+: policy 'by_name' does not prepare: .*column \"nme\" does not exist")
+
+    def test_t_catches_parameters_the_rule_does_not_bind(self):
+        bad = CONFIG.replace("allow: [by_name]", "allow: [by_name, by_query]")
+        r = run_portcullis("-t", "-c", self.write(bad))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("rule 'byname': policy 'by_query' uses parameter :conv, which this rule does not bind", r.stderr)
+
+    def test_t_says_so_when_the_database_is_unreachable(self):
+        r = run_portcullis("-t", "-c", self.write(CONFIG.replace("{dburl}", "host=127.0.0.1 port=1 dbname=x")))
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("database unreachable", r.stderr)
+        self.assertIn("NOT checked", r.stdout)
+
+    def test_reload_with_good_sql_applies_and_with_bad_sql_keeps_the_old(self):
+        self.assertEqual(self.logs("a-editor-app", "normal_a").status, 403)
+        opened = CONFIG.replace("AND j.role = 'owner'", "AND j.role IN ('owner', 'normal')")
+        self.proxy.reload(opened, wait=1.0)
+        self.assertEqual(self.logs("a-editor-app", "normal_a").status, 200)
+        broken = opened.replace("AND j.role IN ('owner', 'normal')", "AND j.rolez = 'owner'")
+        self.proxy.reload(broken, wait=1.0)
+        self.assertIn("does not prepare", self.proxy.stderr())
+        self.assertEqual(self.logs("a-editor-app", "normal_a").status, 200)
+        self.assertEqual(self.logs("a-editor-app", "owner_a").status, 200)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,54 @@
+"""The people and apps of tests/fixtures/dify.sql, and the product rule:
+logs are visible to the owner and admins of the app's workspace, and to the
+app's creator while they are still a member; banned accounts never."""
+
+TENANT_A = "aaaaaaaa-0000-4000-8000-000000000001"
+TENANT_B = "bbbbbbbb-0000-4000-8000-000000000001"
+
+USERS = {
+    "owner_a": "a0000000-0000-4000-8000-00000000000a",
+    "admin_a": "a0000000-0000-4000-8000-00000000000b",
+    "editor_a": "a0000000-0000-4000-8000-00000000000c",
+    "normal_a": "a0000000-0000-4000-8000-00000000000d",
+    "dsop_a": "a0000000-0000-4000-8000-00000000000e",
+    "banned_admin_a": "a0000000-0000-4000-8000-00000000000f",
+    "left_creator": "a0000000-0000-4000-8000-000000000010",
+    "owner_b": "b0000000-0000-4000-8000-00000000000a",
+}
+BANNED = {"banned_admin_a"}
+
+# (workspace, user) -> role
+ROLES = {
+    (TENANT_A, "owner_a"): "owner",
+    (TENANT_A, "admin_a"): "admin",
+    (TENANT_A, "editor_a"): "editor",
+    (TENANT_A, "normal_a"): "normal",
+    (TENANT_A, "dsop_a"): "dataset_operator",
+    (TENANT_A, "banned_admin_a"): "admin",
+    (TENANT_B, "owner_b"): "owner",
+    (TENANT_A, "owner_b"): "normal",
+}
+
+# name -> (id, workspace, creator)
+APPS = {
+    "a-editor-app": ("a1a1a1a1-0000-4000-8000-000000000001", TENANT_A, "editor_a"),
+    "a-orphan-app": ("a1a1a1a1-0000-4000-8000-000000000002", TENANT_A, "left_creator"),
+    "a-legacy-app": ("a1a1a1a1-0000-4000-8000-000000000003", TENANT_A, None),
+    "a-normal-app": ("a1a1a1a1-0000-4000-8000-000000000004", TENANT_A, "normal_a"),
+    "b-app": ("b1b1b1b1-0000-4000-8000-000000000001", TENANT_B, "owner_b"),
+}
+
+CONVERSATION = {"a-editor-app": "c0000000-0000-4000-8000-0000000000a1", "b-app": "c0000000-0000-4000-8000-0000000000b1"}
+MESSAGE = {"a-editor-app": "d0000000-0000-4000-8000-0000000000a1", "b-app": "d0000000-0000-4000-8000-0000000000b1"}
+RUN = {"a-editor-app": "e0000000-0000-4000-8000-0000000000a1", "b-app": "e0000000-0000-4000-8000-0000000000b1"}
+
+
+def may_read_logs(user, app):
+    """The product rule, stated once, from the fixture's facts."""
+    if user in BANNED:
+        return False
+    _, tenant, creator = APPS[app]
+    role = ROLES.get((tenant, user))
+    if role in ("owner", "admin"):
+        return True
+    return creator == user and role is not None
