@@ -417,7 +417,8 @@ int h1_response_has_body(const struct h1_response *r, enum h1_method req_method)
 
 /* ---- chunked ---- */
 
-#define H1_CHUNK_META_MAX 8192
+#define H1_CHUNK_META_MAX 8192  /* all trailer fields */
+#define H1_CHUNK_LINE_MAX 4096  /* one chunk-size line, extensions included */
 
 int h1_chunked_feed(struct h1_chunked *c, const char *p, size_t len, size_t *consumed)
 {
@@ -431,7 +432,8 @@ int h1_chunked_feed(struct h1_chunked *c, const char *p, size_t len, size_t *con
         case H1_CH_SIZE_DIGITS: {
             int h = pc_hexval(ch);
             if (h >= 0) {
-                if (c->remaining > (UINT64_MAX >> 8)) {
+                /* leading zeros count too: a size line is short */
+                if (++c->line > H1_CHUNK_LINE_MAX || c->remaining > (UINT64_MAX >> 8)) {
                     rc = H1_CHUNK_ERROR; /* absurd chunk size */
                     goto out;
                 }
@@ -458,7 +460,7 @@ int h1_chunked_feed(struct h1_chunked *c, const char *p, size_t len, size_t *con
         }
         case H1_CH_EXT:
             /* chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] ) */
-            if (++c->meta > H1_CHUNK_META_MAX) {
+            if (++c->line > H1_CHUNK_LINE_MAX) {
                 rc = H1_CHUNK_ERROR;
                 goto out;
             }
@@ -473,7 +475,7 @@ int h1_chunked_feed(struct h1_chunked *c, const char *p, size_t len, size_t *con
             i++;
             break;
         case H1_CH_EXT_QUOTED:
-            if (++c->meta > H1_CHUNK_META_MAX) {
+            if (++c->line > H1_CHUNK_LINE_MAX) {
                 rc = H1_CHUNK_ERROR;
                 goto out;
             }
@@ -527,6 +529,7 @@ int h1_chunked_feed(struct h1_chunked *c, const char *p, size_t len, size_t *con
             }
             c->state = H1_CH_SIZE;
             c->remaining = 0;
+            c->line = 0;
             i++;
             break;
         case H1_CH_TRAILER_START:

@@ -135,7 +135,8 @@ struct h1_chunked {
     enum h1_chunk_state state;
     uint64_t remaining;     /* data bytes left in the current chunk */
     uint64_t total;         /* data bytes so far */
-    size_t meta;            /* bytes of extensions/trailers so far */
+    size_t line;            /* bytes of the current chunk-size line */
+    size_t meta;            /* bytes of trailers so far */
 };
 
 enum {
