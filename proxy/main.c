@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <sys/socket.h>
 #include <jwt.h>
 
 #define PC_DEFAULT_CONFIG "/etc/portcullis/portcullis.yaml"
@@ -29,6 +31,7 @@ static void usage(FILE *f)
             "usage: portcullis [-c FILE] [-t]\n"
             "       portcullis token (--secret S | --secret-file F) [--claim k=v]... [--ttl 1h] [--alg HS256] [--kid ID]\n"
             "       portcullis explain [-c FILE] METHOD URL [-H 'Name: value']...\n"
+            "       portcullis healthcheck [HOST:PORT] [PATH]\n"
             "\n"
             "  -c, --config FILE  config file (default: $PORTCULLIS_CONFIG, then " PC_DEFAULT_CONFIG ")\n"
             "  -t, --test         validate the config, check policies against the database, exit\n"
@@ -165,6 +168,61 @@ out:
     return rc;
 }
 
+/*
+ * portcullis healthcheck [host:port] [path]: GET path (default /healthz)
+ * from a running proxy; exit 0 on 200. For container HEALTHCHECKs, which
+ * should not need curl. The address defaults to $PORTCULLIS_LISTEN, with
+ * 0.0.0.0 / [::] meaning the loopback address.
+ */
+static int pc_healthcheck_main(int argc, char **argv)
+{
+    const char *addr = argc > 1 ? argv[1] : getenv("PORTCULLIS_LISTEN");
+    const char *path = argc > 2 ? argv[2] : "/healthz";
+    char host[300], err[256];
+    struct pc_addr a = {0};
+    int fd = -1, rc = 1;
+
+    if (addr == NULL || *addr == '\0')
+        addr = "127.0.0.1:8080";
+    if (strncmp(addr, "0.0.0.0:", 8) == 0)
+        snprintf(host, sizeof(host), "127.0.0.1:%s", addr + 8);
+    else if (strncmp(addr, "[::]:", 5) == 0)
+        snprintf(host, sizeof(host), "[::1]:%s", addr + 5);
+    else
+        snprintf(host, sizeof(host), "%s", addr);
+    if (cfg_parse_hostport(host, 1, &a, err, sizeof(err)) != 0) {
+        fprintf(stderr, "healthcheck: %s\n", err);
+        return 1;
+    }
+    fd = socket(a.sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct timeval tv = {3, 0};
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0 ||
+        connect(fd, (struct sockaddr *)&a.sa, a.len) != 0) {
+        fprintf(stderr, "healthcheck: cannot connect to %s: %s\n", host, strerror(errno));
+        goto out;
+    }
+    char req[512], resp[64];
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", path);
+    if (n <= 0 || write(fd, req, (size_t)n) != n) {
+        fprintf(stderr, "healthcheck: write failed\n");
+        goto out;
+    }
+    ssize_t got = 0, r;
+    while (got < 12 && (r = read(fd, resp + got, sizeof(resp) - 1 - (size_t)got)) > 0)
+        got += r;
+    resp[got] = '\0';
+    rc = strncmp(resp, "HTTP/1.1 200", 12) == 0 ? 0 : 1;
+    if (rc != 0)
+        fprintf(stderr, "healthcheck: %s answered: %.12s\n", host, got > 0 ? resp : "(nothing)");
+out:
+    if (fd >= 0)
+        close(fd);
+    free(a.text);
+    free(a.host);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -182,6 +240,8 @@ int main(int argc, char **argv)
         return pc_token_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "explain") == 0)
         return pc_explain_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "healthcheck") == 0)
+        return pc_healthcheck_main(argc - 1, argv + 1);
 
     while ((ch = getopt_long(argc, argv, "c:tvh", opts, NULL)) != -1) {
         switch (ch) {
