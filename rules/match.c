@@ -38,6 +38,93 @@ static int rule_is_int(const char *s, size_t len)
     return 1;
 }
 
+/*
+ * {x:int}: Werkzeug's IntegerConverter matches Python's \d+, which is every
+ * Unicode decimal digit (category Nd), and hands the view int(value). So an
+ * int segment here is any run of ASCII digits and non-ASCII characters; at
+ * binding, each character is mapped to its digit and the value is written
+ * as a plain decimal without leading zeros, as the backend will see it. A
+ * non-ASCII character that is not a known digit is refused (400): the
+ * backend's Unicode tables may be newer than ours, and a segment we cannot
+ * read with certainty must not slip past an int rule.
+ */
+static const uint32_t rule_nd_zeros[] = {
+    /* code points of DIGIT ZERO in every Nd block, Unicode 14.0 */
+    0x30, 0x660, 0x6F0, 0x7C0, 0x966, 0x9E6, 0xA66, 0xAE6, 0xB66, 0xBE6, 0xC66, 0xCE6,
+    0xD66, 0xDE6, 0xE50, 0xED0, 0xF20, 0x1040, 0x1090, 0x17E0, 0x1810, 0x1946, 0x19D0,
+    0x1A80, 0x1A90, 0x1B50, 0x1BB0, 0x1C40, 0x1C50, 0xA620, 0xA8D0, 0xA900, 0xA9D0,
+    0xA9F0, 0xAA50, 0xABF0, 0xFF10, 0x104A0, 0x10D30, 0x11066, 0x110F0, 0x11136,
+    0x111D0, 0x112F0, 0x11450, 0x114D0, 0x11650, 0x116C0, 0x11730, 0x118E0, 0x11950,
+    0x11C50, 0x11D50, 0x11DA0, 0x16A60, 0x16AC0, 0x16B50, 0x1D7CE, 0x1D7D8, 0x1D7E2,
+    0x1D7EC, 0x1D7F6, 0x1E140, 0x1E2F0, 0x1E950, 0x1FBF0,
+};
+
+/* Decode one UTF-8 code point; returns its length, 0 if invalid. */
+static size_t rule_utf8(const unsigned char *p, size_t len, uint32_t *cp)
+{
+    unsigned c = p[0];
+    size_t n;
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2, *cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef)
+        n = 3, *cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4)
+        n = 4, *cp = c & 0x07;
+    else
+        return 0;
+    if (len < n)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        *cp = *cp << 6 | (p[i] & 0x3f);
+    }
+    return n;
+}
+
+/* Normalise an int segment into out (room for len + 1). Returns the length,
+ * or -1 when a character is not a digit we know. */
+static long rule_int_normalise(const char *s, size_t len, char *out)
+{
+    size_t i = 0, o = 0;
+    while (i < len) {
+        uint32_t cp;
+        size_t n = rule_utf8((const unsigned char *)s + i, len - i, &cp);
+        int d = -1;
+        if (n == 0)
+            return -1;
+        for (size_t z = 0; z < PC_ARRAY_LEN(rule_nd_zeros); z++) {
+            if (cp >= rule_nd_zeros[z] && cp < rule_nd_zeros[z] + 10) {
+                d = (int)(cp - rule_nd_zeros[z]);
+                break;
+            }
+        }
+        if (d < 0)
+            return -1;
+        if (o > 0 || d != 0)
+            out[o++] = (char)('0' + d);
+        i += n;
+    }
+    if (o == 0)
+        out[o++] = '0';
+    out[o] = '\0';
+    return (long)o;
+}
+
+static int rule_int_candidate(const char *s, size_t len)
+{
+    if (len == 0)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (unsigned char)s[i] >= 0x80))
+            return 0;
+    return 1;
+}
+
 static int rule_ident_ok(const char *s, size_t len)
 {
     if (len == 0 || len > 63)
@@ -351,7 +438,7 @@ static void trie_walk(struct trie_walk *w, const struct trie_node *t, size_t dep
         return;
     if (t->param[PT_UUID] && rule_is_uuid(s->p, s->len))
         trie_walk(w, t->param[PT_UUID], depth + 1);
-    if (t->param[PT_INT] && rule_is_int(s->p, s->len))
+    if (t->param[PT_INT] && rule_int_candidate(s->p, s->len))
         trie_walk(w, t->param[PT_INT], depth + 1);
     trie_walk(w, t->param[PT_ANY], depth + 1);
 }
@@ -359,6 +446,7 @@ static void trie_walk(struct trie_walk *w, const struct trie_node *t, size_t dep
 /* ---- matching ---- */
 
 #define RULE_MAX_SEGS 128
+#define RULE_MAX_QUERY_KEY 200  /* bytes in a query capture's parameter name */
 
 static void rule_lower(char *s, size_t len)
 {
@@ -372,7 +460,7 @@ static int rule_type_ok(enum param_type t, const char *s, size_t len)
     switch (t) {
     case PT_ANY: return len > 0;
     case PT_UUID: return rule_is_uuid(s, len);
-    case PT_INT: return rule_is_int(s, len);
+    case PT_INT: return rule_int_candidate(s, len);
     }
     return 0;
 }
@@ -420,6 +508,18 @@ int rule_match(const struct rule_set *rs, enum h1_method method, const char *met
         const struct rule_capture *cap = &r->captures[c];
         if (cap->segment >= 0) {
             const struct pc_str *sv = &segs[cap->segment];
+            if (cap->ptype == PT_INT) {
+                long n = rule_int_normalise(sv->p, sv->len, buf + o);
+                if (n < 0) {
+                    *why = "integer path segment with characters that are not digits we know";
+                    return 400;
+                }
+                m->values[c] = buf + o;
+                m->lens[c] = (size_t)n;
+                m->present[c] = 1;
+                o += (size_t)n + 1;
+                continue;
+            }
             memcpy(buf + o, sv->p, sv->len);
             if (cap->ptype == PT_UUID)
                 rule_lower(buf + o, sv->len);
@@ -443,9 +543,11 @@ int rule_match(const struct rule_set *rs, enum h1_method method, const char *met
                 continue;
             const char *eq = memchr(query + ps, '=', pe - ps);
             size_t kl = eq ? (size_t)(eq - (query + ps)) : pe - ps;
-            char kbuf[256];
+            /* a key matches only if it decodes to at most RULE_MAX_QUERY_KEY
+             * bytes, so its raw form is at most three times that */
+            char kbuf[3 * RULE_MAX_QUERY_KEY];
             if (kl > sizeof(kbuf))
-                continue; /* longer than any capture name */
+                continue; /* decodes to more than any capture name */
             long dkl = canon_pct_decode(query + ps, kl, kbuf, 1, 0);
             if (!pc_memeq(kbuf, (size_t)dkl, cap->query_key, strlen(cap->query_key)))
                 continue;
@@ -462,6 +564,14 @@ int rule_match(const struct rule_set *rs, enum h1_method method, const char *met
             }
             if (cap->ptype == PT_UUID)
                 rule_lower(buf + o, (size_t)dvl);
+            if (cap->ptype == PT_INT) {
+                /* in place: the normal form is never longer */
+                dvl = rule_int_normalise(buf + o, (size_t)dvl, buf + o);
+                if (dvl < 0) {
+                    *why = "query parameter does not have the expected form";
+                    return 400;
+                }
+            }
             buf[o + (size_t)dvl] = '\0';
             m->values[c] = buf + o;
             m->lens[c] = (size_t)dvl;
@@ -619,7 +729,7 @@ static void rule_parse_one(struct cfg_ctx *ctx, struct yt_node *n, struct rule *
             const char *why;
             if (cfg_expect(ctx, v, YT_SCALAR, "query capture") != 0)
                 continue;
-            if (k->len == 0 || k->len > 200) {
+            if (k->len == 0 || k->len > RULE_MAX_QUERY_KEY) {
                 cfg_error(ctx, k, "rule '%s': bad query parameter name", r->name);
                 continue;
             }
