@@ -178,7 +178,7 @@ static int id_keys_parse(struct cfg_ctx *ctx, struct id_config *c, struct yt_nod
             cfg_error(ctx, k, "identity key '%s' has no secret (an empty key is never used)", key->id);
         } else {
             for (size_t j = 0; j < c->nkeys; j++)
-                if (strcmp(c->keys[j].id, key->id) == 0)
+                if (c->keys[j].id != NULL && strcmp(c->keys[j].id, key->id) == 0)
                     cfg_error(ctx, k, "duplicate identity key id '%s'", key->id);
         }
         c->nkeys++;
@@ -274,6 +274,50 @@ static int id_ws(char c)
     return c == ' ' || c == '\t';
 }
 
+/* Length of the character at p (n bytes available) if Python's
+ * str.isspace() holds for it, else 0. Werkzeug strip()s cookie names and
+ * values: 2.2 after decoding the header as UTF-8 (so U+00A0, U+3000 and
+ * friends go), 2.3+ on the latin-1 string (so single bytes 0x85 and 0xA0
+ * go). Both readings count here: collecting a credential the backend would
+ * not see is harmless (it must still verify), missing one is not. */
+static size_t id_pyspace(const char *p, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    if (n >= 1 && (u[0] == ' ' || (u[0] >= 0x09 && u[0] <= 0x0d) || (u[0] >= 0x1c && u[0] <= 0x1f) ||
+                   u[0] == 0x85 || u[0] == 0xa0))
+        return 1;
+    if (n >= 2 && u[0] == 0xc2 && (u[1] == 0x85 || u[1] == 0xa0))
+        return 2;
+    if (n >= 3 && ((u[0] == 0xe1 && u[1] == 0x9a && u[2] == 0x80) ||              /* U+1680 */
+                   (u[0] == 0xe2 && u[1] == 0x80 &&
+                    ((u[2] >= 0x80 && u[2] <= 0x8a) || u[2] == 0xa8 || u[2] == 0xa9 || u[2] == 0xaf)) || /* U+2000-200A, 2028, 2029, 202F */
+                   (u[0] == 0xe2 && u[1] == 0x81 && u[2] == 0x9f) ||               /* U+205F */
+                   (u[0] == 0xe3 && u[1] == 0x80 && u[2] == 0x80)))                /* U+3000 */
+        return 3;
+    return 0;
+}
+
+/* Python's str.strip() on v[*s, *e). */
+static void id_strip(const char *v, size_t *s, size_t *e)
+{
+    size_t k;
+    while (*s < *e && (k = id_pyspace(v + *s, *e - *s)) > 0)
+        *s += k;
+    for (;;) {
+        /* longest reading first: "\xC2\xA0" is U+00A0 as a whole */
+        size_t found = 0;
+        for (k = 3; k >= 1; k--) {
+            if (k <= *e - *s && id_pyspace(v + *e - k, k) == k) {
+                found = k;
+                break;
+            }
+        }
+        if (found == 0)
+            break;
+        *e -= found;
+    }
+}
+
 void id_parse_cookies(const char *v, size_t len, id_cookie_fn fn, void *arg)
 {
     size_t i = 0;
@@ -283,10 +327,7 @@ void id_parse_cookies(const char *v, size_t len, id_cookie_fn fn, void *arg)
         while (i < len && v[i] != '=' && v[i] != ';')
             i++;
         size_t ne = i;
-        while (ns < ne && id_ws(v[ns]))
-            ns++;
-        while (ne > ns && id_ws(v[ne - 1]))
-            ne--;
+        id_strip(v, &ns, &ne);
         const char *val = v + i;
         size_t vl = 0;
         int quoted = 0;
@@ -321,10 +362,11 @@ void id_parse_cookies(const char *v, size_t len, id_cookie_fn fn, void *arg)
                 while (i < len && v[i] != ';')
                     i++;
                 size_t ve = i;
-                while (ve > vs && id_ws(v[ve - 1]))
-                    ve--;
+                id_strip(v, &vs, &ve);
                 val = v + vs;
                 vl = ve - vs;
+                /* Werkzeug unquotes any value that starts and ends with '"' */
+                quoted = vl >= 2 && val[0] == '"' && val[vl - 1] == '"';
             }
         }
         if (i < len && v[i] == ';')
@@ -334,14 +376,15 @@ void id_parse_cookies(const char *v, size_t len, id_cookie_fn fn, void *arg)
     }
 }
 
-/* Werkzeug's _cookie_unquote: strip quotes, then \ooo octal and \X. */
+/* Werkzeug's _cookie_unquote: strip quotes, then \ooo octal ([0-3][0-7]{2},
+ * one byte) and \X. */
 static char *id_cookie_unquote(const char *v, size_t len, size_t *outlen)
 {
     char *o = pc_malloc(len + 1);
     size_t n = 0;
     for (size_t i = 1; i + 1 < len; i++) {
         if (v[i] == '\\' && i + 2 < len) {
-            if (i + 4 < len && v[i + 1] >= '0' && v[i + 1] <= '7' && v[i + 2] >= '0' &&
+            if (i + 4 < len && v[i + 1] >= '0' && v[i + 1] <= '3' && v[i + 2] >= '0' &&
                 v[i + 2] <= '7' && v[i + 3] >= '0' && v[i + 3] <= '7') {
                 o[n++] = (char)(((v[i + 1] - '0') << 6) | ((v[i + 2] - '0') << 3) | (v[i + 3] - '0'));
                 i += 3;

@@ -109,7 +109,7 @@ char *pol_rewrite_sql(const char *sql, char ***params_out, size_t *nparams_out, 
         }
         if (c == '-' && i + 1 < len && sql[i + 1] == '-') {
             size_t j = i;
-            while (j < len && sql[j] != '\n')
+            while (j < len && sql[j] != '\n' && sql[j] != '\r') /* PostgreSQL: [\n\r] */
                 j++;
             pc_buf_add(&b, sql + i, j - i);
             i = j;

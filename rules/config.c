@@ -193,6 +193,11 @@ int cfg_parse_hostport(const char *s, int need_resolve, struct pc_addr *out, cha
         host[hl] = '\0';
         port_s = colon + 1;
     }
+    if (need_resolve && host[0] == '\0') {
+        /* an empty host means "any address" only when listening */
+        snprintf(err, errlen, "missing host in '%s'", s);
+        return -1;
+    }
     uint64_t port;
     if (pc_parse_u64(port_s, strlen(port_s), &port) != 0 || port == 0 || port > 65535) {
         snprintf(err, errlen, "invalid port in '%s'", s);
@@ -402,6 +407,9 @@ static void sec_cache(struct cfg_ctx *ctx, struct yt_node *n)
     cfg_fields(ctx, n, cache_fields, PC_ARRAY_LEN(cache_fields), &ctx->cfg->cache);
     const char *ch = ctx->cfg->cache.invalidate_channel;
     if (ch != NULL) {
+        if (ch[0] == '\0')
+            cfg_error(ctx, yt_get(n, "invalidate_channel"),
+                      "cache.invalidate_channel must be a lower-case identifier ([a-z0-9_])");
         for (const char *p = ch; *p; p++) {
             if (!(*p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9'))) {
                 cfg_error(ctx, yt_get(n, "invalidate_channel"),

@@ -130,6 +130,32 @@ static int yt_key_dup(const struct yt_node *map, const struct yt_node *key)
     return 0;
 }
 
+/* 1-based line and column (in bytes) of a byte offset in the input. */
+static void yt_offset_mark(const char *text, size_t text_len, FILE *fp, size_t offset,
+                           size_t *line, size_t *col)
+{
+    *line = 1;
+    *col = 1;
+    if (fp != NULL && fseek(fp, 0, SEEK_SET) != 0)
+        return;
+    for (size_t i = 0; i < offset; i++) {
+        int c;
+        if (text != NULL) {
+            if (i >= text_len)
+                break;
+            c = (unsigned char)text[i];
+        } else if ((c = getc(fp)) == EOF) {
+            break;
+        }
+        if (c == '\n') {
+            (*line)++;
+            *col = 1;
+        } else {
+            (*col)++;
+        }
+    }
+}
+
 struct yt_doc *yt_load(const char *file, const char *text, size_t text_len,
                        yt_getenv_fn getenv_fn, char *err, size_t errlen)
 {
@@ -167,6 +193,17 @@ struct yt_doc *yt_load(const char *file, const char *text, size_t text_len,
 
     while (!done) {
         if (!yaml_parser_parse(&parser, &ev)) {
+            if (parser.error == YAML_READER_ERROR) {
+                /* The reader reports a byte offset, not a mark. */
+                size_t eline, ecol;
+                char val[16] = "";
+                yt_offset_mark(text, text_len, fp, parser.problem_offset, &eline, &ecol);
+                if (parser.problem_value >= 0)
+                    snprintf(val, sizeof(val), " (0x%X)", (unsigned)parser.problem_value);
+                snprintf(err, errlen, "%s:%zu:%zu: %s%s", file, eline, ecol,
+                         parser.problem ? parser.problem : "invalid input", val);
+                goto fail;
+            }
             snprintf(err, errlen, "%s:%zu:%zu: %s", file,
                      parser.problem_mark.line + 1, parser.problem_mark.column + 1,
                      parser.problem ? parser.problem : "YAML syntax error");
@@ -253,6 +290,13 @@ struct yt_doc *yt_load(const char *file, const char *text, size_t text_len,
                     yt_node_free(node);
                     goto fail_ev;
                 }
+            }
+            /* C strings downstream: "a\0b" would silently read as "a" (and a
+             * key "listen\0x" as a second, undetected "listen"). */
+            if (memchr(node->str, '\0', node->len) != NULL) {
+                snprintf(err, errlen, "%s:%d:%d: NUL character in a YAML scalar is not allowed", file, line, col);
+                yt_node_free(node);
+                goto fail_ev;
             }
             if (depth == 0) {
                 doc->root = node;
