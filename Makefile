@@ -53,6 +53,9 @@ test: deps
 	@$(MAKE) --no-print-directory all unit
 	@$(MAKE) --no-print-directory integration
 
+run: deps all
+	@python3 deploy/demo/demo.py
+
 clean:
 	rm -rf $(BUILD)
 
