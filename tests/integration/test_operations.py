@@ -1,0 +1,337 @@
+"""Issue #6: metrics, JSON logs, request ids, explain, shadow mode."""
+import json
+import os
+import re
+import time
+import unittest
+
+from harness import Conn, Proxy, Upstream, http, mint, run_portcullis, shared_pg, wait_until
+from fixture import APPS, USERS
+
+SECRET = "ops-secret-do-not-log-me"
+
+CONFIG = """
+listen: 127.0.0.1:{port}
+upstream: http://127.0.0.1:{upstream}
+workers: 2
+admin_listen: 127.0.0.1:{admin_port}
+identity:
+  secret: "%s"
+  subject_claim: user_id
+  sources: ["cookie:access_token", "header:Authorization"]
+database:
+  url: "{dburl}"
+  pool: 2
+cache:
+  ttl: 5s
+policies:
+  owner: |
+    SELECT 1 FROM apps a JOIN tenant_account_joins j ON j.tenant_id = a.tenant_id
+     WHERE a.id = :app_id AND j.account_id::text = :subject AND j.role = 'owner'
+  admin: |
+    SELECT 1 FROM apps a JOIN tenant_account_joins j ON j.tenant_id = a.tenant_id
+     WHERE a.id = :app_id AND j.account_id::text = :subject AND j.role = 'admin'
+rules:
+  - name: logs
+    path: /apps/{app_id:uuid}/logs
+    allow: [owner, admin]
+  - name: trial
+    path: /apps/{app_id:uuid}/trial
+    allow: [owner]
+    shadow: true
+  - name: blocked
+    path: /blocked/**
+    action: deny
+  - name: open
+    path: /**
+    action: forward
+""" % SECRET
+
+APP = APPS["a-editor-app"][0]
+
+
+def bearer(user):
+    return [("Authorization", "Bearer " + mint(SECRET, {"user_id": USERS[user]}))]
+
+
+def scrape(proxy):
+    # a request is counted just after its last byte is written: let the
+    # worker threads get there before reading the counters
+    time.sleep(0.2)
+    text = http(proxy.admin_port, "GET", "/metrics").body.decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name, value = line.rsplit(" ", 1)
+        out[name] = float(value)
+    return out
+
+
+def count(metrics, prefix, **labels):
+    total = 0.0
+    for k, v in metrics.items():
+        m = re.match(r"(\w+)(?:\{(.*)\})?$", k)
+        if m.group(1) != prefix:
+            continue
+        have = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
+        if all(have.get(a) == b for a, b in labels.items()):
+            total += v
+    return total
+
+
+class OpsCase(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = shared_pg()
+        cls.up = Upstream()
+        cls.proxy = Proxy(CONFIG, upstream=cls.up.port, dburl=cls.pg.url)
+        wait_until(lambda: http(cls.proxy.port, "GET", "/readyz").status == 200, timeout=10)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.close()
+        cls.up.close()
+
+
+class TestMetrics(OpsCase):
+    def test_counters_move_with_every_kind_of_decision(self):
+        before = scrape(self.proxy)
+        http(self.proxy.port, "GET", "/apps/%s/logs" % APP, headers=bearer("owner_a"))      # allow
+        http(self.proxy.port, "GET", "/apps/%s/logs" % APP, headers=bearer("normal_a"))     # deny
+        http(self.proxy.port, "GET", "/apps/%s/logs" % APP)                                 # unauthenticated
+        http(self.proxy.port, "GET", "/open")                                                # forward
+        http(self.proxy.port, "GET", "/blocked/x")                                           # deny by action
+        http(self.proxy.port, "GET", "/a/%2e%2e/b")                                          # reject
+        http(self.proxy.port, "GET", "/apps/%s/trial" % APP, headers=bearer("normal_a"))    # shadow_deny
+        time.sleep(0.1)
+        after = scrape(self.proxy)
+
+        def delta(**labels):
+            return count(after, "portcullis_requests_total", **labels) - \
+                count(before, "portcullis_requests_total", **labels)
+        self.assertEqual(delta(rule="logs", decision="allow"), 1)
+        self.assertEqual(delta(rule="logs", decision="deny"), 1)
+        self.assertEqual(delta(rule="logs", decision="unauthenticated"), 1)
+        self.assertEqual(delta(rule="open", decision="forward"), 1)
+        self.assertEqual(delta(rule="blocked", decision="deny"), 1)
+        self.assertEqual(delta(decision="reject"), 1)
+        self.assertEqual(delta(rule="trial", decision="shadow_deny"), 1)
+        self.assertGreaterEqual(count(after, "portcullis_request_duration_seconds_count") -
+                                count(before, "portcullis_request_duration_seconds_count"), 7)
+        self.assertGreater(count(after, "portcullis_policy_queries_total", policy="owner"),
+                           count(before, "portcullis_policy_queries_total", policy="owner"))
+        self.assertGreater(count(after, "portcullis_policy_duration_seconds_count"), 0)
+
+    def test_process_gauges_are_exported(self):
+        m = scrape(self.proxy)
+        self.assertEqual(count(m, "portcullis_build_info"), 1)
+        self.assertGreaterEqual(count(m, "portcullis_config_generation"), 1)
+        self.assertEqual(count(m, "portcullis_db_connections", state="up"), 2)
+        self.assertIn('portcullis_connections_active', m)
+        self.assertIn('portcullis_policy_cache_entries', m)
+        self.assertIn('portcullis_upstream_errors_total{kind="refused"}', m)
+
+    def test_label_values_never_contain_paths_or_subjects(self):
+        http(self.proxy.port, "GET", "/some/unique/path-%d" % time.time())
+        text = http(self.proxy.admin_port, "GET", "/metrics").body.decode()
+        for user_id in USERS.values():
+            self.assertNotIn(user_id, text)
+        self.assertNotIn("/some/unique", text)
+        for labels in re.findall(r"\{([^}]*)\}", text):
+            for k, v in re.findall(r'(\w+)="([^"]*)"', labels):
+                self.assertIn(k, ("rule", "decision", "policy", "result", "kind", "state", "version", "le"))
+
+    def test_cache_counters_move(self):
+        c = Conn(self.proxy.port)
+        before = scrape(self.proxy)
+        for _ in range(3):
+            c.request("GET", "/apps/%s/logs" % APP, bearer("admin_a"))
+        c.close()
+        after = scrape(self.proxy)
+        self.assertGreaterEqual(count(after, "portcullis_policy_cache_hits_total") -
+                                count(before, "portcullis_policy_cache_hits_total"), 2)
+
+    def test_metrics_are_not_served_on_the_public_listener(self):
+        self.up.clear()
+        r = http(self.proxy.port, "GET", "/metrics")
+        self.assertNotIn(b"portcullis_requests_total", r.body)
+        self.assertEqual(self.up.requests()[-1]["target"], "/metrics")
+
+    def test_reload_outcomes_are_counted(self):
+        before = scrape(self.proxy)
+        self.proxy.reload(CONFIG.replace("{upstream}", str(self.up.port)).replace("{dburl}", self.pg.url)
+                          .replace("{port}", str(self.proxy.port)).replace("{admin_port}", str(self.proxy.admin_port)))
+        self.proxy.reload("not: [valid")
+        after = scrape(self.proxy)
+        self.assertEqual(count(after, "portcullis_config_reloads_total", result="success") -
+                         count(before, "portcullis_config_reloads_total", result="success"), 1)
+        self.assertEqual(count(after, "portcullis_config_reloads_total", result="failure") -
+                         count(before, "portcullis_config_reloads_total", result="failure"), 1)
+        self.assertEqual(count(after, "portcullis_config_generation"), count(before, "portcullis_config_generation") + 1)
+        # put the original back
+        self.proxy.reload(CONFIG.replace("{upstream}", str(self.up.port)).replace("{dburl}", self.pg.url)
+                          .replace("{port}", str(self.proxy.port)).replace("{admin_port}", str(self.proxy.admin_port)))
+        wait_until(lambda: http(self.proxy.port, "GET", "/readyz").status == 200, timeout=10)
+
+
+class TestLogs(OpsCase):
+    FIELDS = {"ts", "request_id", "client", "method", "path", "status", "rule", "decision", "reason", "subject",
+              "bytes_in", "bytes_out", "duration_ms", "policy_ms", "upstream_ms", "cache"}
+
+    def test_access_lines_are_json_with_every_field_and_no_secret(self):
+        tok = mint(SECRET, {"user_id": USERS["owner_a"]})
+        http(self.proxy.port, "GET", "/apps/%s/logs?conversation_id=secret-query-value" % APP,
+             headers=[("Authorization", "Bearer " + tok), ("Cookie", "access_token=" + tok + "; other=cookie-secret"),
+                      ("X-Request-Id", "fields-1")])
+        http(self.proxy.port, "GET", "/apps/%s/logs" % APP, headers=[("Cookie", "access_token=" + tok[:-2] + "xx"),
+                                                                     ("X-Request-Id", "fields-2")])
+        lines = self.proxy.access_log()
+        self.assertTrue(lines)
+        raw = open(self.proxy.stdout_path).read() + open(self.proxy.stderr_path).read()
+        for needle in (tok, tok.split(".")[2], SECRET, "secret-query-value", "cookie-secret", "Bearer"):
+            self.assertNotIn(needle, raw)
+        for line in lines:
+            self.assertEqual(set(line) - self.FIELDS, set())
+            self.assertEqual(self.FIELDS - set(line), set())
+        by_id = dict((l["request_id"], l) for l in lines)
+        allowed = by_id["fields-1"]
+        self.assertEqual(allowed["path"], "/apps/%s/logs" % APP)
+        self.assertEqual(allowed["subject"], USERS["owner_a"])
+        self.assertEqual(allowed["status"], 200)
+        self.assertEqual(allowed["rule"], "logs")
+        self.assertIn(allowed["cache"], ("hit", "miss"))
+        self.assertIsInstance(allowed["policy_ms"], float)
+        self.assertIsInstance(allowed["upstream_ms"], float)
+        self.assertGreater(allowed["bytes_out"], 0)
+        bad = by_id["fields-2"]
+        self.assertEqual(bad["decision"], "unauthenticated")
+        self.assertIn("invalid credential", bad["reason"])
+
+    def test_denials_say_why(self):
+        # workers flush their own lines: find each by its request id
+        http(self.proxy.port, "GET", "/apps/%s/logs" % APP, headers=bearer("normal_a") + [("X-Request-Id", "why-1")])
+        http(self.proxy.port, "GET", "/apps/%s/logs" % APP, headers=[("X-Request-Id", "why-2")])
+        tok_a, tok_b = mint(SECRET, {"user_id": USERS["owner_a"]}), mint(SECRET, {"user_id": USERS["normal_a"]})
+        http(self.proxy.port, "GET", "/apps/%s/logs" % APP, headers=[("Cookie", "access_token=" + tok_a),
+                                                                     ("Authorization", "Bearer " + tok_b),
+                                                                     ("X-Request-Id", "why-3")])
+        lines = dict((l["request_id"], l) for l in self.proxy.access_log())
+        self.assertEqual(lines["why-1"]["reason"], "policy owner: no row; policy admin: no row")
+        self.assertEqual(lines["why-2"]["reason"], "no credential")
+        self.assertEqual(lines["why-3"]["reason"], "credentials disagree")
+
+    def test_text_format_is_available(self):
+        cfg = CONFIG.replace("workers: 2", "workers: 1\nlog: {format: text, level: warn}")
+        p = Proxy(cfg, upstream=self.up.port, dburl=self.pg.url)
+        try:
+            http(p.port, "GET", "/open/text")
+            time.sleep(0.4)
+            out = p.stdout()
+            self.assertIn('"GET /open/text" 200 rule=open decision=forward', out)
+            self.assertNotIn("listening on", p.stderr())  # info lines are below level warn
+        finally:
+            p.close()
+
+
+class TestRequestId(OpsCase):
+    def test_a_well_formed_incoming_id_is_kept_sent_upstream_and_logged(self):
+        r = http(self.proxy.port, "GET", "/open/rid", headers=[("X-Request-Id", "abc-123.XYZ_9")])
+        self.assertEqual(r.header("x-request-id"), None)  # forwarded responses carry the upstream's headers
+        hs = dict((k.lower(), v) for k, v in r.json()["headers"])
+        self.assertEqual(hs["x-request-id"], "abc-123.XYZ_9")
+        self.assertIn("abc-123.XYZ_9", [l["request_id"] for l in self.proxy.access_log()])
+
+    def test_a_malformed_or_missing_id_is_replaced_by_a_generated_one(self):
+        seen = []
+        for headers in ([("X-Request-Id", "bad id with spaces")], [("X-Request-Id", "x" * 200)], [],
+                        [("X-Request-Id", "a"), ("X-Request-Id", "b")]):
+            r = http(self.proxy.port, "GET", "/open/rid", headers=headers)
+            ids = [v for k, v in r.json()["headers"] if k.lower() == "x-request-id"]
+            self.assertEqual(len(ids), 1)
+            self.assertRegex(ids[0], r"^[0-9a-f]{8}-\d+-\d+$")
+            seen.append(ids[0])
+        self.assertEqual(len(set(seen)), 4)
+
+    def test_denials_carry_the_request_id_to_the_client(self):
+        r = http(self.proxy.port, "GET", "/blocked/x", headers=[("X-Request-Id", "trace-me-1")])
+        self.assertEqual(r.status, 403)
+        self.assertEqual(r.header("x-request-id"), "trace-me-1")
+
+
+class TestShadow(OpsCase):
+    def test_shadow_rules_forward_a_denial_but_log_and_count_it(self):
+        self.up.clear()
+        r = http(self.proxy.port, "GET", "/apps/%s/trial" % APP, headers=bearer("normal_a") + [("X-Request-Id", "sh-1")])
+        self.assertEqual(r.status, 200)
+        self.assertEqual(len(self.up.requests()), 1)
+        line = [l for l in self.proxy.access_log() if l["request_id"] == "sh-1"][0]
+        self.assertEqual((line["rule"], line["decision"]), ("trial", "shadow_deny"))
+        self.assertIn("no row", line["reason"])
+
+    def test_shadow_rules_still_allow_normally(self):
+        r = http(self.proxy.port, "GET", "/apps/%s/trial" % APP, headers=bearer("owner_a") + [("X-Request-Id", "sh-2")])
+        self.assertEqual(r.status, 200)
+        self.assertEqual([l for l in self.proxy.access_log() if l["request_id"] == "sh-2"][0]["decision"], "allow")
+
+
+class TestExplain(OpsCase):
+    def explain(self, *args):
+        return run_portcullis("explain", "-c", self.proxy.config_path, *args)
+
+    def test_explain_allow(self):
+        tok = mint(SECRET, {"user_id": USERS["admin_a"]})
+        r = self.explain("GET", "http://h/apps/%s/logs" % APP.upper(), "-H", "Authorization: Bearer " + tok)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("canonical:   /apps/%s/logs" % APP.upper(), r.stdout)
+        self.assertRegex(r.stdout, r"rule:        logs \(.*portcullis\.yaml:\d+:\d+\)")
+        self.assertIn("capture:     app_id = %s" % APP, r.stdout)
+        self.assertIn("credential:  header:Authorization: verified, subject %s" % USERS["admin_a"], r.stdout)
+        self.assertIn("policy:      owner(:app_id='%s', :subject='%s') -> fail (no row)" % (APP, USERS["admin_a"]),
+                      r.stdout)
+        self.assertIn("policy:      admin(:app_id='%s', :subject='%s') -> pass (a row)" % (APP, USERS["admin_a"]),
+                      r.stdout)
+        self.assertIn("decision:    allow", r.stdout)
+        self.assertNotIn(tok, r.stdout)
+
+    def test_explain_deny(self):
+        tok = mint(SECRET, {"user_id": USERS["normal_a"]})
+        r = self.explain("GET", "/apps/%s/logs" % APP, "-H", "Cookie: access_token=" + tok)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("decision:    deny (policy owner: no row; policy admin: no row)", r.stdout)
+        self.assertIn("status:      403", r.stdout)
+
+    def test_explain_a_forged_credential(self):
+        tok = mint("wrong-secret", {"user_id": USERS["owner_a"]})
+        r = self.explain("GET", "/apps/%s/logs" % APP, "-H", "Authorization: Bearer " + tok)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("credential:  header:Authorization: INVALID (bad signature)", r.stdout)
+        self.assertIn("status:      401", r.stdout)
+
+    def test_explain_a_rejected_path(self):
+        r = self.explain("GET", "/apps/x/%2e%2e/logs")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("path:        rejected: dot segment in path", r.stdout)
+        self.assertIn("status:      400", r.stdout)
+
+    def test_explain_a_forwarded_route(self):
+        r = self.explain("POST", "/anything/else")
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("rule:        open", r.stdout)
+        self.assertIn("status:      forwarded to", r.stdout)
+
+    def test_explain_with_the_database_down_is_an_error(self):
+        cfg = os.path.join(self.proxy.dir, "down.yaml")
+        with open(self.proxy.config_path) as f:
+            text = f.read().replace(self.pg.url, "host=127.0.0.1 port=1 dbname=x connect_timeout=1")
+        with open(cfg, "w") as f:
+            f.write(text)
+        tok = mint(SECRET, {"user_id": USERS["owner_a"]})
+        r = run_portcullis("explain", "-c", cfg, "GET", "/apps/%s/logs" % APP, "-H", "Authorization: Bearer " + tok)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("ERROR", r.stdout)
+        self.assertIn("status:      503", r.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()
