@@ -89,7 +89,7 @@ static int dec_share(const struct pc_config *cfg, int worker_id, int nworkers)
 static void dec_build_pool(struct dec_ctx *ctx)
 {
     struct pc_config *cfg = ctx->cfg;
-    int configured = cfg->policies != NULL && cfg->policies->n > 0 && cfg->database.url != NULL;
+    int configured = cfg->policies != NULL && cfg->policies->n > 0 && cfg->database.configured;
     __atomic_store_n(&ctx->configured, configured, __ATOMIC_RELAXED);
     if (!configured) {
         __atomic_store_n(&ctx->ready, 1, __ATOMIC_RELAXED);
@@ -123,7 +123,7 @@ void dec_ctx_set_config(struct dec_ctx *ctx, struct pc_config *cfg)
     size_t max = cfg->cache.max_entries / (size_t)ctx->nworkers;
     ctx->cache = lru_new(max ? max : 1, NULL);
     __atomic_store_n(&ctx->cache_entries, 0, __ATOMIC_RELAXED);
-    int configured = cfg->policies != NULL && cfg->policies->n > 0 && cfg->database.url != NULL;
+    int configured = cfg->policies != NULL && cfg->policies->n > 0 && cfg->database.configured;
     if (ctx->pool != NULL && configured &&
         dec_share(cfg, ctx->worker_id, ctx->nworkers) == dec_share(old, ctx->worker_id, ctx->nworkers)) {
         pg_pool_set_config(ctx->pool, cfg);

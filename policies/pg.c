@@ -154,6 +154,37 @@ static void pgc_down(struct pg_conn *c, const char *why, int backoff)
     pool_schedule(p); /* fails waiting queries if nothing can take them */
 }
 
+void pg_conn_params(const struct pc_database *db, const char *appname, const char **keys,
+                    const char **vals, char *timeout, size_t timeout_len)
+{
+    size_t n = 0;
+#define PG_PARAM(k, v)                          \
+    do {                                        \
+        if ((v) != NULL && (v)[0] != '\0') {    \
+            keys[n] = (k);                      \
+            vals[n] = (v);                      \
+            n++;                                \
+        }                                       \
+    } while (0)
+    PG_PARAM("dbname", db->url);
+    PG_PARAM("host", db->host);
+    PG_PARAM("port", db->port);
+    PG_PARAM("dbname", db->dbname);
+    PG_PARAM("user", db->user);
+    PG_PARAM("password", db->password);
+    PG_PARAM("sslmode", db->sslmode);
+    PG_PARAM("application_name", appname);
+    snprintf(timeout, timeout_len, "%lld", (long long)((db->connect_timeout + 999) / 1000));
+    PG_PARAM("connect_timeout", timeout);
+    PG_PARAM("keepalives", "1");
+    PG_PARAM("keepalives_idle", "30");
+    PG_PARAM("keepalives_interval", "10");
+    PG_PARAM("keepalives_count", "3");
+#undef PG_PARAM
+    keys[n] = NULL;
+    vals[n] = NULL;
+}
+
 static void pgc_start(struct pg_conn *c)
 {
     struct pg_pool *p = c->pool;
@@ -162,10 +193,8 @@ static void pgc_start(struct pg_conn *c)
         cfg_unref(c->cfg);
         c->cfg = cfg_ref(p->cfg);
     }
-    snprintf(timeout, sizeof(timeout), "%lld", (long long)((c->cfg->database.connect_timeout + 999) / 1000));
-    const char *keys[] = {"dbname", "application_name", "connect_timeout", "keepalives",
-                          "keepalives_idle", "keepalives_interval", "keepalives_count", NULL};
-    const char *vals[] = {c->cfg->database.url, "portcullis", timeout, "1", "30", "10", "3", NULL};
+    const char *keys[PG_MAX_PARAMS], *vals[PG_MAX_PARAMS];
+    pg_conn_params(&c->cfg->database, "portcullis", keys, vals, timeout, sizeof(timeout));
     c->pg = PQconnectStartParams(keys, vals, 1);
     if (c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD) {
         pgc_down(c, c->pg ? PQerrorMessage(c->pg) : "out of memory", 1);

@@ -43,6 +43,16 @@ struct pg_query {
 
 TAILQ_HEAD(pg_query_list, pg_query);
 
+/*
+ * libpq keywords for a database section: url first (expanded as a conninfo
+ * or URI), then each key given on its own, which overrides it. Empty
+ * values are left out. keys/vals need PG_MAX_PARAMS entries.
+ */
+#define PG_MAX_PARAMS 16
+struct pc_database;
+void pg_conn_params(const struct pc_database *db, const char *appname, const char **keys,
+                    const char **vals, char *timeout, size_t timeout_len);
+
 struct pg_pool *pg_pool_new(struct event_base *base, int nconns, struct pc_config *cfg, int listener,
                             void (*on_invalidate)(void *arg), void (*on_state)(void *arg, int up),
                             void *arg);

@@ -5,6 +5,7 @@
 #include "policy.h"
 #include "../rules/config.h"
 #include "../proxy/metrics.h"
+#include "pg.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -257,7 +258,7 @@ void pol_config_parse(struct cfg_ctx *ctx, struct yt_node *n)
 void pol_config_finish(struct cfg_ctx *ctx, struct yt_node *root)
 {
     struct pol_set *ps = ctx->cfg->policies;
-    if (ps != NULL && ps->n > 0 && ctx->cfg->database.url == NULL)
+    if (ps != NULL && ps->n > 0 && !ctx->cfg->database.configured)
         cfg_error(ctx, yt_get(root, "policies"), "policies need a database section");
     if (ctx->cfg->identity == NULL) {
         /* rules with allow: need identity; checked here so that the error
@@ -293,12 +294,10 @@ int pol_check_database(const struct pc_config *cfg, char **errors)
     int rc = 0;
 
     *errors = NULL;
-    if (ps == NULL || ps->n == 0 || cfg->database.url == NULL)
+    if (ps == NULL || ps->n == 0 || !cfg->database.configured)
         return 0;
-    snprintf(timeout, sizeof(timeout), "%lld",
-             (long long)((cfg->database.connect_timeout + 999) / 1000));
-    const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
-    const char *vals[] = {cfg->database.url, timeout, "portcullis-check", NULL};
+    const char *keys[PG_MAX_PARAMS], *vals[PG_MAX_PARAMS];
+    pg_conn_params(&cfg->database, "portcullis-check", keys, vals, timeout, sizeof(timeout));
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     if (c == NULL || PQstatus(c) != CONNECTION_OK) {
         pc_buf_addf(&b, "%s:%d:%d: database unreachable, policies were not checked: ", cfg->file,

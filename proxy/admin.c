@@ -8,6 +8,7 @@
 #include "metrics.h"
 #include "reply.h"
 #include "log.h"
+#include "resolve.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -125,13 +126,18 @@ static void admin_ready(struct admin_conn *ac)
             return;
         }
     }
-    const struct pc_addr *u = &a->cfg->upstream;
-    ac->probe_fd = socket(u->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_storage usa;
+    socklen_t ulen;
+    if (pc_resolver_get(&a->cfg->upstream, &usa, &ulen) != 0) {
+        admin_ready_reply(ac, 0, "upstream", "upstream host does not resolve");
+        return;
+    }
+    ac->probe_fd = socket(usa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (ac->probe_fd < 0) {
         admin_ready_reply(ac, 0, "upstream", strerror(errno));
         return;
     }
-    if (connect(ac->probe_fd, (const struct sockaddr *)&u->sa, u->len) == 0) {
+    if (connect(ac->probe_fd, (const struct sockaddr *)&usa, ulen) == 0) {
         close(ac->probe_fd);
         ac->probe_fd = -1;
         admin_ready_reply(ac, 1, NULL, NULL);

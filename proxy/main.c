@@ -277,6 +277,8 @@ int main(int argc, char **argv)
     if (db_rc == 1 && errors != NULL)
         fprintf(stderr, "warning: %s", errors);
     free(errors);
+    if (test && cfg->warnings != NULL)
+        fprintf(stderr, "warning: %s", cfg->warnings);
     if (test) {
         printf("%s: configuration OK (%zu rules, %zu policies%s)\n", path,
                cfg->rules ? cfg->rules->n : 0, cfg->policies ? cfg->policies->n : 0,

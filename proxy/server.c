@@ -7,6 +7,7 @@
 #include "admin.h"
 #include "log.h"
 #include "metrics.h"
+#include "resolve.h"
 #include "../policies/policy.h"
 #include "../policies/tokcache.h"
 
@@ -324,6 +325,9 @@ static void pc_server_reload(struct pc_server *s)
         (cfg->admin_listen.text && strcmp(cfg->admin_listen.text, s->cfg->admin_listen.text) != 0))
         pc_log(PC_LOG_WARN, "reload: listen, admin_listen and workers take effect only after a restart");
     pc_log_configure(cfg->log_format, cfg->log_level);
+    if (cfg->warnings != NULL)
+        pc_log(PC_LOG_WARN, "reload: %s", cfg->warnings);
+    pc_resolver_set(&cfg->upstream);
     for (int i = 0; i < s->nworkers; i++)
         pc_worker_mail(s->workers[i], PC_MAIL_CONFIG, cfg_ref(cfg));
     pc_admin_set_config(s->admin, cfg);
@@ -368,6 +372,9 @@ int pc_server_run(const char *config_path, struct pc_config *cfg)
     pc_metrics_set_generation(cfg->generation);
     signal(SIGPIPE, SIG_IGN);
     pc_raise_nofile();
+    if (cfg->warnings != NULL)
+        pc_log(PC_LOG_WARN, "%s", cfg->warnings);
+    pc_resolver_set(&cfg->upstream);
     if (pc_random(rnd, sizeof(rnd)) != 0)
         memset(rnd, 0, sizeof(rnd));
     snprintf(prefix, sizeof(prefix), "%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);

@@ -3,6 +3,7 @@
  */
 #include "upstream.h"
 #include "metrics.h"
+#include "resolve.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -119,8 +120,14 @@ static int up_is_stale(struct up_conn *u)
 
 static int up_connect(struct pc_worker *w, struct pc_req *r, int probe, int *status, const char **why)
 {
-    const struct pc_addr *a = &r->cfg->upstream;
-    int fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    if (pc_resolver_get(&r->cfg->upstream, &sa, &salen) != 0) {
+        *status = 502;
+        *why = "upstream host does not resolve";
+        return UP_FAIL;
+    }
+    int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         *status = 503;
         *why = "cannot create upstream socket";
@@ -129,13 +136,13 @@ static int up_connect(struct pc_worker *w, struct pc_req *r, int probe, int *sta
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     struct up_conn *u = up_new(w, fd);
-    memcpy(&u->addr, &a->sa, a->len);
-    u->addrlen = a->len;
+    memcpy(&u->addr, &sa, salen);
+    u->addrlen = salen;
     u->req = r;
     u->probe = probe ? 1 : 0;
     r->up = u;
     u->last_io = pc_now_ms();
-    if (connect(fd, (const struct sockaddr *)&a->sa, a->len) == 0) {
+    if (connect(fd, (const struct sockaddr *)&sa, salen) == 0) {
         u->state = UP_ACTIVE;
         up_want_read(u, 1);
         up_arm(u, u->last_io + r->cfg->timeouts.upstream);
@@ -147,6 +154,7 @@ static int up_connect(struct pc_worker *w, struct pc_req *r, int probe, int *sta
         u->req = NULL;
         up_close(u);
         w->pool->errors_refused++;
+        pc_resolver_kick();
         *status = 502;
         *why = e == ECONNREFUSED ? "upstream refused the connection" : "cannot connect to upstream";
         return UP_FAIL;
@@ -160,14 +168,21 @@ static int up_connect(struct pc_worker *w, struct pc_req *r, int probe, int *sta
 int up_acquire(struct pc_worker *w, struct pc_req *r, int *status, const char **why)
 {
     struct up_pool *p = w->pool;
-    const struct pc_addr *a = &r->cfg->upstream;
     struct up_conn *u, *next;
     int64_t now = pc_now_ms();
+    struct sockaddr_storage sa;
+    socklen_t salen;
+
+    if (pc_resolver_get(&r->cfg->upstream, &sa, &salen) != 0) {
+        *status = 502;
+        *why = "upstream host does not resolve";
+        return UP_FAIL;
+    }
 
     /* most recently used first: it is the least likely to be stale */
     for (u = TAILQ_LAST(&p->idle, up_list); u != NULL; u = next) {
         next = TAILQ_PREV(u, up_list, link);
-        if (u->addrlen != a->len || memcmp(&u->addr, &a->sa, a->len) != 0)
+        if (u->addrlen != salen || memcmp(&u->addr, &sa, salen) != 0)
             continue;
         TAILQ_REMOVE(&p->idle, u, link);
         p->nidle--;
@@ -264,6 +279,7 @@ static void up_write_cb(evutil_socket_t fd, short what, void *arg)
             err = errno;
         if (err != 0) {
             u->w->pool->errors_refused++;
+            pc_resolver_kick();
             r->up = NULL;
             u->req = NULL;
             up_close(u);
@@ -303,6 +319,7 @@ static void up_timer_cb(evutil_socket_t fd, short what, void *arg)
     case UP_CONNECTING: {
         struct pc_req *r = u->req;
         u->w->pool->errors_timeout++;
+        pc_resolver_kick();
         r->up = NULL;
         u->req = NULL;
         up_close(u);

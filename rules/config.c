@@ -206,24 +206,34 @@ int cfg_parse_hostport(const char *s, int need_resolve, struct pc_addr *out, cha
 
     struct addrinfo hints = {0}, *res = NULL;
     hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV | (host[0] == '\0' ? AI_PASSIVE : 0);
-    if (!need_resolve)
-        hints.ai_flags |= AI_NUMERICHOST;
+    hints.ai_flags = AI_NUMERICSERV | AI_NUMERICHOST | (host[0] == '\0' ? AI_PASSIVE : 0);
     hints.ai_family = AF_UNSPEC;
     int rc = getaddrinfo(host[0] ? host : NULL, port_s, &hints, &res);
+    out->numeric = rc == 0 && res != NULL;
+    if (!out->numeric && need_resolve) {
+        hints.ai_flags &= ~AI_NUMERICHOST;
+        rc = getaddrinfo(host, port_s, &hints, &res);
+    }
+    out->text = pc_strdup(s);
+    out->host = pc_strdup(host);
+    out->port = (int)port;
     if (rc != 0 || res == NULL) {
+        out->resolved = 0;
         if (!need_resolve)
             snprintf(err, errlen, "'%s' must be a numeric address and port", s);
         else
             snprintf(err, errlen, "cannot resolve '%s': %s", host, gai_strerror(rc));
+        if (need_resolve == 2)
+            return 1; /* resolved again later, at run time */
+        free(out->text);
+        free(out->host);
+        out->text = out->host = NULL;
         return -1;
     }
     memcpy(&out->sa, res->ai_addr, res->ai_addrlen);
     out->len = res->ai_addrlen;
+    out->resolved = 1;
     freeaddrinfo(res);
-    out->text = pc_strdup(s);
-    out->host = pc_strdup(host);
-    out->port = (int)port;
     return 0;
 }
 
@@ -273,8 +283,13 @@ static void sec_upstream(struct cfg_ctx *ctx, struct yt_node *n)
     char *tmp = pc_strndup(hp, l);
     if (strchr(tmp, '/') != NULL) {
         cfg_error(ctx, n, "upstream must not have a path: '%s'", n->str);
-    } else if (cfg_parse_hostport(tmp, 1, &ctx->cfg->upstream, err, sizeof(err)) != 0) {
-        cfg_error(ctx, n, "upstream: %s", err);
+    } else {
+        int rc = cfg_parse_hostport(tmp, 2, &ctx->cfg->upstream, err, sizeof(err));
+        if (rc < 0)
+            cfg_error(ctx, n, "upstream: %s", err);
+        else if (rc > 0)
+            pc_buf_addf(&ctx->warnings, "%s:%d:%d: upstream: %s; it is resolved again while serving\n",
+                        ctx->file, n->line, n->col, err);
     }
     free(tmp);
 }
@@ -423,6 +438,12 @@ static void sec_cache(struct cfg_ctx *ctx, struct yt_node *n)
 #define DO(f) offsetof(struct pc_database, f)
 static const struct cfg_field database_fields[] = {
     {"url", CFG_STR, DO(url), 0, 0},
+    {"host", CFG_STR, DO(host), 0, 0},
+    {"port", CFG_STR, DO(port), 0, 0},
+    {"dbname", CFG_STR, DO(dbname), 0, 0},
+    {"user", CFG_STR, DO(user), 0, 0},
+    {"password", CFG_STR, DO(password), 0, 0},
+    {"sslmode", CFG_STR, DO(sslmode), 0, 0},
     {"pool", CFG_INT, DO(pool), 1, 256},
     {"connect_timeout", CFG_DURATION, DO(connect_timeout), 1, 600000},
 };
@@ -434,9 +455,12 @@ static void sec_database(struct cfg_ctx *ctx, struct yt_node *n)
         return;
     ctx->cfg->database.line = n->line;
     ctx->cfg->database.col = n->col;
+    ctx->cfg->database.configured = 1;
     cfg_fields(ctx, n, database_fields, PC_ARRAY_LEN(database_fields), &ctx->cfg->database);
-    if (ctx->cfg->database.url == NULL)
-        cfg_error(ctx, n, "database.url is required");
+    const struct pc_database *d = &ctx->cfg->database;
+    if ((d->url == NULL || d->url[0] == '\0') && (d->host == NULL || d->host[0] == '\0') &&
+        (d->dbname == NULL || d->dbname[0] == '\0'))
+        cfg_error(ctx, n, "database needs a url, or a host and dbname");
 }
 
 /* ---- the section table ---- */
@@ -556,10 +580,14 @@ out:
     if (ctx.nerrors > 0) {
         *errors = pc_strdup(pc_buf_cstr(&ctx.errors));
         pc_buf_free(&ctx.errors);
+        pc_buf_free(&ctx.warnings);
         cfg_free(c);
         return NULL;
     }
     pc_buf_free(&ctx.errors);
+    if (ctx.warnings.len > 0)
+        c->warnings = pc_strdup(pc_buf_cstr(&ctx.warnings));
+    pc_buf_free(&ctx.warnings);
     return c;
 }
 
@@ -588,6 +616,7 @@ void cfg_free(struct pc_config *c)
     if (c == NULL)
         return;
     free(c->file);
+    free(c->warnings);
     cfg_addr_free(&c->listen);
     cfg_addr_free(&c->upstream);
     cfg_addr_free(&c->admin_listen);
@@ -597,6 +626,14 @@ void cfg_free(struct pc_config *c)
     rule_set_free(c->rules);
     pol_set_free(c->policies);
     free(c->database.url);
+    free(c->database.host);
+    free(c->database.port);
+    free(c->database.dbname);
+    free(c->database.user);
+    if (c->database.password != NULL)
+        memset(c->database.password, 0, strlen(c->database.password));
+    free(c->database.password);
+    free(c->database.sslmode);
     free(c->cache.invalidate_channel);
     free(c);
 }

@@ -32,6 +32,8 @@ struct pc_addr {
     char *text;        /* as written in the config */
     char *host;        /* host part (for upstream: the Host to resolve) */
     int port;
+    int numeric;       /* host is an address literal */
+    int resolved;      /* sa holds an address */
 };
 
 struct pc_timeouts {
@@ -52,9 +54,12 @@ struct pc_limits {
 };
 
 struct pc_database {
-    char *url;
+    char *url;          /* conninfo or postgresql:// URI */
+    /* libpq keywords given one by one: no quoting, and they override url */
+    char *host, *port, *dbname, *user, *password, *sslmode;
     int64_t pool;
     int64_t connect_timeout;
+    int configured;     /* a database section is present */
     int line, col;
 };
 
@@ -89,6 +94,8 @@ struct pc_config {
     struct pol_set *policies;
     struct pc_database database;
     struct pc_cache cache;
+
+    char *warnings;             /* lines worth printing at start-up and for -t */
 };
 
 /* ---- loading ---- */
@@ -96,6 +103,7 @@ struct pc_config {
 struct cfg_ctx {
     const char *file;
     struct pc_buf errors;   /* one "file:line:col: message" per line */
+    struct pc_buf warnings; /* same form; the config still loads */
     int nerrors;
     struct pc_config *cfg;
     struct yt_node *root;
@@ -141,7 +149,9 @@ struct pc_config *cfg_load_text(const char *file, const char *text, size_t len,
 struct pc_config *cfg_ref(struct pc_config *cfg);
 void cfg_unref(struct pc_config *cfg);
 
-/* Parse "host:port", "[v6]:port" (listen: host may be empty/0.0.0.0). */
+/* Parse "host:port", "[v6]:port" (listen: host may be empty/0.0.0.0).
+ * need_resolve: 0 numeric only; 1 resolve, failure is an error; 2 resolve,
+ * failure returns 1 with the host kept for resolving later. */
 int cfg_parse_hostport(const char *s, int need_resolve, struct pc_addr *out, char *err, size_t errlen);
 
 #endif

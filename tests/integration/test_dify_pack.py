@@ -6,7 +6,7 @@ import tempfile
 import time
 import unittest
 
-from harness import ROOT, Proxy, Upstream, free_port, http, mint, run_portcullis, shared_pg, wait_until
+from harness import PG, ROOT, Proxy, Upstream, free_port, http, mint, run_portcullis, shared_pg, wait_until
 from fixture import APPS, CONVERSATION, MESSAGE, RUN, USERS, may_read_logs
 
 PACK = os.path.join(ROOT, "rules", "dify.yaml")
@@ -159,6 +159,32 @@ class TestEveryRouteEveryRole(DifyPackCase):
         r = run_portcullis("-t", "-c", PACK, env=env)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("all prepared against the database", r.stdout)
+
+
+class TestDatabasePassword(unittest.TestCase):
+    def test_a_password_with_spaces_and_quotes_needs_no_escaping(self):
+        password = "p w'\"x\\y=z"
+        pg = PG(os.path.join(ROOT, "tests", "fixtures", "dify.sql"), password=password)
+        up = Upstream(dify=True)
+        port, admin = free_port(), free_port()
+        env = dify_env(pg, up, port, admin)
+        env["DB_PASSWORD"] = password
+        with open(PACK) as f:
+            p = Proxy(f.read(), env=env, start=False, port=port)
+        p.start()
+        try:
+            self.assertTrue(wait_until(lambda: http(port, "GET", "/readyz").status == 200, timeout=10), p.stderr())
+            app = APPS["a-editor-app"][0]
+            r = http(port, "GET", "/console/api/apps/%s/chat-conversations" % app,
+                     headers=[("Cookie", "access_token=" + dify_token("owner_a"))])
+            self.assertEqual(r.status, 200)
+            env["DB_PASSWORD"] = "wrong"
+            r = run_portcullis("-t", "-c", PACK, env=env)
+            self.assertIn("password authentication failed", r.stderr)
+        finally:
+            p.close()
+            up.close()
+            pg.close()
 
 
 class TestSecretFile(unittest.TestCase):

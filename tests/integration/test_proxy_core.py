@@ -453,6 +453,34 @@ class TestSignals(ProxyCase):
         self.assertIn("action must be forward or deny", self.proxy.stderr())
 
 
+class TestUpstreamByName(unittest.TestCase):
+    def test_an_upstream_name_is_resolved_while_serving(self):
+        up = Upstream()
+        p = Proxy(CORE.replace("http://127.0.0.1:{upstream}", "http://localhost:{upstream}"), upstream=up.port)
+        try:
+            self.assertEqual(http(p.port, "GET", "/echo").status, 200)
+            self.assertEqual(http(p.port, "GET", "/readyz").status, 200)
+        finally:
+            p.close()
+            up.close()
+
+    def test_the_proxy_starts_before_its_upstream_name_resolves(self):
+        # docker compose: "api" does not resolve until its container runs
+        p = Proxy(CORE.replace("http://127.0.0.1:{upstream}", "http://no-such-upstream.invalid:5001"), upstream=1)
+        try:
+            self.assertIn("cannot resolve", p.stderr())
+            r = http(p.port, "GET", "/echo")
+            self.assertEqual((r.status, r.json()["message"]), (502, "upstream host does not resolve"))
+            r = http(p.port, "GET", "/readyz")
+            self.assertEqual((r.status, r.json()["failing"]), (503, "upstream"))
+            self.assertEqual(http(p.port, "GET", "/healthz").status, 200)
+            r = run_portcullis("-t", "-c", p.config_path)
+            self.assertEqual(r.returncode, 0)
+            self.assertIn("resolved again while serving", r.stderr)
+        finally:
+            p.close()
+
+
 class TestCommandLine(unittest.TestCase):
     def write(self, text):
         d = os.path.join("/tmp", "pc-cli-%d" % os.getpid())

@@ -365,8 +365,9 @@ PG_BIN = "/usr/lib/postgresql/15/bin"
 class PG:
     """A throwaway PostgreSQL cluster (initdb refuses root: run as postgres)."""
 
-    def __init__(self, fixture_sql=None):
+    def __init__(self, fixture_sql=None, password=None):
         self.port = free_port()
+        self.password = password
         base = tempfile.mkdtemp(prefix="pc-pg-")
         os.chmod(base, 0o755)
         self.base = base
@@ -376,8 +377,18 @@ class PG:
         self.as_postgres = os.geteuid() == 0
         if self.as_postgres:
             subprocess.run(["chown", "-R", "postgres:postgres", base], check=True)
-        self._run([os.path.join(PG_BIN, "initdb"), "-D", self.data, "-A", "trust", "-U", "postgres",
-                   "--no-sync", "-E", "UTF8", "--locale=C"])
+        args = [os.path.join(PG_BIN, "initdb"), "-D", self.data, "-U", "postgres", "--no-sync", "-E", "UTF8",
+                "--locale=C"]
+        if password is None:
+            args += ["-A", "trust"]
+        else:
+            pwfile = os.path.join(base, "pw")
+            with open(pwfile, "w") as f:
+                f.write(password + "\n")
+            if self.as_postgres:
+                subprocess.run(["chown", "postgres:postgres", pwfile], check=True)
+            args += ["-A", "scram-sha-256", "--pwfile", pwfile]
+        self._run(args)
         self.start()
         self.psql("CREATE DATABASE dify", db="postgres")
         if fixture_sql:
@@ -405,17 +416,23 @@ class PG:
         self.stop()
         self.start()
 
+    def _env(self):
+        env = dict(os.environ)
+        if self.password is not None:
+            env["PGPASSWORD"] = self.password
+        return env
+
     def psql(self, sql, db="dify"):
         r = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(self.port),
                             "-U", "postgres", "-d", db, "-At", "-c", sql],
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, env=self._env())
         if r.returncode != 0:
             raise RuntimeError("psql failed: %s" % r.stderr)
         return r.stdout
 
     def psql_file(self, path, db="dify"):
         r = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(self.port),
-                            "-U", "postgres", "-d", db, "-f", path], capture_output=True, text=True)
+                            "-U", "postgres", "-d", db, "-f", path], capture_output=True, text=True, env=self._env())
         if r.returncode != 0:
             raise RuntimeError("psql failed: %s" % r.stderr)
 

@@ -396,6 +396,26 @@ static void test_listen_refuses_bad_ports_and_names(void **state)
     }
 }
 
+/* docker compose: the backend's name may not resolve yet when the proxy
+ * starts; that is a warning, and the name is resolved again while serving */
+static void test_an_upstream_name_that_does_not_resolve_is_a_warning(void **state)
+{
+    (void)state;
+    struct pc_config *c = EXPECT_OK("listen: :8080\nupstream: http://no-such-host.invalid:5001\n");
+    assert_string_equal(c->upstream.host, "no-such-host.invalid");
+    assert_int_equal(c->upstream.port, 5001);
+    assert_int_equal(c->upstream.resolved, 0);
+    assert_int_equal(c->upstream.numeric, 0);
+    assert_non_null(c->warnings);
+    assert_non_null(strstr(c->warnings, "portcullis.yaml:2:11: upstream: cannot resolve 'no-such-host.invalid'"));
+    cfg_unref(c);
+    c = EXPECT_OK("listen: :8080\nupstream: http://127.0.0.1:5001\n");
+    assert_int_equal(c->upstream.numeric, 1);
+    assert_int_equal(c->upstream.resolved, 1);
+    assert_null(c->warnings);
+    cfg_unref(c);
+}
+
 static void test_upstream_must_be_plain_http_host_and_port(void **state)
 {
     (void)state;
@@ -696,7 +716,7 @@ static void test_policies_without_database_is_an_error(void **state)
     (void)state;
     EXPECT_ERROR(BASE "policies:\n  owns_app: \"SELECT 1 WHERE :subject = 'x'\"\n", "4:3",
                  "policies need a database section");
-    EXPECT_ERROR(BASE "database:\n  pool: 2\n", "4:3", "database.url is required");
+    EXPECT_ERROR(BASE "database:\n  pool: 2\n", "4:3", "database needs a url, or a host and dbname");
     struct pc_config *c = EXPECT_OK(BASE "database:\n  url: postgres:///app\n  pool: 8\n"
                                          "  connect_timeout: 2s\n"
                                          "policies:\n  owns_app: \"SELECT 1 WHERE :subject = 'x'\"\n");
@@ -708,6 +728,24 @@ static void test_policies_without_database_is_an_error(void **state)
     assert_int_equal(c->policies->n, 1);
     assert_string_equal(c->policies->p[0].sql, "SELECT 1 WHERE $1 = 'x'");
     cfg_unref(c);
+}
+
+/* libpq keywords one by one: a password is taken as written, never parsed
+ * out of a conninfo string */
+static void test_database_keys_are_kept_one_by_one(void **state)
+{
+    (void)state;
+    struct pc_config *c = EXPECT_OK(BASE "database:\n  host: db\n  port: \"5433\"\n  dbname: dify\n"
+                                         "  user: u\n  password: \"p w'\\\" x=\"\n  sslmode: require\n");
+    assert_string_equal(c->database.host, "db");
+    assert_string_equal(c->database.port, "5433");
+    assert_string_equal(c->database.dbname, "dify");
+    assert_string_equal(c->database.user, "u");
+    assert_string_equal(c->database.password, "p w'\" x=");
+    assert_string_equal(c->database.sslmode, "require");
+    assert_null(c->database.url);
+    cfg_unref(c);
+    EXPECT_ERROR(BASE "database:\n  user: u\n", "4:3", "database needs a url, or a host and dbname");
 }
 
 static void test_policy_sql_errors_name_the_policy_and_position(void **state)
@@ -1053,6 +1091,7 @@ int main(void)
         cmocka_unit_test(test_listen_accepts_host_port_and_bracketed_ipv6),
         cmocka_unit_test(test_listen_refuses_bad_ports_and_names),
         cmocka_unit_test(test_upstream_must_be_plain_http_host_and_port),
+        cmocka_unit_test(test_an_upstream_name_that_does_not_resolve_is_a_warning),
         cmocka_unit_test(test_listen_and_upstream_are_required),
         cmocka_unit_test(test_workers_must_be_between_1_and_256),
         cmocka_unit_test(test_log_format_and_level_are_validated),
@@ -1068,6 +1107,7 @@ int main(void)
         cmocka_unit_test(test_keys_are_not_env_expanded),
         cmocka_unit_test(test_yt_expand_directly),
         cmocka_unit_test(test_policies_without_database_is_an_error),
+        cmocka_unit_test(test_database_keys_are_kept_one_by_one),
         cmocka_unit_test(test_policy_sql_errors_name_the_policy_and_position),
         cmocka_unit_test(test_rule_with_allow_but_no_identity_section_is_an_error),
         cmocka_unit_test(test_cache_invalidate_channel_must_be_lowercase_identifier),
