@@ -1,0 +1,170 @@
+"""Issue #8 (resource limits) and the timeouts of issue #2: slowloris,
+limits.connections, descriptor exhaustion, connect timeouts."""
+import os
+import socket
+import subprocess
+import time
+import unittest
+
+from harness import BIN, Conn, Proxy, Upstream, build_request, free_port, http, raw, status_of, wait_port
+
+CONFIG = """
+listen: 127.0.0.1:{port}
+upstream: http://127.0.0.1:{upstream}
+workers: 1
+timeouts:
+  header: 1s
+  connect: 1s
+  upstream: 5s
+  idle: 3s
+limits:
+  connections: {connections}
+rules:
+  - name: open
+    path: /**
+    action: forward
+"""
+
+
+class LimitCase(unittest.TestCase):
+    connections = 0
+
+    def setUp(self):
+        self.up = Upstream()
+        self.proxy = Proxy(CONFIG, upstream=self.up.port, connections=self.connections)
+
+    def tearDown(self):
+        self.proxy.close()
+        self.up.close()
+
+
+class TestSlowloris(LimitCase):
+    def test_a_head_trickling_in_is_cut_off_after_timeouts_header(self):
+        s = socket.create_connection(("127.0.0.1", self.proxy.port))
+        s.settimeout(0.1)
+        start = time.time()
+        head = b"GET /echo HTTP/1.1\r\nHost: a\r\nX-Slow: " + b"a" * 100
+        got = b""
+        for b in head:
+            try:
+                s.send(bytes([b]))
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            try:
+                d = s.recv(4096)
+                if not d:
+                    break
+                got += d
+            except socket.timeout:
+                pass
+            except ConnectionResetError:
+                break
+            if time.time() - start > 4:
+                break
+        took = time.time() - start
+        s.close()
+        self.assertLess(took, 2.5)  # not the 10 s a byte every 0.1 s would take
+        self.assertTrue(got.startswith(b"HTTP/1.1 408"), got[:80])
+        self.assertEqual(self.up.requests(), [])
+
+    def test_an_idle_keepalive_connection_is_closed_after_timeouts_idle(self):
+        c = Conn(self.proxy.port)
+        self.assertEqual(c.request("GET", "/echo").status, 200)
+        t = time.time()
+        self.assertTrue(c.closed(timeout=5))
+        self.assertGreater(time.time() - t, 2.5)
+
+
+class TestConnectionLimit(LimitCase):
+    connections = 3
+
+    def test_connections_over_the_limit_are_answered_503_and_closed(self):
+        held = [Conn(self.proxy.port) for _ in range(3)]
+        for c in held:
+            self.assertEqual(c.request("GET", "/echo").status, 200)
+        out = raw(self.proxy.port, build_request("GET", "/echo"))
+        self.assertEqual(status_of(out), 503)
+        self.assertIn(b"Connection: close", out)
+        self.assertEqual(len(self.up.requests()), 3)
+        held.pop().close()
+        time.sleep(0.2)
+        self.assertEqual(http(self.proxy.port, "GET", "/echo").status, 200)
+        for c in held:
+            c.close()
+
+
+class TestDescriptorExhaustion(unittest.TestCase):
+    def test_running_out_of_descriptors_does_not_kill_the_process(self):
+        up = Upstream()
+        port = free_port()
+        d = Proxy(CONFIG, upstream=up.port, connections=0, start=False, port=port)
+        # the proxy raises its soft limit to the hard one: cap the hard one
+        d.proc = subprocess.Popen(["prlimit", "--nofile=48:48", BIN, "-c", d.config_path],
+                                  stdout=open(d.stdout_path, "ab"), stderr=open(d.stderr_path, "ab"))
+        try:
+            wait_port(port, proc=d.proc)
+            socks = []
+            for _ in range(80):
+                try:
+                    s = socket.create_connection(("127.0.0.1", port), timeout=1)
+                    socks.append(s)
+                except OSError:
+                    break
+            time.sleep(0.5)
+            self.assertIsNone(d.proc.poll(), "the proxy died")
+            for s in socks:
+                s.close()
+            time.sleep(0.5)
+            # service resumes once descriptors are free
+            deadline = time.time() + 5
+            status = None
+            while time.time() < deadline:
+                try:
+                    status = http(port, "GET", "/echo", timeout=2).status
+                    if status == 200:
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.2)
+            self.assertEqual(status, 200)
+            self.assertIsNone(d.proc.poll())
+        finally:
+            d.close()
+            up.close()
+
+
+class TestConnectTimeout(unittest.TestCase):
+    def test_an_upstream_that_never_completes_the_handshake_gives_504(self):
+        # a listener whose accept queue is full: further SYNs are dropped
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(0)
+        port = lsock.getsockname()[1]
+        fillers = []
+        for _ in range(4):
+            s = socket.socket()
+            s.setblocking(False)
+            try:
+                s.connect(("127.0.0.1", port))
+            except BlockingIOError:
+                pass
+            fillers.append(s)
+        time.sleep(0.3)
+        p = Proxy(CONFIG, upstream=port, connections=0)
+        try:
+            t = time.time()
+            r = http(p.port, "GET", "/echo", timeout=10)
+            took = time.time() - t
+            self.assertEqual(r.status, 504)
+            self.assertEqual(r.json()["code"], "gateway_timeout")
+            self.assertIn("connect", r.json()["message"])
+            self.assertLess(took, 3)
+        finally:
+            p.close()
+            for s in fillers:
+                s.close()
+            lsock.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
