@@ -4,12 +4,15 @@
 #   make test         install missing Debian packages, build, run every test
 #   make run          the demo: throwaway PostgreSQL, demo upstream, Dify rules
 #   make bench        proxy vs nginx vs HAProxy on loopback (figures, not a test)
+#   make image-test   build the container image with podman and check it end to end
 
 CC      ?= cc
 PKGS    := libevent_core libpq yaml-0.1 openssl libjwt
+# CFLAGS is the optimisation/debug/sanitizer part and may be overridden on
+# the command line (make CFLAGS=...); the rest is always added.
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wformat=2 -Wno-format-nonliteral -fno-strict-aliasing -pthread \
-           $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PC_CFLAGS = $(CFLAGS) -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wformat=2 -Wno-format-nonliteral \
+           -fno-strict-aliasing -pthread $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread -lm
 BUILD   ?= build
 
@@ -22,23 +25,23 @@ DEP := $(OBJ:.o=.d)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all clean deps test unit integration run bench check-sanitize fuzz fuzz-run soak image-test
+.PHONY: all clean deps deps-bench test unit integration run bench check-sanitize fuzz fuzz-run soak image-test
 
 all: $(BUILD)/portcullis
 
 $(BUILD)/portcullis: $(OBJ)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+	$(CC) $(PC_CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+	$(CC) $(PC_CFLAGS) -MMD -MP -c -o $@ $<
 
 $(BUILD)/libportcullis.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libportcullis.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libportcullis.a $(LDFLAGS) $(LDLIBS) -lcmocka
+	$(CC) $(PC_CFLAGS) -o $@ $< $(BUILD)/libportcullis.a $(LDFLAGS) $(LDLIBS) -lcmocka
 
 deps:
 	@sh tests/deps.sh
@@ -56,7 +59,101 @@ test: deps
 run: deps all
 	@python3 deploy/demo/demo.py
 
+deps-bench:
+	@sh tests/deps.sh bench
+
+bench: deps-bench all
+	@python3 tests/bench/bench.py
+
+# The whole suite against an ASan+UBSan build (build/san). Any sanitizer
+# report aborts the proxy (the test that drove it fails) and is also
+# collected from build/san/reports, which must stay empty.
+SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+check-sanitize: deps
+	@$(MAKE) --no-print-directory BUILD=build/san CFLAGS="$(SAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" all unit
+	@rm -rf build/san/reports && mkdir -p build/san/reports
+	@PORTCULLIS_BIN=$(CURDIR)/build/san/portcullis \
+	 ASAN_OPTIONS=abort_on_error=1:detect_leaks=0:log_path=$(CURDIR)/build/san/reports/asan \
+	 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$(CURDIR)/build/san/reports/ubsan \
+	 python3 tests/run_integration.py
+	@if ls build/san/reports/* >/dev/null 2>&1; then echo "sanitizer reports:"; cat build/san/reports/*; exit 1; fi
+	@echo "check-sanitize: no sanitizer reports"
+
 clean:
 	rm -rf $(BUILD)
 
 -include $(DEP)
+
+# ---- fuzzing (libFuzzer; see tests/fuzz/) ----
+#
+#   make fuzz                       build build/fuzz/<target> for every target
+#   make fuzz-run FUZZ_SECONDS=60   run each target in turn for FUZZ_SECONDS on
+#                                   one core; fails when any target finds a crash
+#
+# The library is compiled again with the fuzzing flags into build/fuzz/obj.
+# New corpus entries go to build/fuzz/corpus/<target>; the committed seeds in
+# tests/fuzz/corpus/<target> are only read. Crashes land in
+# build/fuzz/artifacts/<target>/.
+
+FUZZ_CC       ?= clang
+FUZZ_DIR      := $(BUILD)/fuzz
+FUZZ_OBJDIR   := $(FUZZ_DIR)/obj
+FUZZ_SAN      := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_CFLAGS   := -g -O1 $(FUZZ_SAN) -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wformat=2 \
+                 -Wno-format-nonliteral -fno-strict-aliasing -pthread \
+                 $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread -lm
+FUZZ_TARGETS  := http_request canonical_path token config
+FUZZ_BIN      := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/%)
+FUZZ_LIB_OBJ  := $(LIB_SRC:%.c=$(FUZZ_OBJDIR)/%.o)
+FUZZ_SECONDS  ?= 60
+# one process, one core: the machine is shared
+FUZZ_FLAGS    ?= -workers=1 -jobs=1
+# fuzz_config: DNS and file reads made deterministic (see fuzz_config.c)
+FUZZ_LDFLAGS_config := -Wl,--wrap=getaddrinfo -Wl,--wrap=fopen
+
+.PHONY: fuzz-build
+
+fuzz:
+	@sh tests/deps.sh fuzz
+	@$(MAKE) --no-print-directory fuzz-build
+
+fuzz-build: $(FUZZ_BIN)
+
+$(FUZZ_OBJDIR)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(FUZZ_DIR)/libportcullis.a: $(FUZZ_LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(FUZZ_DIR)/%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.h $(FUZZ_DIR)/libportcullis.a
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_DIR)/libportcullis.a $(FUZZ_LDFLAGS_$*) $(FUZZ_LDLIBS)
+
+# Each target runs alone for FUZZ_SECONDS; with -jobs its log goes to
+# build/fuzz/logs/<target>/fuzz-0.log and its tail is printed here.
+fuzz-run: fuzz
+	@set -e; fail=""; \
+	for t in $(FUZZ_TARGETS); do \
+	    corpus=$(CURDIR)/$(FUZZ_DIR)/corpus/$$t; art=$(CURDIR)/$(FUZZ_DIR)/artifacts/$$t; \
+	    logs=$(CURDIR)/$(FUZZ_DIR)/logs/$$t; \
+	    mkdir -p $$corpus $$art $$logs; rm -f $$logs/fuzz-*.log; \
+	    dict=""; case $$t in http_request|canonical_path) dict="-dict=$(CURDIR)/tests/fuzz/http.dict";; esac; \
+	    echo "== fuzz $$t: $(FUZZ_SECONDS)s"; \
+	    rc=0; (cd $$logs && $(CURDIR)/$(FUZZ_DIR)/$$t $(FUZZ_FLAGS) -max_total_time=$(FUZZ_SECONDS) \
+	        -timeout=25 -print_final_stats=1 -artifact_prefix=$$art/ $$dict \
+	        $$corpus $(CURDIR)/tests/fuzz/corpus/$$t) || rc=$$?; \
+	    if ls $$logs/fuzz-*.log >/dev/null 2>&1; then tail -n 25 $$logs/fuzz-*.log; fi; \
+	    crashes=$$(ls $$art 2>/dev/null | grep -E '^(crash|leak|timeout|oom)-' || true); \
+	    if [ $$rc -ne 0 ] || [ -n "$$crashes" ]; then \
+	        echo "== fuzz $$t: FAILED (exit $$rc) $$crashes"; fail="$$fail $$t"; \
+	    else echo "== fuzz $$t: ok"; fi; \
+	done; \
+	if [ -n "$$fail" ]; then echo "fuzz-run: findings in:$$fail (see $(FUZZ_DIR)/artifacts)"; exit 1; fi
+
+-include $(FUZZ_LIB_OBJ:.o=.d)
+
+# the container image, built with podman and checked end to end (see tests/image/)
+image-test: deps
+	@bash tests/image/image_test.sh

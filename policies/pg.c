@@ -125,9 +125,18 @@ static void pgc_fail_queries(struct pg_conn *c, const char *why)
 }
 
 /* Drop the connection; queries on it fail. Reconnect after a backoff. */
-static void pgc_down(struct pg_conn *c, const char *why, int backoff)
+static void pgc_down(struct pg_conn *c, const char *why_in, int backoff)
 {
     struct pg_pool *p = c->pool;
+    char why[256];
+    /* why_in is often PQerrorMessage(c->pg), which PQfinish frees */
+    snprintf(why, sizeof(why), "%s", why_in ? why_in : "?");
+    size_t wl = strlen(why);
+    while (wl > 0 && (why[wl - 1] == '\n' || why[wl - 1] == ' '))
+        why[--wl] = '\0';
+    for (char *q = why; *q; q++)
+        if (*q == '\n')
+            *q = ' ';
     if (c->ev_on) {
         event_del(&c->ev);
         c->ev_on = 0;
