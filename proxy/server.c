@@ -386,6 +386,13 @@ int pc_server_run(const char *config_path, struct pc_config *cfg)
     }
     s.nworkers = cfg->workers;
     s.workers = pc_calloc((size_t)s.nworkers, sizeof(*s.workers));
+    /* the admin listener first: once the public port accepts, every
+     * listener does */
+    if (cfg->admin_listen.text != NULL) {
+        s.admin = pc_admin_new(s.base, cfg, s.workers, s.nworkers);
+        if (s.admin == NULL)
+            goto out;
+    }
     for (int i = 0; i < s.nworkers; i++) {
         int fd = pc_listen_socket(&cfg->listen, 1);
         if (fd < 0) {
@@ -398,11 +405,6 @@ int pc_server_run(const char *config_path, struct pc_config *cfg)
             pc_log(PC_LOG_ERROR, "cannot create worker %d", i);
             goto out;
         }
-    }
-    if (cfg->admin_listen.text != NULL) {
-        s.admin = pc_admin_new(s.base, cfg, s.workers, s.nworkers);
-        if (s.admin == NULL)
-            goto out;
     }
 
     /* workers never see SIGTERM/SIGINT/SIGHUP: the main thread handles them */

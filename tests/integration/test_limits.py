@@ -79,6 +79,7 @@ class TestConnectionLimit(LimitCase):
     connections = 3
 
     def test_connections_over_the_limit_are_answered_503_and_closed(self):
+        time.sleep(0.5)  # the harness's own readiness probe must be gone first
         held = [Conn(self.proxy.port) for _ in range(3)]
         for c in held:
             self.assertEqual(c.request("GET", "/echo").status, 200)
