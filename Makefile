@@ -65,6 +65,11 @@ deps-bench:
 bench: deps-bench all
 	@python3 tests/bench/bench.py
 
+# One million mixed requests, PostgreSQL and the upstream restarted in the
+# middle: no crash, no wrong decision, flat RSS, descriptors back to baseline.
+soak: deps all
+	@python3 tests/soak/soak.py
+
 # The whole suite against an ASan+UBSan build (build/san). Any sanitizer
 # report aborts the proxy (the test that drove it fails) and is also
 # collected from build/san/reports, which must stay empty.

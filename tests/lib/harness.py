@@ -41,11 +41,13 @@ def wait_port(port, timeout=10.0, proc=None):
 
 
 class Upstream:
-    def __init__(self, port=None, keepalive_timeout=None, dify=False):
+    def __init__(self, port=None, keepalive_timeout=None, dify=False, log=True):
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="pc-up-")
         self.log_path = os.path.join(self.dir, "requests.jsonl")
-        args = [sys.executable, UPSTREAM, "--port", str(self.port), "--log", self.log_path]
+        args = [sys.executable, UPSTREAM, "--port", str(self.port)]
+        if log:
+            args += ["--log", self.log_path]
         if keepalive_timeout is not None:
             args += ["--keepalive-timeout", str(keepalive_timeout)]
         if dify:
