@@ -265,6 +265,10 @@ int main(int argc, char **argv)
     }
     if (path == NULL)
         path = pc_default_config_path();
+    if (!test) {
+        sigset_t held;
+        pc_server_block_signals(&held);
+    }
 
     int db_rc = 0;
     char *errors = NULL;

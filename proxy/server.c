@@ -359,6 +359,15 @@ static void pc_raise_nofile(void)
     }
 }
 
+void pc_server_block_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, set, NULL);
+}
+
 int pc_server_run(const char *config_path, struct pc_config *cfg)
 {
     struct pc_server s = {0};
@@ -368,6 +377,11 @@ int pc_server_run(const char *config_path, struct pc_config *cfg)
 
     s.cfg = cfg;
     s.config_path = config_path;
+    /* Until the handlers are in place, TERM/INT/HUP wait: a SIGHUP sent as
+     * soon as the port accepts must not kill the process (its default
+     * action). Threads started meanwhile inherit the mask and keep it. */
+    sigset_t set;
+    pc_server_block_signals(&set);
     pc_log_configure(cfg->log_format, cfg->log_level);
     pc_metrics_set_generation(cfg->generation);
     signal(SIGPIPE, SIG_IGN);
@@ -408,26 +422,19 @@ int pc_server_run(const char *config_path, struct pc_config *cfg)
     }
 
     /* workers never see SIGTERM/SIGINT/SIGHUP: the main thread handles them */
-    sigset_t set, old;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &set, &old);
     for (int i = 0; i < s.nworkers; i++) {
         if (pthread_create(&s.workers[i]->thread, NULL, pc_worker_main, s.workers[i]) != 0) {
             pc_log(PC_LOG_ERROR, "cannot start worker thread %d", i);
             _exit(1);
         }
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-
     s.ev_term = evsignal_new(s.base, SIGTERM, pc_server_signal_cb, &s);
     s.ev_int = evsignal_new(s.base, SIGINT, pc_server_signal_cb, &s);
     s.ev_hup = evsignal_new(s.base, SIGHUP, pc_server_signal_cb, &s);
     event_add(s.ev_term, NULL);
     event_add(s.ev_int, NULL);
     event_add(s.ev_hup, NULL);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL); /* a pending signal is delivered now */
 
     pc_log(PC_LOG_INFO, "portcullis %s listening on %s, upstream %s, %d workers, generation %llu",
            PC_VERSION, cfg->listen.text, cfg->upstream.text, s.nworkers,

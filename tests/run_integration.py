@@ -31,6 +31,13 @@ def main():
         suite = loader.discover(os.path.join(HERE, "integration"), pattern="test_*.py",
                                 top_level_dir=os.path.join(HERE, "integration"))
     result = unittest.TextTestRunner(verbosity=2, failfast=False).run(suite)
+    import harness
+    if harness.VALGRIND:
+        for path, tail in harness.VALGRIND_FINDINGS:
+            print("valgrind: %s\n%s" % (path, tail))
+        print("valgrind: %d proxy runs with memcheck errors or leaks" % len(harness.VALGRIND_FINDINGS))
+        if harness.VALGRIND_FINDINGS:
+            sys.exit(1)
     sys.exit(0 if result.wasSuccessful() else 1)
 
 

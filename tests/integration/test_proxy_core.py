@@ -444,6 +444,43 @@ class TestSignals(ProxyCase):
         self.assertEqual(http(self.proxy.port, "GET", "/echo").status, 403)
         self.assertIn("reloaded: generation 2", self.proxy.stderr())
 
+    def test_sighup_during_start_up_does_not_kill_the_proxy(self):
+        # start-up checks policies against a database that never answers
+        # (its accept queue is full), which takes timeouts: a SIGHUP then
+        # must wait for the handler instead of killing the process
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(0)
+        fillers = []
+        for _ in range(4):
+            f = socket.socket()
+            f.setblocking(False)
+            try:
+                f.connect(lsock.getsockname())
+            except BlockingIOError:
+                pass
+            fillers.append(f)
+        cfg = CORE + (
+            "identity: {secret: x}\n"
+            "database: {url: \"host=127.0.0.1 port=%d dbname=x\", connect_timeout: 1s}\n"
+            "policies: {p: \"SELECT 1 WHERE :subject <> ''\"}\n") % lsock.getsockname()[1]
+        p = Proxy(cfg, upstream=self.up.port, start=False)
+        try:
+            p.start(wait=False)
+            time.sleep(0.4)
+            self.assertIsNone(p.proc.poll())
+            p.signal(signal.SIGHUP)
+            from harness import wait_port
+            wait_port(p.port, proc=p.proc)
+            time.sleep(0.3)
+            self.assertIsNone(p.proc.poll())
+            self.assertEqual(http(p.port, "GET", "/echo").status, 200)
+        finally:
+            p.close()
+            for f in fillers:
+                f.close()
+            lsock.close()
+
     def test_sighup_with_a_broken_config_keeps_serving_the_old_one(self):
         self.proxy.reload("listen: [this is not yaml\n")
         self.assertEqual(http(self.proxy.port, "GET", "/echo").status, 200)

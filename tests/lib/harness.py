@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -17,6 +18,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.environ.get("PORTCULLIS_BIN", os.path.join(ROOT, "build", "portcullis"))
 UPSTREAM = os.path.join(ROOT, "tests", "lib", "upstream.py")
 VALGRIND = os.environ.get("PC_VALGRIND")  # run the proxy under valgrind when set
+VALGRIND_FINDINGS = []  # (log file, summary) of every run that was not clean
 
 
 def free_port():
@@ -113,7 +115,9 @@ class Proxy:
     def start(self, wait=True):
         args = [BIN, "-c", self.config_path]
         if VALGRIND:
-            args = ["valgrind", "--leak-check=full", "--error-exitcode=99",
+            args = ["valgrind", "--leak-check=full", "--show-leak-kinds=definite,indirect",
+                    "--suppressions=" + os.path.join(ROOT, "tests", "valgrind.supp"),
+                    "--errors-for-leak-kinds=definite,indirect", "--error-exitcode=99",
                     "--log-file=%s/valgrind.%%p.log" % self.dir] + args
         self.out = open(self.stdout_path, "ab")
         self.err = open(self.stderr_path, "ab")
@@ -158,7 +162,25 @@ class Proxy:
         with open(self.stderr_path) as f:
             return f.read()
 
+    def valgrind_check(self):
+        """After a graceful stop: memcheck errors or definite/indirect leaks."""
+        import glob
+        for path in glob.glob(os.path.join(self.dir, "valgrind.*.log")):
+            text = open(path).read()
+            m = re.search(r"ERROR SUMMARY: (\d+) errors", text)
+            if m is None:
+                continue  # a process that never exited cleanly (killed)
+            lost = re.findall(r"(definitely|indirectly) lost: ([\d,]+) bytes", text)
+            bad = int(m.group(1)) > 0 or any(n != "0" for _, n in lost)
+            if bad:
+                keep = "/tmp/" + os.path.basename(self.dir) + "-" + os.path.basename(path)
+                shutil.copy(path, keep)
+                VALGRIND_FINDINGS.append((keep, text[-3000:]))
+
     def close(self):
+        if VALGRIND:
+            self.stop(timeout=60)
+            self.valgrind_check()
         self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
 
