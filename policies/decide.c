@@ -179,24 +179,34 @@ static void dec_key_part(struct pc_buf *b, const char *p, size_t len, int presen
         pc_buf_add(b, p, len);
 }
 
-/* Bind the policy's parameters for this request; values are copies. */
-static int dec_bind(const struct dec_request *d, const struct rule_allow *ra, char ***values_out,
-                    int **lengths_out)
+/* A policy's parameters for one request, as views: no copies except for
+ * claims (parsed out of the payload). NULL is SQL NULL. */
+#define DEC_MAX_PARAMS 64
+
+struct dec_vals {
+    const char *v[DEC_MAX_PARAMS];
+    int len[DEC_MAX_PARAMS];
+    char *owned[DEC_MAX_PARAMS];
+    size_t n;
+};
+
+static void dec_bind(const struct dec_request *d, const struct rule_allow *ra, struct dec_vals *out)
 {
-    size_t n = ra->nbinds;
-    char **values = pc_calloc(n ? n : 1, sizeof(*values));
-    int *lengths = pc_calloc(n ? n : 1, sizeof(*lengths));
-    for (size_t i = 0; i < n; i++) {
+    out->n = PC_MIN(ra->nbinds, (size_t)DEC_MAX_PARAMS);
+    for (size_t i = 0; i < out->n; i++) {
         const struct rule_bind *b = &ra->binds[i];
+        out->v[i] = NULL;
+        out->len[i] = 0;
+        out->owned[i] = NULL;
         switch (b->kind) {
         case BIND_SUBJECT:
-            values[i] = pc_strndup(d->subject, d->subject_len);
-            lengths[i] = (int)d->subject_len;
+            out->v[i] = d->subject;
+            out->len[i] = (int)d->subject_len;
             break;
         case BIND_CAPTURE:
             if (d->match->present[b->capture]) {
-                values[i] = pc_strndup(d->match->values[b->capture], d->match->lens[b->capture]);
-                lengths[i] = (int)d->match->lens[b->capture];
+                out->v[i] = d->match->values[b->capture];
+                out->len[i] = (int)d->match->lens[b->capture];
             }
             break;
         case BIND_CLAIM: {
@@ -204,23 +214,24 @@ static int dec_bind(const struct dec_request *d, const struct rule_allow *ra, ch
             char *v = NULL;
             if (d->payload != NULL)
                 tok_claim_text(d->payload, d->payload_len, b->claim, &v, &is_null);
-            if (v != NULL && memchr(v, '\0', strlen(v) + 1) != v + strlen(v)) {
-                free(v);
-                v = NULL;
-            }
-            values[i] = v;
-            lengths[i] = v ? (int)strlen(v) : 0;
+            out->owned[i] = v; /* the JSON reader refuses NUL: strlen is the length */
+            out->v[i] = v;
+            out->len[i] = v ? (int)strlen(v) : 0;
             break;
         }
         }
     }
-    *values_out = values;
-    *lengths_out = lengths;
-    return 0;
+}
+
+static void dec_vals_release(struct dec_vals *vals)
+{
+    for (size_t i = 0; i < vals->n; i++)
+        free(vals->owned[i]);
+    vals->n = 0;
 }
 
 static void dec_build_key(struct pc_buf *b, const struct dec_request *d, const struct rule_allow *ra,
-                          char **values, int *lengths)
+                          const struct dec_vals *vals)
 {
     const struct pol_policy *p = &d->cfg->policies->p[ra->policy];
     b->len = 0;
@@ -228,8 +239,8 @@ static void dec_build_key(struct pc_buf *b, const struct dec_request *d, const s
     dec_key_part(b, d->rule->name, strlen(d->rule->name), 1);
     dec_key_part(b, p->name, strlen(p->name), 1);
     dec_key_part(b, d->subject, d->subject_len, 1);
-    for (size_t i = 0; i < ra->nbinds; i++)
-        dec_key_part(b, values[i], (size_t)lengths[i], values[i] != NULL);
+    for (size_t i = 0; i < vals->n; i++)
+        dec_key_part(b, vals->v[i], (size_t)vals->len[i], vals->v[i] != NULL);
 }
 
 /* ---- in-flight table ---- */
@@ -306,10 +317,24 @@ void dec_cancel(struct dec_request *d)
     }
 }
 
+/* Append to d->reason without printf (it is on the hot path), truncating. */
+static void dec_reason_cat(struct dec_request *d, const char *s)
+{
+    size_t l = strlen(d->reason), n = strlen(s);
+    if (l + n >= sizeof(d->reason))
+        n = sizeof(d->reason) - 1 - l;
+    memcpy(d->reason + l, s, n);
+    d->reason[l + n] = '\0';
+}
+
 static void dec_reason_add(struct dec_request *d, const char *policy, const char *what)
 {
-    size_t l = strlen(d->reason);
-    snprintf(d->reason + l, sizeof(d->reason) - l, "%spolicy %s: %s", l ? "; " : "", policy, what);
+    if (d->reason[0] != '\0')
+        dec_reason_cat(d, "; ");
+    dec_reason_cat(d, "policy ");
+    dec_reason_cat(d, policy);
+    dec_reason_cat(d, ": ");
+    dec_reason_cat(d, what);
 }
 
 /* One policy of d has an outcome: 1 pass, 0 fail, -1 error. Returns 1
@@ -320,8 +345,10 @@ static int dec_outcome(struct dec_request *d, int policy, int outcome, const cha
     if (d->trace_outcome)
         d->trace_outcome(d, policy, outcome, err);
     if (outcome > 0 && d->run_all) {
-        if (!d->passed)
-            snprintf(d->reason, sizeof(d->reason), "policy %s: row", name);
+        if (!d->passed) {
+            d->reason[0] = '\0';
+            dec_reason_add(d, name, "row");
+        }
         d->passed = 1;
         if (--d->pending == 0) {
             dec_finish(d, DEC_ALLOW, d->reason);
@@ -330,9 +357,9 @@ static int dec_outcome(struct dec_request *d, int policy, int outcome, const cha
         return 0;
     }
     if (outcome > 0) {
-        char why[96];
-        snprintf(why, sizeof(why), "policy %s: row", name);
-        dec_finish(d, DEC_ALLOW, why);
+        d->reason[0] = '\0';
+        dec_reason_add(d, name, "row");
+        dec_finish(d, DEC_ALLOW, d->reason);
         return 1;
     }
     if (outcome < 0) {
@@ -415,21 +442,21 @@ void dec_start(struct dec_ctx *ctx, struct dec_request *d)
 
     for (size_t i = 0; i < n; i++) {
         const struct rule_allow *ra = &r->allow[i];
-        char **values;
-        int *lengths;
-        dec_bind(d, ra, &values, &lengths);
-        if (d->trace_bind)
-            d->trace_bind(d, ra->policy, values, lengths, ra->nbinds);
-        dec_build_key(&ctx->key, d, ra, values, lengths);
+        struct dec_vals vals;
+        dec_bind(d, ra, &vals);
+        if (d->trace_bind) {
+            char *tv[DEC_MAX_PARAMS];
+            for (size_t k = 0; k < vals.n; k++)
+                tv[k] = (char *)vals.v[k];
+            d->trace_bind(d, ra->policy, tv, vals.len, vals.n);
+        }
+        dec_build_key(&ctx->key, d, ra, &vals);
 
         if (d->cfg == ctx->cfg && d->cfg->cache.ttl > 0) {
             void *hit = lru_get(ctx->cache, ctx->key.p, ctx->key.len, now_ms);
             if (hit != NULL) {
                 pc_metric_add(&ctx->m->cache_hits, 1);
-                for (size_t k = 0; k < ra->nbinds; k++)
-                    free(values[k]);
-                free(values);
-                free(lengths);
+                dec_vals_release(&vals);
                 if (dec_outcome(d, ra->policy, hit == DEC_PASS ? 1 : 0, NULL))
                     return; /* d may be gone */
                 continue;
@@ -445,10 +472,7 @@ void dec_start(struct dec_ctx *ctx, struct dec_request *d)
             l = NULL;
         }
         if (l != NULL) {
-            for (size_t k = 0; k < ra->nbinds; k++)
-                free(values[k]);
-            free(values);
-            free(lengths);
+            dec_vals_release(&vals);
         } else {
             l = pc_calloc(1, sizeof(*l));
             l->ctx = ctx;
@@ -458,14 +482,22 @@ void dec_start(struct dec_ctx *ctx, struct dec_request *d)
             memcpy(l->key, ctx->key.p, ctx->key.len);
             l->klen = ctx->key.len;
             l->hash = h;
-            l->values = values;
-            l->lengths = lengths;
-            l->nvalues = (int)ra->nbinds;
+            l->nvalues = (int)vals.n;
+            l->values = pc_calloc(vals.n ? vals.n : 1, sizeof(*l->values));
+            l->lengths = pc_calloc(vals.n ? vals.n : 1, sizeof(*l->lengths));
+            for (size_t k = 0; k < vals.n; k++) {
+                /* the lookup outlives the request: it owns its values */
+                if (vals.owned[k] != NULL)
+                    l->values[k] = vals.owned[k];
+                else if (vals.v[k] != NULL)
+                    l->values[k] = pc_strndup(vals.v[k], (size_t)vals.len[k]);
+                l->lengths[k] = vals.len[k];
+            }
             l->started = now_us;
             TAILQ_INIT(&l->waiters);
             l->q.cfg = l->cfg;
             l->q.policy = ra->policy;
-            l->q.nparams = (int)ra->nbinds;
+            l->q.nparams = (int)vals.n;
             l->q.values = (const char *const *)l->values;
             l->q.lengths = l->lengths;
             l->q.done = dec_query_done;

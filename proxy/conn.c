@@ -206,7 +206,8 @@ static void req_free(struct pc_req *r)
     if (r->up != NULL)
         up_release(r->up, 0);
     cfg_unref(r->cfg);
-    free(r->subject);
+    if (r->subject != r->subject_buf)
+        free(r->subject);
     free(r->payload);
     /* keep the buffers for the next request */
     char *head = r->head, *pathbuf = r->pathbuf, *matchbuf = r->matchbuf;
@@ -566,8 +567,14 @@ static int req_set_request_id(struct pc_req *r)
         }
     }
     struct pc_worker *w = r->c->w;
-    snprintf(r->request_id, sizeof(r->request_id), "%s-%x-%llx", w->id_prefix, (unsigned)w->id,
-             (unsigned long long)++w->request_seq);
+    /* <process prefix>-<worker>-<sequence>, without printf */
+    size_t n = strlen(w->id_prefix);
+    memcpy(r->request_id, w->id_prefix, n);
+    r->request_id[n++] = '-';
+    n += pc_fmt_u64(r->request_id + n, (uint64_t)w->id);
+    r->request_id[n++] = '-';
+    n += pc_fmt_u64(r->request_id + n, ++w->request_seq);
+    r->request_id[n] = '\0';
     return 0;
 }
 
@@ -674,12 +681,19 @@ static void req_build_upstream_head(struct pc_req *r, struct pc_buf *b)
             upgrade_idx = (int)i;
         if (req_skip_header(r, x, conn_v, conn_len))
             continue;
+        if (r->canon.authority != NULL && pc_caseeq_lit(x->name, x->name_len, "host"))
+            continue; /* replaced by the target's authority below */
         pc_buf_add(b, x->name, x->name_len);
         pc_buf_add(b, ": ", 2);
         pc_buf_add(b, x->value, x->value_len);
         pc_buf_add(b, "\r\n", 2);
     }
-    if (h->host_index < 0) {
+    if (r->canon.authority != NULL) {
+        /* a proxy replaces Host with the absolute-form's authority */
+        pc_buf_add(b, "Host: ", 6);
+        pc_buf_add(b, r->canon.authority, r->canon.authority_len);
+        pc_buf_add(b, "\r\n", 2);
+    } else if (h->host_index < 0) {
         pc_buf_addf(b, "Host: %s\r\n", r->cfg->upstream.text);
     }
     /* Cookie headers become one, joined with "; " (RFC 9113 8.2.3), so the
@@ -709,9 +723,15 @@ static void req_build_upstream_head(struct pc_req *r, struct pc_buf *b)
     pc_buf_add(b, xff ? ", " : "X-Forwarded-For: ", xff ? 2 : 17);
     pc_buf_adds(b, r->c->peer);
     pc_buf_add(b, "\r\n", 2);
-    pc_buf_addf(b, "X-Request-Id: %s\r\n", r->request_id);
-    if (r->req_body == PC_BODY_LENGTH)
-        pc_buf_addf(b, "Content-Length: %llu\r\n", (unsigned long long)h->content_length);
+    pc_buf_add(b, "X-Request-Id: ", 14);
+    pc_buf_adds(b, r->request_id);
+    pc_buf_add(b, "\r\n", 2);
+    if (r->req_body == PC_BODY_LENGTH) {
+        char num[24];
+        pc_buf_add(b, "Content-Length: ", 16);
+        pc_buf_add(b, num, pc_fmt_u64(num, (uint64_t)h->content_length));
+        pc_buf_add(b, "\r\n", 2);
+    }
     else if (r->req_body == PC_BODY_CHUNKED)
         pc_buf_add(b, "Transfer-Encoding: chunked\r\n", 28);
     else if (h->content_length == 0)
@@ -752,8 +772,10 @@ static int req_pump_body(struct pc_req *r)
                 goto too_large;
             }
             char hdr[24];
-            int hl = snprintf(hdr, sizeof(hdr), "%zx\r\n", n);
-            evbuffer_add(dst, hdr, (size_t)hl);
+            size_t hl = pc_fmt_hex(hdr, n);
+            hdr[hl++] = '\r';
+            hdr[hl++] = '\n';
+            evbuffer_add(dst, hdr, hl);
             evbuffer_remove_buffer(src, dst, n);
             evbuffer_add(dst, "\r\n", 2);
             h1_chunked_data_done(&r->req_chunk, n);
@@ -923,7 +945,10 @@ static void req_build_client_head(struct pc_req *r, const struct h1_response *re
         conn_len = resp->headers[ci].value_len;
     }
     b->len = 0;
-    pc_buf_addf(b, "HTTP/1.1 %d ", resp->status);
+    char st[4] = {(char)('0' + resp->status / 100), (char)('0' + resp->status / 10 % 10),
+                  (char)('0' + resp->status % 10), ' '};
+    pc_buf_add(b, "HTTP/1.1 ", 9);
+    pc_buf_add(b, st, 4);
     pc_buf_add(b, resp->reason, resp->reason_len);
     pc_buf_add(b, "\r\n", 2);
     for (size_t i = 0; i < resp->nheaders; i++) {
@@ -1026,8 +1051,10 @@ static int req_read_response_head(struct pc_req *r)
             r->keepalive = 0;
         if (c->w->draining || c->close_after)
             r->keepalive = 0;
+        /* an Upgrade request answered without 101: the upstream may read
+         * the rest of the stream as another protocol; never reuse it */
         r->up_keepalive = !resp->conn_close && (resp->minor == 1 || resp->conn_keepalive) &&
-                          r->resp_body != PC_BODY_CLOSE;
+                          r->resp_body != PC_BODY_CLOSE && !r->upgrade;
         req_build_client_head(r, resp, &c->w->scratch);
         evbuffer_add(c->out, c->w->scratch.p, c->w->scratch.len);
         evbuffer_drain(u->in, end);
@@ -1074,8 +1101,10 @@ static int req_pump_response(struct pc_req *r)
             size_t n = PC_MIN((uint64_t)avail, r->resp_chunk.remaining);
             if (r->resp_chunked_out) {
                 char hdr[24];
-                int hl = snprintf(hdr, sizeof(hdr), "%zx\r\n", n);
-                evbuffer_add(dst, hdr, (size_t)hl);
+                size_t hl = pc_fmt_hex(hdr, n);
+                hdr[hl++] = '\r';
+                hdr[hl++] = '\n';
+                evbuffer_add(dst, hdr, hl);
                 evbuffer_remove_buffer(src, dst, n);
                 evbuffer_add(dst, "\r\n", 2);
             } else {

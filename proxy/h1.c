@@ -283,6 +283,15 @@ int h1_parse_request(const char *p, size_t len, struct h1_request *r, const char
         *why = "malformed request line (method)";
         return 400;
     }
+    for (size_t k = 0; k < i; k++) {
+        /* methods are case-sensitive; gunicorn >= 22 refuses lower case,
+         * and a backend that upper-cased them would run "get" as GET
+         * after a GET-only rule had not matched it */
+        if (p[k] >= 'a' && p[k] <= 'z') {
+            *why = "lower-case letters in the method";
+            return 400;
+        }
+    }
     r->method = p;
     r->method_len = i;
     r->method_id = h1_method_id(p, i);

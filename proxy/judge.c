@@ -27,8 +27,7 @@ static void judge_decided(struct dec_request *d, enum dec_result res, const char
     r->deciding = 0;
     r->t_policy_end = pc_now_us();
     r->cache_state = d->cache_hit ? 1 : 2;
-    snprintf(r->reason_buf, sizeof(r->reason_buf), "%s", reason ? reason : "");
-    r->reason = r->reason_buf;
+    r->reason = reason; /* d->reason: it lives in r */
     switch (res) {
     case DEC_ALLOW:
         r->decision = PC_D_ALLOW;
@@ -117,10 +116,20 @@ static void judge_identity(struct pc_req *r, struct dec_ctx *dec, struct tokcach
         }
         judge_trace_cred(r, srcname, 1, NULL, e->subject, e->subject_len);
         if (r->subject == NULL) {
-            r->subject = pc_strndup(e->subject, e->subject_len);
+            /* copies: the token cache may evict e while we wait for the
+             * database; the payload only when a policy reads claims */
+            if (e->subject_len < sizeof(r->subject_buf)) {
+                memcpy(r->subject_buf, e->subject, e->subject_len);
+                r->subject_buf[e->subject_len] = '\0';
+                r->subject = r->subject_buf;
+            } else {
+                r->subject = pc_strndup(e->subject, e->subject_len);
+            }
             r->subject_len = e->subject_len;
-            r->payload = pc_strndup(e->payload, e->payload_len);
-            r->payload_len = e->payload_len;
+            if (r->rule->needs_claims) {
+                r->payload = pc_strndup(e->payload, e->payload_len);
+                r->payload_len = e->payload_len;
+            }
         } else if (!pc_memeq(r->subject, r->subject_len, e->subject, e->subject_len)) {
             disagree = 1;
             if (r->trace == NULL)

@@ -90,6 +90,11 @@ void pc_buf_free(struct pc_buf *b);
 /* Ensure NUL termination without counting it. */
 const char *pc_buf_cstr(struct pc_buf *b);
 
+/* Decimal / lower-case hex digits of v into out (no NUL); returns the
+ * length. out needs 20 bytes. For the hot path, where printf is slow. */
+size_t pc_fmt_u64(char *out, uint64_t v);
+size_t pc_fmt_hex(char *out, uint64_t v);
+
 /* Levenshtein distance, bounded; used for "did you mean" in config errors. */
 size_t pc_edit_distance(const char *a, const char *b);
 

@@ -62,8 +62,9 @@ struct pc_req {
     const struct rule *rule;
 
     /* identity */
-    char *subject;
+    char *subject;                  /* subject_buf, or malloc'd when long */
     size_t subject_len;
+    char subject_buf[96];
     char *payload;                  /* verified claims JSON */
     size_t payload_len;
 

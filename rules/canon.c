@@ -106,6 +106,8 @@ int canon_target(const char *target, size_t target_len, int is_options,
                 return -1;
             }
         }
+        res->authority = p + skip;
+        res->authority_len = a - skip;
         p += a;
         len -= a;
         if (len == 0 || p[0] == '?') {

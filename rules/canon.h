@@ -22,6 +22,9 @@ struct canon_result {
     size_t query_len;
     int has_query;
     int asterisk;           /* OPTIONS * */
+    /* absolute-form: the authority, which replaces Host (RFC 9112 3.2.2) */
+    const char *authority;
+    size_t authority_len;
 };
 
 /*

@@ -777,6 +777,7 @@ static void rule_parse_one(struct cfg_ctx *ctx, struct yt_node *n, struct rule *
                 } else if (strncmp(pn, "claims.", 7) == 0) {
                     b->kind = BIND_CLAIM;
                     b->claim = pc_strdup(pn + 7);
+                    r->needs_claims = 1;
                 } else {
                     size_t c;
                     for (c = 0; c < r->ncaptures; c++)

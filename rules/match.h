@@ -66,6 +66,7 @@ struct rule {
     struct rule_capture *captures;
     size_t ncaptures;
     int shadow;
+    int needs_claims;           /* a policy binds claims.<name> */
     int metric_slot;            /* label slot for portcullis_requests_total */
 };
 

@@ -360,6 +360,34 @@ class TestRelay(ProxyCase):
         self.assertNotIn("script_name", names)
         self.assertNotIn("x_forwarded_proto", names)
 
+    def test_an_absolute_form_authority_replaces_host(self):
+        # RFC 9112 3.2.2: a proxy replaces Host with the target's authority
+        r = http(self.proxy.port, "GET", "http://other.example:81/echo?q=1", headers=[("Host", "a.example")])
+        hosts = [v for k, v in r.json()["headers"] if k.lower() == "host"]
+        self.assertEqual(hosts, ["other.example:81"])
+        self.assertEqual(r.json()["target"], "/echo?q=1")
+
+    def test_an_upgrade_answered_without_101_never_reuses_the_upstream_connection(self):
+        # nghttpx CVE-2026-58055 shape: the upstream may read the body of an
+        # Upgrade request as another protocol; do not send it anyone else's
+        cfg = CORE.replace("workers: 2", "workers: 1")
+        p = Proxy(cfg, upstream=self.up.port)
+        try:
+            c = Conn(p.port)
+            body = build_request("GET", "/echo/hidden")
+            r = c.request("POST", "/echo/upgrade", headers=[("Connection", "Upgrade"), ("Upgrade", "websocket")],
+                          body=body)
+            self.assertEqual(r.status, 200)
+            self.assertEqual(c.request("GET", "/echo/after").status, 200)
+            self.assertEqual(c.request("GET", "/echo/again").status, 200)
+            c.close()
+            reqs = dict((q["target"], q["peer"]) for q in self.up.requests() if "target" in q)
+            self.assertNotEqual(reqs["/echo/upgrade"], reqs["/echo/after"])
+            self.assertEqual(reqs["/echo/after"], reqs["/echo/again"])  # ordinary reuse still works
+            self.assertNotIn("/echo/hidden", reqs)
+        finally:
+            p.close()
+
     def test_several_cookie_headers_reach_the_upstream_as_one(self):
         r = http(self.proxy.port, "GET", "/echo", headers=[("Cookie", "a=1"), ("Cookie", "b=2; c=3")])
         cookies = [v for k, v in r.json()["headers"] if k.lower() == "cookie"]
