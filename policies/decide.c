@@ -95,7 +95,7 @@ static void dec_build_pool(struct dec_ctx *ctx)
         __atomic_store_n(&ctx->ready, 1, __ATOMIC_RELAXED);
         return;
     }
-    ctx->pool = pg_pool_new(ctx->base, dec_share(cfg, ctx->worker_id, ctx->nworkers), cfg, 1,
+    ctx->pool = pg_pool_new(ctx->base, ctx->worker_id, dec_share(cfg, ctx->worker_id, ctx->nworkers), cfg, 1,
                             dec_on_invalidate, dec_on_state, ctx);
 }
 

@@ -46,6 +46,7 @@ struct pg_pool {
     struct pg_conn *conns;
     struct pg_query_list waiting;
     int listener;                   /* conn 0 LISTENs when set */
+    int worker;                     /* for log lines */
     struct event dispatch_ev;       /* runs pool_dispatch on the next loop turn */
     int dispatch_pending;
     int rr;
@@ -148,7 +149,7 @@ static void pgc_down(struct pg_conn *c, const char *why_in, int backoff)
     }
     c->fd = -1;
     if (c->was_up || c->backoff_ms == 0)
-        pc_log(PC_LOG_WARN, "database connection %d down: %s", c->idx, why);
+        pc_log(PC_LOG_WARN, "worker %d: database connection %d down: %s", p->worker, c->idx, why);
     c->was_up = 0;
     c->state = PGC_DOWN;
     c->retire = 0;
@@ -258,7 +259,7 @@ static void pgc_ready(struct pg_conn *c)
     c->state = PGC_READY;
     c->backoff_ms = 0;
     if (!c->was_up)
-        pc_log(PC_LOG_INFO, "database connection %d up (generation %llu)", c->idx,
+        pc_log(PC_LOG_INFO, "worker %d: database connection %d up (generation %llu)", c->pool->worker, c->idx,
                (unsigned long long)c->cfg->generation);
     c->was_up = 1;
     evtimer_del(&c->timer);
@@ -555,12 +556,13 @@ int pg_pool_submit(struct pg_pool *p, struct pg_query *q)
     return 0;
 }
 
-struct pg_pool *pg_pool_new(struct event_base *base, int nconns, struct pc_config *cfg, int listener,
+struct pg_pool *pg_pool_new(struct event_base *base, int worker, int nconns, struct pc_config *cfg, int listener,
                             void (*on_invalidate)(void *arg), void (*on_state)(void *arg, int up),
                             void *arg)
 {
     struct pg_pool *p = pc_calloc(1, sizeof(*p));
     p->base = base;
+    p->worker = worker;
     p->cfg = cfg_ref(cfg);
     p->n = nconns;
     p->listener = listener;

@@ -53,7 +53,7 @@ struct pc_database;
 void pg_conn_params(const struct pc_database *db, const char *appname, const char **keys,
                     const char **vals, char *timeout, size_t timeout_len);
 
-struct pg_pool *pg_pool_new(struct event_base *base, int nconns, struct pc_config *cfg, int listener,
+struct pg_pool *pg_pool_new(struct event_base *base, int worker, int nconns, struct pc_config *cfg, int listener,
                             void (*on_invalidate)(void *arg), void (*on_state)(void *arg, int up),
                             void *arg);
 void pg_pool_free(struct pg_pool *p);

@@ -153,7 +153,6 @@ static int up_connect(struct pc_worker *w, struct pc_req *r, int probe, int *sta
         r->up = NULL;
         u->req = NULL;
         up_close(u);
-        w->pool->errors_refused++;
         pc_resolver_kick();
         *status = 502;
         *why = e == ECONNREFUSED ? "upstream refused the connection" : "cannot connect to upstream";
@@ -278,7 +277,6 @@ static void up_write_cb(evutil_socket_t fd, short what, void *arg)
         if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
             err = errno;
         if (err != 0) {
-            u->w->pool->errors_refused++;
             pc_resolver_kick();
             r->up = NULL;
             u->req = NULL;
@@ -318,7 +316,6 @@ static void up_timer_cb(evutil_socket_t fd, short what, void *arg)
     switch (u->state) {
     case UP_CONNECTING: {
         struct pc_req *r = u->req;
-        u->w->pool->errors_timeout++;
         pc_resolver_kick();
         r->up = NULL;
         u->req = NULL;
@@ -332,7 +329,6 @@ static void up_timer_cb(evutil_socket_t fd, short what, void *arg)
             up_arm(u, deadline);
             return;
         }
-        u->w->pool->errors_timeout++;
         pc_req_upstream_event(u->req, 0); /* idle timeout */
         return;
     }

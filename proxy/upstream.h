@@ -43,7 +43,6 @@ struct up_pool {
     struct up_list idle;
     size_t nidle;
     size_t max_idle;
-    uint64_t errors_refused, errors_timeout, errors_reset, errors_protocol;
 };
 
 struct up_pool *up_pool_new(void);
