@@ -277,32 +277,9 @@ static void dec_lookup_free(struct dec_lookup *l)
 
 /* ---- decisions ---- */
 
-static void dec_finish(struct dec_request *d, enum dec_result res, const char *reason)
+/* Stop the budget timer and leave every lookup: d is finished. */
+static void dec_detach(struct dec_request *d)
 {
-    if (d->finished)
-        return;
-    d->finished = 1;
-    if (d->timer_on) {
-        evtimer_del(&d->timer);
-        d->timer_on = 0;
-    }
-    size_t n = d->rule->nallow;
-    for (size_t i = 0; i < n && i < DEC_MAX_POLICIES; i++) {
-        struct dec_wait *w = &d->waits[i];
-        if (w->lookup != NULL) {
-            TAILQ_REMOVE(&w->lookup->waiters, w, link);
-            w->lookup = NULL;
-        }
-    }
-    if (reason != d->reason)
-        snprintf(d->reason, sizeof(d->reason), "%s", reason);
-    d->done(d, res, d->reason);
-}
-
-void dec_cancel(struct dec_request *d)
-{
-    if (d->finished)
-        return;
     d->finished = 1;
     if (d->timer_on) {
         evtimer_del(&d->timer);
@@ -315,6 +292,22 @@ void dec_cancel(struct dec_request *d)
             w->lookup = NULL;
         }
     }
+}
+
+static void dec_finish(struct dec_request *d, enum dec_result res, const char *reason)
+{
+    if (d->finished)
+        return;
+    dec_detach(d);
+    if (reason != d->reason)
+        snprintf(d->reason, sizeof(d->reason), "%s", reason);
+    d->done(d, res, d->reason);
+}
+
+void dec_cancel(struct dec_request *d)
+{
+    if (!d->finished)
+        dec_detach(d);
 }
 
 /* Append to d->reason without printf (it is on the hot path), truncating. */

@@ -52,40 +52,6 @@ static void conn_reply_raw(struct pc_conn *c, int status, const char *why);
 
 /* ---- events and timers ---- */
 
-static void conn_want_read(struct pc_conn *c, int on)
-{
-    if (on && !c->reading) {
-        event_add(&c->rev, NULL);
-        c->reading = 1;
-    } else if (!on && c->reading) {
-        event_del(&c->rev);
-        c->reading = 0;
-    }
-}
-
-static void conn_want_write(struct pc_conn *c, int on)
-{
-    if (on && !c->writing) {
-        event_add(&c->wev, NULL);
-        c->writing = 1;
-    } else if (!on && c->writing) {
-        event_del(&c->wev);
-        c->writing = 0;
-    }
-}
-
-static void conn_arm(struct pc_conn *c, int64_t deadline)
-{
-    if (c->timer_on && c->deadline <= deadline)
-        return; /* the timer fires early and re-arms itself */
-    int64_t now = pc_now_ms();
-    int64_t d = deadline > now ? deadline - now : 0;
-    struct timeval tv = {(time_t)(d / 1000), (suseconds_t)((d % 1000) * 1000)};
-    c->deadline = deadline;
-    c->timer_on = 1;
-    event_add(&c->tev, &tv);
-}
-
 /* The deadline that applies in the connection's current state; 0: none. */
 static int64_t conn_deadline(struct pc_conn *c)
 {
@@ -97,7 +63,7 @@ static int64_t conn_deadline(struct pc_conn *c)
     case PC_CS_HEAD:
         return c->deadline_head;
     case PC_CS_ACTIVE:
-        if (r != NULL && !r->req_body_done && r->up != NULL && r->up_head_sent && c->reading)
+        if (r != NULL && !r->req_body_done && r->up != NULL && r->up_head_sent && c->ev.reading)
             return c->last_in + r->cfg->timeouts.body;
         return 0;
     case PC_CS_FLUSH:
@@ -114,7 +80,7 @@ static void conn_rearm(struct pc_conn *c)
 {
     int64_t d = conn_deadline(c);
     if (d > 0)
-        conn_arm(c, d);
+        pc_sock_arm(&c->ev, d);
 }
 
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -123,12 +89,12 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
     int64_t now = pc_now_ms();
     PC_UNUSED(fd);
     PC_UNUSED(what);
-    c->timer_on = 0;
+    c->ev.timer_on = 0;
     int64_t d = conn_deadline(c);
     if (d == 0)
         return;
     if (now < d) {
-        conn_arm(c, d);
+        pc_sock_arm(&c->ev, d);
         return;
     }
     switch (c->state) {
@@ -169,15 +135,15 @@ void pc_conn_accept(struct pc_worker *w, int fd, const struct sockaddr *sa, sock
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, c->peer, sizeof(c->peer));
     else
         snprintf(c->peer, sizeof(c->peer), "unix");
-    event_assign(&c->rev, w->base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
-    event_assign(&c->wev, w->base, fd, EV_WRITE | EV_PERSIST, conn_write_cb, c);
-    evtimer_assign(&c->tev, w->base, conn_timer_cb, c);
+    event_assign(&c->ev.rev, w->base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
+    event_assign(&c->ev.wev, w->base, fd, EV_WRITE | EV_PERSIST, conn_write_cb, c);
+    evtimer_assign(&c->ev.tev, w->base, conn_timer_cb, c);
     TAILQ_INSERT_TAIL(&w->conns, c, link);
     w->nconns++;
     __atomic_add_fetch(&pc_active_connections, 1, __ATOMIC_RELAXED);
     c->state = PC_CS_IDLE;
     c->last_in = pc_now_ms();
-    conn_want_read(c, 1);
+    pc_sock_read(&c->ev, 1);
     conn_rearm(c);
 }
 
@@ -238,9 +204,9 @@ static void conn_free(struct pc_conn *c)
         c->req = NULL;
         req_free(r);
     }
-    event_del(&c->rev);
-    event_del(&c->wev);
-    event_del(&c->tev);
+    event_del(&c->ev.rev);
+    event_del(&c->ev.wev);
+    event_del(&c->ev.tev);
     close(c->fd);
     evbuffer_free(c->in);
     evbuffer_free(c->out);
@@ -276,8 +242,8 @@ static void conn_linger(struct pc_conn *c)
     shutdown(c->fd, SHUT_WR);
     evbuffer_drain(c->in, evbuffer_get_length(c->in));
     c->deadline_linger = pc_now_ms() + PC_LINGER_MS;
-    conn_want_write(c, 0);
-    conn_want_read(c, 1);
+    pc_sock_write(&c->ev, 0);
+    pc_sock_read(&c->ev, 1);
     conn_rearm(c);
 }
 
@@ -298,7 +264,7 @@ static int conn_flush(struct pc_conn *c)
         int n = evbuffer_write(c->out, c->fd);
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                conn_want_write(c, 1);
+                pc_sock_write(&c->ev, 1);
                 return 0;
             }
             if (errno == EINTR)
@@ -312,13 +278,13 @@ static int conn_flush(struct pc_conn *c)
         if (c->req != NULL)
             c->req->bytes_out += (uint64_t)n;
     }
-    conn_want_write(c, 0);
+    pc_sock_write(&c->ev, 0);
     /* everything written */
     if (c->state == PC_CS_FLUSH) {
         conn_next(c);
         return -1; /* the caller must not assume c is still in the same state */
     }
-    if (c->state == PC_CS_ACTIVE && c->req != NULL && c->req->up != NULL && !c->req->up->reading &&
+    if (c->state == PC_CS_ACTIVE && c->req != NULL && c->req->up != NULL && !c->req->up->ev.reading &&
         c->req->resp_head_done && !c->req->resp_done) {
         up_want_read(c->req->up, 1); /* backpressure released */
     }
@@ -355,7 +321,7 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
     size_t have = evbuffer_get_length(c->in);
     size_t cap = conn_read_cap(c);
     if (have >= cap) {
-        conn_want_read(c, 0);
+        pc_sock_read(&c->ev, 0);
         return;
     }
     ssize_t n = pc_read_into(c->fd, c->in, PC_MIN(cap - have, (size_t)PC_READ_CHUNK));
@@ -367,7 +333,7 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
     }
     if (n == 0) {
         c->eof = 1;
-        conn_want_read(c, 0);
+        pc_sock_read(&c->ev, 0);
     } else {
         c->last_in = pc_now_ms();
         if (c->req != NULL)
@@ -397,7 +363,7 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
                 return;
             }
             if (evbuffer_get_length(r->up->out) >= PC_HIGH_WATER)
-                conn_want_read(c, 0);
+                pc_sock_read(&c->ev, 0);
             return;
         }
         if (!r->req_body_done && r->up != NULL && r->up_head_sent) {
@@ -410,14 +376,14 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
             return;
         }
         if (evbuffer_get_length(c->in) >= cap)
-            conn_want_read(c, 0);
+            pc_sock_read(&c->ev, 0);
         return;
     }
     case PC_CS_FLUSH:
         if (c->eof)
             c->close_after = 1;
         if (evbuffer_get_length(c->in) >= cap)
-            conn_want_read(c, 0);
+            pc_sock_read(&c->ev, 0);
         return;
     default:
         return;
@@ -817,9 +783,9 @@ static int req_pump_body(struct pc_req *r)
     }
     /* backpressure: stop reading the client while the upstream is slow */
     if (evbuffer_get_length(dst) >= PC_HIGH_WATER)
-        conn_want_read(c, 0);
+        pc_sock_read(&c->ev, 0);
     else if (!c->eof)
-        conn_want_read(c, 1);
+        pc_sock_read(&c->ev, 1);
     conn_rearm(c);
     return 0;
 
@@ -923,7 +889,7 @@ void pc_req_upstream_drained(struct pc_req *r)
     struct pc_conn *c = r->c;
     if (r->tunnel) {
         if (!c->eof)
-            conn_want_read(c, 1);
+            pc_sock_read(&c->ev, 1);
         return;
     }
     if (!r->req_body_done && evbuffer_get_length(c->in) > 0) {
@@ -931,7 +897,7 @@ void pc_req_upstream_drained(struct pc_req *r)
         return;
     }
     if (!r->req_body_done && !c->eof)
-        conn_want_read(c, 1);
+        pc_sock_read(&c->ev, 1);
 }
 
 /* Build the client's response head from the upstream's. */
@@ -1186,7 +1152,7 @@ void pc_req_upstream_readable(struct pc_req *r)
             if (conn_flush(c) != 0)
                 return;
             if (!c->eof)
-                conn_want_read(c, 1);
+                pc_sock_read(&c->ev, 1);
             return;
         }
     }
@@ -1257,7 +1223,7 @@ static void conn_next(struct pc_conn *c)
     c->state = PC_CS_IDLE;
     c->last_in = pc_now_ms();
     if (!c->eof)
-        conn_want_read(c, 1);
+        pc_sock_read(&c->ev, 1);
     conn_rearm(c);
     if (evbuffer_get_length(c->in) > 0 || c->eof)
         conn_try_head(c);

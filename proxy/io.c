@@ -53,3 +53,37 @@ ssize_t pc_read_into(int fd, struct evbuffer *buf, size_t max)
     }
     return n;
 }
+
+void pc_sock_read(struct pc_sock_ev *e, int on)
+{
+    if (on && !e->reading) {
+        event_add(&e->rev, NULL);
+        e->reading = 1;
+    } else if (!on && e->reading) {
+        event_del(&e->rev);
+        e->reading = 0;
+    }
+}
+
+void pc_sock_write(struct pc_sock_ev *e, int on)
+{
+    if (on && !e->writing) {
+        event_add(&e->wev, NULL);
+        e->writing = 1;
+    } else if (!on && e->writing) {
+        event_del(&e->wev);
+        e->writing = 0;
+    }
+}
+
+void pc_sock_arm(struct pc_sock_ev *e, int64_t deadline)
+{
+    if (e->timer_on && e->deadline <= deadline)
+        return; /* fires early and re-arms itself */
+    int64_t now = pc_now_ms();
+    int64_t d = deadline > now ? deadline - now : 0;
+    struct timeval tv = {(time_t)(d / 1000), (suseconds_t)((d % 1000) * 1000)};
+    e->deadline = deadline;
+    e->timer_on = 1;
+    event_add(&e->tev, &tv);
+}

@@ -35,9 +35,9 @@ static void up_close(struct up_conn *u)
         TAILQ_REMOVE(&u->w->pool->idle, u, link);
         u->w->pool->nidle--;
     }
-    event_del(&u->rev);
-    event_del(&u->wev);
-    event_del(&u->tev);
+    event_del(&u->ev.rev);
+    event_del(&u->ev.wev);
+    event_del(&u->ev.tev);
     close(u->fd);
     evbuffer_free(u->in);
     evbuffer_free(u->out);
@@ -54,18 +54,6 @@ void up_pool_free(struct up_pool *p)
     free(p);
 }
 
-static void up_arm(struct up_conn *u, int64_t deadline)
-{
-    if (u->timer_on && u->deadline <= deadline)
-        return; /* fires early and re-arms itself */
-    int64_t now = pc_now_ms();
-    int64_t d = deadline > now ? deadline - now : 0;
-    struct timeval tv = {(time_t)(d / 1000), (suseconds_t)((d % 1000) * 1000)};
-    u->deadline = deadline;
-    u->timer_on = 1;
-    event_add(&u->tev, &tv);
-}
-
 void up_touch(struct up_conn *u)
 {
     u->last_io = pc_now_ms();
@@ -73,24 +61,7 @@ void up_touch(struct up_conn *u)
 
 void up_want_read(struct up_conn *u, int on)
 {
-    if (on && !u->reading) {
-        event_add(&u->rev, NULL);
-        u->reading = 1;
-    } else if (!on && u->reading) {
-        event_del(&u->rev);
-        u->reading = 0;
-    }
-}
-
-static void up_want_write(struct up_conn *u, int on)
-{
-    if (on && !u->writing) {
-        event_add(&u->wev, NULL);
-        u->writing = 1;
-    } else if (!on && u->writing) {
-        event_del(&u->wev);
-        u->writing = 0;
-    }
+    pc_sock_read(&u->ev, on);
 }
 
 static struct up_conn *up_new(struct pc_worker *w, int fd)
@@ -102,9 +73,9 @@ static struct up_conn *up_new(struct pc_worker *w, int fd)
     u->out = evbuffer_new();
     if (u->in == NULL || u->out == NULL)
         abort();
-    event_assign(&u->rev, w->base, fd, EV_READ | EV_PERSIST, up_read_cb, u);
-    event_assign(&u->wev, w->base, fd, EV_WRITE | EV_PERSIST, up_write_cb, u);
-    evtimer_assign(&u->tev, w->base, up_timer_cb, u);
+    event_assign(&u->ev.rev, w->base, fd, EV_READ | EV_PERSIST, up_read_cb, u);
+    event_assign(&u->ev.wev, w->base, fd, EV_WRITE | EV_PERSIST, up_write_cb, u);
+    evtimer_assign(&u->ev.tev, w->base, up_timer_cb, u);
     return u;
 }
 
@@ -145,7 +116,7 @@ static int up_connect(struct pc_worker *w, struct pc_req *r, int probe, int *sta
     if (connect(fd, (const struct sockaddr *)&sa, salen) == 0) {
         u->state = UP_ACTIVE;
         up_want_read(u, 1);
-        up_arm(u, u->last_io + r->cfg->timeouts.upstream);
+        pc_sock_arm(&u->ev, u->last_io + r->cfg->timeouts.upstream);
         return UP_READY;
     }
     if (errno != EINPROGRESS) {
@@ -159,8 +130,8 @@ static int up_connect(struct pc_worker *w, struct pc_req *r, int probe, int *sta
         return UP_FAIL;
     }
     u->state = UP_CONNECTING;
-    up_want_write(u, 1);
-    up_arm(u, u->last_io + r->cfg->timeouts.connect);
+    pc_sock_write(&u->ev, 1);
+    pc_sock_arm(&u->ev, u->last_io + r->cfg->timeouts.connect);
     return UP_PENDING;
 }
 
@@ -194,7 +165,7 @@ int up_acquire(struct pc_worker *w, struct pc_req *r, int *status, const char **
         u->reused = 1;
         r->up = u;
         u->last_io = now;
-        up_arm(u, now + r->cfg->timeouts.upstream);
+        pc_sock_arm(&u->ev, now + r->cfg->timeouts.upstream);
         return UP_READY;
     }
     return up_connect(w, r, 0, status, why);
@@ -211,7 +182,7 @@ int up_flush(struct up_conn *u)
         int n = evbuffer_write(u->out, u->fd);
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                up_want_write(u, 1);
+                pc_sock_write(&u->ev, 1);
                 return 0;
             }
             if (errno == EINTR)
@@ -222,7 +193,7 @@ int up_flush(struct up_conn *u)
             break;
         u->last_io = pc_now_ms();
     }
-    up_want_write(u, 0);
+    pc_sock_write(&u->ev, 0);
     return 0;
 }
 
@@ -245,11 +216,11 @@ void up_release(struct up_conn *u, int reusable)
     }
     u->state = UP_IDLE;
     u->last_io = pc_now_ms();
-    up_want_write(u, 0);
+    pc_sock_write(&u->ev, 0);
     up_want_read(u, 1); /* notice the peer closing it */
     TAILQ_INSERT_TAIL(&p->idle, u, link);
     p->nidle++;
-    up_arm(u, u->last_io + r->cfg->timeouts.keepalive);
+    pc_sock_arm(&u->ev, u->last_io + r->cfg->timeouts.keepalive);
 }
 
 static void up_read_cb(evutil_socket_t fd, short what, void *arg)
@@ -287,22 +258,22 @@ static void up_write_cb(evutil_socket_t fd, short what, void *arg)
             return;
         }
         u->state = UP_ACTIVE;
-        up_want_write(u, 0);
+        pc_sock_write(&u->ev, 0);
         up_want_read(u, 1);
         u->last_io = pc_now_ms();
-        up_arm(u, u->last_io + r->cfg->timeouts.upstream);
+        pc_sock_arm(&u->ev, u->last_io + r->cfg->timeouts.upstream);
         pc_req_upstream_connected(r);
         return;
     }
     if (u->state != UP_ACTIVE || u->req == NULL) {
-        up_want_write(u, 0);
+        pc_sock_write(&u->ev, 0);
         return;
     }
     if (up_flush(u) != 0) {
         pc_req_upstream_event(u->req, -1);
         return;
     }
-    if (!u->writing)
+    if (!u->ev.writing)
         pc_req_upstream_drained(u->req);
 }
 
@@ -312,7 +283,7 @@ static void up_timer_cb(evutil_socket_t fd, short what, void *arg)
     int64_t now = pc_now_ms();
     PC_UNUSED(fd);
     PC_UNUSED(what);
-    u->timer_on = 0;
+    u->ev.timer_on = 0;
     switch (u->state) {
     case UP_CONNECTING: {
         struct pc_req *r = u->req;
@@ -326,7 +297,7 @@ static void up_timer_cb(evutil_socket_t fd, short what, void *arg)
     case UP_ACTIVE: {
         int64_t deadline = u->last_io + u->req->cfg->timeouts.upstream;
         if (now < deadline) {
-            up_arm(u, deadline);
+            pc_sock_arm(&u->ev, deadline);
             return;
         }
         pc_req_upstream_event(u->req, 0); /* idle timeout */

@@ -22,16 +22,12 @@ struct up_conn {
     struct pc_worker *w;
     int fd;
     enum up_state state;
-    struct event rev, wev, tev;
+    struct pc_sock_ev ev;
     struct evbuffer *in, *out;
     struct pc_req *req;
     struct sockaddr_storage addr;
     socklen_t addrlen;
     int64_t last_io;
-    int64_t deadline;
-    unsigned reading : 1;
-    unsigned writing : 1;
-    unsigned timer_on : 1;
     unsigned reused : 1;
     unsigned probe : 1;          /* readiness probe: connect only */
     TAILQ_ENTRY(up_conn) link;

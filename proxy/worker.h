@@ -124,24 +124,35 @@ enum pc_conn_state {
     PC_CS_LINGER,     /* shut down for writing, discarding input */
 };
 
+/* A socket's read and write events and its lazy deadline timer (io.c). A
+ * later deadline never re-arms the timer: it fires early, and its callback
+ * works out the current deadline and re-arms. */
+struct pc_sock_ev {
+    struct event rev, wev, tev;
+    int64_t deadline;
+    unsigned reading : 1;
+    unsigned writing : 1;
+    unsigned timer_on : 1;
+};
+
+void pc_sock_read(struct pc_sock_ev *e, int on);
+void pc_sock_write(struct pc_sock_ev *e, int on);
+void pc_sock_arm(struct pc_sock_ev *e, int64_t deadline);
+
 struct pc_conn {
     struct pc_worker *w;
     int fd;
     enum pc_conn_state state;
-    struct event rev, wev, tev;
+    struct pc_sock_ev ev;
     struct evbuffer *in, *out;
     struct h1_scan scan;
     struct pc_req *req;
-    int64_t deadline;               /* current timer deadline (ms) */
     int64_t deadline_head;          /* the head must be complete by then */
     int64_t deadline_linger;
     int64_t last_in;                /* last byte from the client (ms) */
     int64_t last_out;               /* last byte to the client (ms) */
-    unsigned reading : 1;
-    unsigned writing : 1;
     unsigned eof : 1;
     unsigned close_after : 1;       /* close once the output is flushed */
-    unsigned timer_on : 1;
     uint32_t nreq;
     char peer[48];
     TAILQ_ENTRY(pc_conn) link;
