@@ -31,7 +31,7 @@ import time
 import unittest
 
 from harness import Conn, Proxy, Upstream, build_request, mint, shared_pg
-from fixture import APPS, USERS
+from fixture import APPS, USERS, policies_yaml
 from upstream import DIFY_RE, dify_route
 
 SECRET = "test-secret-for-cve-corpus"
@@ -63,10 +63,7 @@ database:
 cache:
   ttl: 0s
 policies:
-  owner: |
-    SELECT 1 FROM apps a JOIN tenant_account_joins j ON j.tenant_id = a.tenant_id
-     WHERE a.id = :app_id AND j.account_id::text = :subject AND j.role = 'owner'
-rules:
+%srules:
   - name: app-logs
     path: /console/api/apps/{app_id:uuid}/chat-conversations
     methods: [GET]
@@ -77,7 +74,7 @@ rules:
   - name: open
     path: /**
     action: forward
-""" % SECRET
+""" % (SECRET, policies_yaml("owner"))
 
 APP_A = APPS["a-editor-app"][0]
 LOGS_A = "/console/api/apps/%s/chat-conversations" % APP_A   # allow: [owner]

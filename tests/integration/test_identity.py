@@ -5,7 +5,7 @@ import time
 import unittest
 
 from harness import Conn, Proxy, Upstream, build_request, http, mint, raw, run_portcullis, shared_pg, status_of
-from fixture import APPS, USERS
+from fixture import APPS, USERS, policies_yaml
 
 SECRET = "test-secret-for-identity"
 OTHER_SECRET = "some-other-secret"
@@ -28,10 +28,7 @@ database:
 cache:
   ttl: 0s
 policies:
-  owner: |
-    SELECT 1 FROM apps a JOIN tenant_account_joins j ON j.tenant_id = a.tenant_id
-     WHERE a.id = :app_id AND j.account_id::text = :subject AND j.role = 'owner'
-rules:
+%srules:
   - name: app-logs
     path: /console/api/apps/{app_id:uuid}/chat-conversations
     methods: [GET]
@@ -39,7 +36,7 @@ rules:
   - name: open
     path: /**
     action: forward
-""" % SECRET
+""" % (SECRET, policies_yaml("owner"))
 
 APP_A = APPS["a-editor-app"][0]
 LOGS_A = "/console/api/apps/%s/chat-conversations" % APP_A

@@ -6,7 +6,7 @@ import time
 import unittest
 
 from harness import Conn, Proxy, Upstream, http, mint, run_portcullis, shared_pg, wait_until
-from fixture import APPS, USERS
+from fixture import APPS, USERS, policies_yaml
 
 SECRET = "ops-secret-do-not-log-me"
 
@@ -25,13 +25,7 @@ database:
 cache:
   ttl: 5s
 policies:
-  owner: |
-    SELECT 1 FROM apps a JOIN tenant_account_joins j ON j.tenant_id = a.tenant_id
-     WHERE a.id = :app_id AND j.account_id::text = :subject AND j.role = 'owner'
-  admin: |
-    SELECT 1 FROM apps a JOIN tenant_account_joins j ON j.tenant_id = a.tenant_id
-     WHERE a.id = :app_id AND j.account_id::text = :subject AND j.role = 'admin'
-rules:
+%srules:
   - name: logs
     path: /apps/{app_id:uuid}/logs
     allow: [owner, admin]
@@ -45,7 +39,7 @@ rules:
   - name: open
     path: /**
     action: forward
-""" % SECRET
+""" % (SECRET, policies_yaml("owner", "admin"))
 
 APP = APPS["a-editor-app"][0]
 

@@ -10,29 +10,11 @@ import unittest
 
 from harness import (PG, ROOT, Conn, Proxy, Upstream, build_request, http, mint, run_portcullis, shared_pg,
                      wait_until)
-from fixture import APPS, USERS, may_read_logs
+from fixture import APPS, USERS, may_read_logs, policies_yaml
 
 SECRET = "policy-test-secret"
 
-POLICIES = """
-  owner: |
-    SELECT 1 FROM apps a
-      JOIN tenant_account_joins j ON j.tenant_id = a.tenant_id
-      JOIN accounts ac ON ac.id = j.account_id
-     WHERE a.id = :app_id AND j.account_id::text = :subject
-       AND j.role = 'owner' AND ac.status = 'active'
-  admin: |
-    SELECT 1 FROM apps a
-      JOIN tenant_account_joins j ON j.tenant_id = a.tenant_id
-      JOIN accounts ac ON ac.id = j.account_id
-     WHERE a.id = :app_id AND j.account_id::text = :subject
-       AND j.role = 'admin' AND ac.status = 'active'
-  creator: |
-    SELECT 1 FROM apps a
-      JOIN tenant_account_joins j ON j.tenant_id = a.tenant_id AND j.account_id = a.created_by
-      JOIN accounts ac ON ac.id = a.created_by
-     WHERE a.id = :app_id AND a.created_by::text = :subject AND ac.status = 'active'
-  by_name: SELECT 1 FROM apps WHERE name = :name AND created_by::text = :subject
+POLICIES = "\n" + policies_yaml("owner", "admin", "creator") + """  by_name: SELECT 1 FROM apps WHERE name = :name AND created_by::text = :subject
   by_query: SELECT 1 FROM apps WHERE id::text = :conv AND :subject <> ''
   slow: SELECT 1 FROM pg_sleep(0.4), apps WHERE id = :app_id AND :subject <> ''
   claim_role: SELECT 1 WHERE :claims.role = 'auditor' AND :subject <> ''

@@ -52,3 +52,32 @@ def may_read_logs(user, app):
     if role in ("owner", "admin"):
         return True
     return creator == user and role is not None
+
+
+# The Dify pack's workspace-scoped policies (as in rules/dify.yaml), for
+# tests that need them in their own configs.
+POLICY_SQL = {
+    "owner": """SELECT 1 FROM apps a
+  JOIN tenant_account_joins j ON j.tenant_id = a.tenant_id
+  JOIN accounts ac ON ac.id = j.account_id
+ WHERE a.id = :app_id AND j.account_id::text = :subject
+   AND j.role = 'owner' AND ac.status = 'active'""",
+    "admin": """SELECT 1 FROM apps a
+  JOIN tenant_account_joins j ON j.tenant_id = a.tenant_id
+  JOIN accounts ac ON ac.id = j.account_id
+ WHERE a.id = :app_id AND j.account_id::text = :subject
+   AND j.role = 'admin' AND ac.status = 'active'""",
+    "creator": """SELECT 1 FROM apps a
+  JOIN tenant_account_joins j ON j.tenant_id = a.tenant_id AND j.account_id = a.created_by
+  JOIN accounts ac ON ac.id = a.created_by
+ WHERE a.id = :app_id AND a.created_by::text = :subject AND ac.status = 'active'""",
+}
+
+
+def policies_yaml(*names):
+    """YAML entries for the named policies, to go under `policies:`."""
+    out = []
+    for n in names:
+        out.append("  %s: |" % n)
+        out += ["    " + line for line in POLICY_SQL[n].splitlines()]
+    return "\n".join(out) + "\n"

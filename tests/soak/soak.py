@@ -26,7 +26,7 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
 from harness import PG, Proxy, Upstream, http, mint, wait_until  # noqa: E402
-from fixture import APPS, USERS, may_read_logs  # noqa: E402
+from fixture import APPS, USERS, may_read_logs, policies_yaml  # noqa: E402
 
 TOTAL = int(os.environ.get("SOAK_REQUESTS", "1000000"))
 CLIENTS = int(os.environ.get("SOAK_CLIENTS", "4"))
@@ -51,27 +51,14 @@ database:
 cache:
   ttl: 1s
 policies:
-  owner: |
-    SELECT 1 FROM apps a JOIN tenant_account_joins j ON j.tenant_id = a.tenant_id
-      JOIN accounts ac ON ac.id = j.account_id
-     WHERE a.id = :app_id AND j.account_id::text = :subject AND j.role = 'owner' AND ac.status = 'active'
-  admin: |
-    SELECT 1 FROM apps a JOIN tenant_account_joins j ON j.tenant_id = a.tenant_id
-      JOIN accounts ac ON ac.id = j.account_id
-     WHERE a.id = :app_id AND j.account_id::text = :subject AND j.role = 'admin' AND ac.status = 'active'
-  creator: |
-    SELECT 1 FROM apps a
-      JOIN tenant_account_joins j ON j.tenant_id = a.tenant_id AND j.account_id = a.created_by
-      JOIN accounts ac ON ac.id = a.created_by
-     WHERE a.id = :app_id AND a.created_by::text = :subject AND ac.status = 'active'
-rules:
+%srules:
   - name: logs
     path: /apps/{app_id:uuid}/logs
     allow: [owner, admin, creator]
   - name: open
     path: /**
     action: forward
-""" % SECRET
+""" % (SECRET, policies_yaml("owner", "admin", "creator"))
 
 # request kinds: (bytes, expectation) where expectation is "allow", "deny",
 # "unauth" or "forward"
