@@ -145,23 +145,26 @@ $(FUZZ_DIR)/%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.h $(FUZZ_DIR)/libportc
 
 # Each target runs alone for FUZZ_SECONDS. With -jobs, libFuzzer writes the
 # log to build/fuzz/logs/<target>/fuzz-0.log and prints it when the job ends.
+# A run fails when the target exits with an error or leaves a new crash,
+# leak, timeout or oom file in build/fuzz/artifacts/<target>/.
 fuzz-run: fuzz
 	@set -e; fail=""; \
 	for t in $(FUZZ_TARGETS); do \
-	    corpus=$(CURDIR)/$(FUZZ_DIR)/corpus/$$t; art=$(CURDIR)/$(FUZZ_DIR)/artifacts/$$t; \
-	    logs=$(CURDIR)/$(FUZZ_DIR)/logs/$$t; \
-	    mkdir -p $$corpus $$art $$logs; rm -f $$logs/fuzz-*.log; \
+	    corpus=$(abspath $(FUZZ_DIR))/corpus/$$t; art=$(abspath $(FUZZ_DIR))/artifacts/$$t; \
+	    logs=$(abspath $(FUZZ_DIR))/logs/$$t; \
+	    mkdir -p $$corpus $$art $$logs; rm -f $$logs/fuzz-*.log; touch $$logs/.start; \
 	    dict=""; case $$t in http_request|canonical_path) dict="-dict=$(CURDIR)/tests/fuzz/http.dict";; esac; \
 	    echo "== fuzz $$t: $(FUZZ_SECONDS)s"; \
-	    rc=0; (cd $$logs && $(CURDIR)/$(FUZZ_DIR)/$$t $(FUZZ_FLAGS) -max_total_time=$(FUZZ_SECONDS) \
+	    rc=0; (cd $$logs && $(abspath $(FUZZ_DIR))/$$t $(FUZZ_FLAGS) -max_total_time=$(FUZZ_SECONDS) \
 	        -timeout=25 -print_final_stats=1 -artifact_prefix=$$art/ $$dict \
 	        $$corpus $(CURDIR)/tests/fuzz/corpus/$$t) || rc=$$?; \
-	    crashes=$$(ls $$art 2>/dev/null | grep -E '^(crash|leak|timeout|oom)-' || true); \
+	    crashes=$$(find $$art -type f -newer $$logs/.start \( -name 'crash-*' -o -name 'leak-*' \
+	        -o -name 'timeout-*' -o -name 'oom-*' \) | tr '\n' ' '); \
 	    if [ $$rc -ne 0 ] || [ -n "$$crashes" ]; then \
 	        echo "== fuzz $$t: FAILED (exit $$rc) $$crashes"; fail="$$fail $$t"; \
 	    else echo "== fuzz $$t: ok"; fi; \
 	done; \
-	if [ -n "$$fail" ]; then echo "fuzz-run: findings in:$$fail (see $(FUZZ_DIR)/artifacts)"; exit 1; fi
+	if [ -n "$$fail" ]; then echo "fuzz-run: findings in:$$fail (see $(abspath $(FUZZ_DIR))/artifacts)"; exit 1; fi
 
 -include $(FUZZ_LIB_OBJ:.o=.d)
 

@@ -16,20 +16,49 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+/* One "file:line:col: message" line. Messages quote config values, which
+ * may hold line breaks and other control characters: those are escaped, so
+ * that one message stays one line. */
+static void cfg_vmessage(struct pc_buf *out, const char *file, const struct yt_node *at, const char *fmt,
+                         va_list ap)
+{
+    struct pc_buf m = {0};
+    pc_buf_addf(out, "%s:%d:%d: ", file, at ? at->line : 1, at ? at->col : 1);
+    pc_buf_vaddf(&m, fmt, ap);
+    for (size_t i = 0; i < m.len; i++) {
+        unsigned char c = (unsigned char)m.p[i];
+        if (c == '\n')
+            pc_buf_adds(out, "\\n");
+        else if (c == '\r')
+            pc_buf_adds(out, "\\r");
+        else if (c < 0x20 || c == 0x7f)
+            pc_buf_addf(out, "\\x%02x", c);
+        else
+            pc_buf_addc(out, (char)c);
+    }
+    pc_buf_addc(out, '\n');
+    pc_buf_free(&m);
+}
+
 void cfg_error(struct cfg_ctx *ctx, const struct yt_node *at, const char *fmt, ...)
 {
     va_list ap;
     if (ctx->nerrors >= 50)
         return;
-    if (at != NULL)
-        pc_buf_addf(&ctx->errors, "%s:%d:%d: ", ctx->file, at->line, at->col);
-    else
-        pc_buf_addf(&ctx->errors, "%s:1:1: ", ctx->file);
     va_start(ap, fmt);
-    pc_buf_vaddf(&ctx->errors, fmt, ap);
+    cfg_vmessage(&ctx->errors, ctx->file, at, fmt, ap);
     va_end(ap);
-    pc_buf_addc(&ctx->errors, '\n');
     ctx->nerrors++;
+}
+
+static void cfg_warning(struct cfg_ctx *ctx, const struct yt_node *at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void cfg_warning(struct cfg_ctx *ctx, const struct yt_node *at, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    cfg_vmessage(&ctx->warnings, ctx->file, at, fmt, ap);
+    va_end(ap);
 }
 
 static const char *cfg_type_name(enum yt_type t)
@@ -288,8 +317,7 @@ static void sec_upstream(struct cfg_ctx *ctx, struct yt_node *n)
         if (rc < 0)
             cfg_error(ctx, n, "upstream: %s", err);
         else if (rc > 0)
-            pc_buf_addf(&ctx->warnings, "%s:%d:%d: upstream: %s; it is resolved again while serving\n",
-                        ctx->file, n->line, n->col, err);
+            cfg_warning(ctx, n, "upstream: %s; it is resolved again while serving", err);
     }
     free(tmp);
 }

@@ -122,6 +122,24 @@ fail:
     return NULL;
 }
 
+/* A scalar quoted in an error message: control characters escaped, so that
+ * the message stays on its one line; cut when long. */
+static const char *yt_printable(const char *s, size_t len, char *buf, size_t size)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 5 < size; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\n' || c == '\r')
+            o += (size_t)snprintf(buf + o, size - o, "\\%c", c == '\n' ? 'n' : 'r');
+        else if (c < 0x20 || c == 0x7f)
+            o += (size_t)snprintf(buf + o, size - o, "\\x%02x", c);
+        else
+            buf[o++] = (char)c;
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
 static int yt_key_dup(const struct yt_node *map, const struct yt_node *key)
 {
     for (size_t i = 0; i < map->n; i++)
@@ -341,7 +359,9 @@ struct yt_doc *yt_load(const char *file, const char *text, size_t text_len,
                     goto fail_ev;
                 }
                 if (yt_key_dup(parent, node)) {
-                    snprintf(err, errlen, "%s:%d:%d: duplicate key '%s'", file, node->line, node->col, node->str);
+                    char kbuf[200];
+                    snprintf(err, errlen, "%s:%d:%d: duplicate key '%s'", file, node->line, node->col,
+                             yt_printable(node->str, node->len, kbuf, sizeof(kbuf)));
                     yt_node_free(node);
                     goto fail_ev;
                 }

@@ -711,6 +711,24 @@ static void test_yt_expand_directly(void **state)
 
 /* ---- cross-section checks ---- */
 
+/* One error, one line: a value quoted in a message cannot break the
+ * file:line:col format or forge further error lines (found by fuzzing). */
+static void test_error_messages_quoting_values_stay_on_one_line(void **state)
+{
+    (void)state;
+    EXPECT_ERROR("\"a\\nportcullis.yaml:9:9: forged\": 1\nlisten: :8080\nupstream: http://127.0.0.1:1\n",
+                 "1:1", "unknown key 'a\\nportcullis.yaml:9:9: forged'");
+    /* every line of the error text starts with the file name */
+    for (const char *p = g_errors; p && *p;) {
+        assert_int_equal(strncmp(p, CFG_FILE ":", strlen(CFG_FILE) + 1), 0);
+        const char *nl = strchr(p, '\n');
+        if (nl == NULL)
+            break;
+        p = nl + 1;
+    }
+    assert_null(strstr(g_errors, "\n" CFG_FILE ":9:9"));
+}
+
 static void test_policies_without_database_is_an_error(void **state)
 {
     (void)state;
@@ -1106,6 +1124,7 @@ int main(void)
         cmocka_unit_test(test_double_dollar_brace_is_a_literal_dollar_brace),
         cmocka_unit_test(test_keys_are_not_env_expanded),
         cmocka_unit_test(test_yt_expand_directly),
+        cmocka_unit_test(test_error_messages_quoting_values_stay_on_one_line),
         cmocka_unit_test(test_policies_without_database_is_an_error),
         cmocka_unit_test(test_database_keys_are_kept_one_by_one),
         cmocka_unit_test(test_policy_sql_errors_name_the_policy_and_position),
