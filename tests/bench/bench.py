@@ -302,10 +302,10 @@ def start_nginx(b, name, template, port, **subst):
     return p
 
 
-def start_portcullis(b, name, template, upstream_port, **subst):
+def start_portcullis(b, name, template, upstream_port, workers=None, **subst):
     port, admin = free_port(), free_port()
     conf = b.render(template, re.sub(r"\W+", "-", name) + ".yaml", port=port, admin_port=admin,
-                    upstream=upstream_port, workers=cores(), **subst)
+                    upstream=upstream_port, workers=workers or cores(), **subst)
     p = b.start(name, [BIN, "-c", conf])
     wait_started(p, port)
     wait_started(p, admin)
@@ -577,6 +577,9 @@ def run(b, nofile):
     ngx_port = free_port()
     ngx = start_nginx(b, "nginx proxy", "proxy-nginx.conf", ngx_port, upstream=up_port)
     pa = start_portcullis(b, "portcullis (a)", "portcullis-forward.yaml", up_port)
+    # for context, not one of the configurations: one worker, like
+    # the single-threaded HAProxy and nginx it is compared with
+    pa1 = start_portcullis(b, "portcullis (a1)", "portcullis-forward.yaml", up_port, workers=1)
     pb = start_portcullis(b, "portcullis (b)", "portcullis-auth.yaml", up_port, secret=SECRET, dburl=b.pg.url,
                           ttl="60s")
     pc = start_portcullis(b, "portcullis (c)", "portcullis-auth.yaml", up_port, secret=SECRET, dburl=b.pg.url,
@@ -592,6 +595,7 @@ def run(b, nofile):
         Target("haproxy", "HAProxy (1 thread)", hap_port, hap),
         Target("nginx", "nginx proxy (1 worker)", ngx_port, ngx),
         Target("a", "portcullis (a) forward", pa.port, pa, admin=pa.admin),
+        Target("a1", "portcullis (a1) forward, 1 worker", pa1.port, pa1, admin=pa1.admin),
         Target("b", "portcullis (b) auth, cached", pb.port, pb, auth, admin=pb.admin),
         Target("c", "portcullis (c) auth, uncached", pc.port, pc, auth, admin=pc.admin),
         Target("c*", "portcullis (c*) uncached, distinct", pc.port, pc, auth, admin=pc.admin,
