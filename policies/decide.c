@@ -37,6 +37,7 @@ struct dec_lookup {
     int *lengths;
     int nvalues;
     int64_t started;          /* µs */
+    uint64_t inval_seq;       /* the cache's invalidation count when sent */
     TAILQ_HEAD(, dec_wait) waiters;
     struct dec_lookup *hnext;
     int in_table;
@@ -53,6 +54,7 @@ struct dec_ctx {
     int ready;                /* atomic */
     int configured;           /* atomic */
     uint64_t cache_entries;   /* atomic copy of lru_count */
+    uint64_t inval_seq;       /* bumped by every invalidation */
     struct pc_buf key;
 };
 
@@ -69,6 +71,7 @@ static void dec_on_invalidate(void *arg)
 {
     struct dec_ctx *ctx = arg;
     lru_clear(ctx->cache);
+    ctx->inval_seq++; /* answers to queries sent before now are not cached */
     __atomic_store_n(&ctx->cache_entries, 0, __ATOMIC_RELAXED);
 }
 
@@ -388,23 +391,22 @@ static void dec_query_done(struct pg_query *q, enum pg_status st, int ntuples, c
     dec_inflight_remove(l);
     pc_metric_add(&ctx->m->policy_queries[slot][outcome > 0 ? PC_POL_PASS : outcome == 0 ? PC_POL_FAIL : PC_POL_ERROR], 1);
     pc_hist_observe(&ctx->m->policy_duration, dec_now_us() - l->started);
-    /* Errors are never cached; neither is anything from an old generation. */
-    if (outcome >= 0 && l->cfg == ctx->cfg && ctx->cfg->cache.ttl > 0) {
+    /* Errors are never cached; neither is anything from an old generation,
+     * nor an answer to a query sent before the last invalidation (it may
+     * predate the revocation that caused it). */
+    if (outcome >= 0 && l->cfg == ctx->cfg && l->inval_seq == ctx->inval_seq && ctx->cfg->cache.ttl > 0) {
         lru_put(ctx->cache, l->key, l->klen, outcome ? DEC_PASS : DEC_FAIL,
                 pc_now_ms() + ctx->cfg->cache.ttl);
         __atomic_store_n(&ctx->cache_entries, lru_count(ctx->cache), __ATOMIC_RELAXED);
     }
-    /* Take the waiters first: a callback may start a new decision. */
-    TAILQ_HEAD(, dec_wait) ws;
-    TAILQ_INIT(&ws);
+    /* One waiter at a time, straight off the lookup's own list: a decision
+     * that finishes (or a request freed by its callback) unlinks its other
+     * waits from this list itself, so nothing here can reach a wait that
+     * is gone. New decisions cannot join: l left the in-flight table above. */
     struct dec_wait *w;
     while ((w = TAILQ_FIRST(&l->waiters)) != NULL) {
         TAILQ_REMOVE(&l->waiters, w, link);
-        TAILQ_INSERT_TAIL(&ws, w, link);
         w->lookup = NULL;
-    }
-    while ((w = TAILQ_FIRST(&ws)) != NULL) {
-        TAILQ_REMOVE(&ws, w, link);
         dec_outcome(w->req, w->policy, outcome, outcome < 0 ? (err && *err ? err : "error") : NULL);
     }
     dec_lookup_free(l);
@@ -460,8 +462,9 @@ void dec_start(struct dec_ctx *ctx, struct dec_request *d)
 
         uint64_t h = pc_hash(ctx->key.p, ctx->key.len);
         struct dec_lookup *l = dec_inflight_find(ctx, ctx->key.p, ctx->key.len, h);
-        if (l != NULL && now_us - l->started > d->cfg->timeouts.policy * 1000) {
-            dec_inflight_remove(l); /* too old to join: start afresh */
+        if (l != NULL && (now_us - l->started > d->cfg->timeouts.policy * 1000 || l->inval_seq != ctx->inval_seq)) {
+            /* too old to join, or sent before an invalidation: start afresh */
+            dec_inflight_remove(l);
             l = NULL;
         }
         if (l != NULL) {
@@ -487,6 +490,7 @@ void dec_start(struct dec_ctx *ctx, struct dec_request *d)
                 l->lengths[k] = vals.len[k];
             }
             l->started = now_us;
+            l->inval_seq = ctx->inval_seq;
             TAILQ_INIT(&l->waiters);
             l->q.cfg = l->cfg;
             l->q.policy = ra->policy;

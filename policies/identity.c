@@ -471,8 +471,45 @@ static void id_collect_query(struct id_collect_ctx *cc, const char *q, size_t le
     }
 }
 
+const char *id_joined_cookies(const struct h1_header *h, size_t nh, size_t *len, char **owned)
+{
+    const struct h1_header *first = NULL;
+    size_t n = 0, total = 0;
+    *owned = NULL;
+    *len = 0;
+    for (size_t i = 0; i < nh; i++) {
+        if (!pc_caseeq_lit(h[i].name, h[i].name_len, "cookie"))
+            continue;
+        if (n++ == 0)
+            first = &h[i];
+        total += h[i].value_len + 2;
+    }
+    if (n == 0)
+        return NULL;
+    if (n == 1) {
+        *len = first->value_len;
+        return first->value;
+    }
+    char *buf = pc_malloc(total);
+    size_t o = 0;
+    for (size_t i = 0; i < nh; i++) {
+        if (!pc_caseeq_lit(h[i].name, h[i].name_len, "cookie"))
+            continue;
+        if (o > 0) {
+            buf[o++] = ';';
+            buf[o++] = ' ';
+        }
+        memcpy(buf + o, h[i].value, h[i].value_len);
+        o += h[i].value_len;
+    }
+    buf[o] = '\0'; /* room: two bytes per header were counted, one separator fewer used */
+    *owned = buf;
+    *len = o;
+    return buf;
+}
+
 int id_collect(const struct id_config *cfg, const struct h1_header *h, size_t nh,
-               const char *query, size_t query_len, struct id_cred *out)
+               const char *query, size_t query_len, struct id_cred *out, char **scratch)
 {
     struct id_collect_ctx cc = {cfg, out, 0, 0};
     int want_cookies = 0, want_query = 0;
@@ -483,11 +520,17 @@ int id_collect(const struct id_config *cfg, const struct h1_header *h, size_t nh
             want_query = 1;
     }
 
+    *scratch = NULL;
+    if (want_cookies) {
+        /* parsed as the upstream will receive them: joined into one */
+        size_t cl;
+        const char *cv = id_joined_cookies(h, nh, &cl, scratch);
+        if (cv != NULL)
+            id_parse_cookies(cv, cl, id_cookie_cb, &cc);
+    }
     for (size_t i = 0; i < nh; i++) {
-        if (want_cookies && pc_caseeq_lit(h[i].name, h[i].name_len, "cookie")) {
-            id_parse_cookies(h[i].value, h[i].value_len, id_cookie_cb, &cc);
+        if (pc_caseeq_lit(h[i].name, h[i].name_len, "cookie"))
             continue;
-        }
         for (size_t s = 0; s < cfg->nsources; s++) {
             const struct id_source *src = &cfg->sources[s];
             if (src->kind != ID_SRC_HEADER ||

@@ -61,11 +61,23 @@ struct id_cred {
 };
 
 /*
+ * The request's Cookie headers as the upstream receives them: one value,
+ * joined with "; " in order. Returns a pointer to the value and its length:
+ * the header itself when there is one, *owned (malloc'd, NUL-terminated,
+ * free it) when there are several, NULL when there is none. The proxy parses cookies in
+ * exactly this form: a quote left open in one header can close in the
+ * next once they are joined, moving every boundary after it.
+ */
+const char *id_joined_cookies(const struct h1_header *h, size_t nh, size_t *len, char **owned);
+
+/*
  * Collect every credential in the request's headers and query (query may be
- * NULL) from the configured sources. Returns the count, or -1 when there are more than ID_MAX_CREDS.
+ * NULL) from the configured sources. Returns the count, or -1 when there are
+ * more than ID_MAX_CREDS. Credentials may point into *scratch, which the
+ * caller frees after using them.
  */
 int id_collect(const struct id_config *cfg, const struct h1_header *h, size_t nh,
-               const char *query, size_t query_len, struct id_cred *out);
+               const char *query, size_t query_len, struct id_cred *out, char **scratch);
 void id_creds_clear(struct id_cred *c, int n);
 
 enum id_status {

@@ -62,10 +62,16 @@ static int64_t conn_deadline(struct pc_conn *c)
         return c->last_in + t->idle;
     case PC_CS_HEAD:
         return c->deadline_head;
-    case PC_CS_ACTIVE:
+    case PC_CS_ACTIVE: {
+        int64_t d = 0;
+        /* the client stopped sending its body */
         if (r != NULL && !r->req_body_done && r->up != NULL && r->up_head_sent && c->ev.reading)
-            return c->last_in + r->cfg->timeouts.body;
-        return 0;
+            d = c->last_in + r->cfg->timeouts.body;
+        /* the client stopped reading a response we are streaming */
+        if (c->ev.writing && (d == 0 || c->last_out + t->idle < d))
+            d = c->last_out + t->idle;
+        return d;
+    }
     case PC_CS_FLUSH:
         return c->last_out + t->idle;
     case PC_CS_TUNNEL:
@@ -90,6 +96,12 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
     PC_UNUSED(fd);
     PC_UNUSED(what);
     c->ev.timer_on = 0;
+    if (c->next_pending) {
+        c->next_pending = 0;
+        conn_rearm(c);
+        conn_try_head(c);
+        return;
+    }
     int64_t d = conn_deadline(c);
     if (d == 0)
         return;
@@ -103,12 +115,9 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
         conn_reply_raw(c, 408, "request head not received in time");
         return;
     case PC_CS_ACTIVE:
-        /* the client stopped sending its body */
-        if (c->req != NULL) {
-            conn_abort(c);
-            return;
-        }
-        break;
+        /* the client stopped sending its body, or reading the response */
+        conn_abort(c);
+        return;
     default:
         break;
     }
@@ -143,6 +152,7 @@ void pc_conn_accept(struct pc_worker *w, int fd, const struct sockaddr *sa, sock
     __atomic_add_fetch(&pc_active_connections, 1, __ATOMIC_RELAXED);
     c->state = PC_CS_IDLE;
     c->last_in = pc_now_ms();
+    c->last_out = c->last_in;
     pc_sock_read(&c->ev, 1);
     conn_rearm(c);
 }
@@ -264,7 +274,10 @@ static int conn_flush(struct pc_conn *c)
         int n = evbuffer_write(c->out, c->fd);
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                pc_sock_write(&c->ev, 1);
+                if (!c->ev.writing) {
+                    pc_sock_write(&c->ev, 1);
+                    conn_rearm(c); /* a client that stops reading is cut off */
+                }
                 return 0;
             }
             if (errno == EINTR)
@@ -451,6 +464,7 @@ static void conn_try_head(struct pc_conn *c)
     r->t_start = pc_now_us();
     c->req = r;
     c->state = PC_CS_ACTIVE;
+    c->last_out = pc_now_ms(); /* the write-stall clock starts with the request */
     c->nreq++;
     size_t hl = end - start;
     if (r->head_cap < hl + 1) {
@@ -640,7 +654,7 @@ static void req_build_upstream_head(struct pc_req *r, struct pc_buf *b)
         conn_v = h->headers[ci].value;
         conn_len = h->headers[ci].value_len;
     }
-    int cookies = 0, xff = 0, upgrade_idx = -1;
+    int xff = 0, upgrade_idx = -1;
     for (size_t i = 0; i < h->nheaders; i++) {
         const struct h1_header *x = &h->headers[i];
         if (r->upgrade && pc_caseeq_lit(x->name, x->name_len, "upgrade"))
@@ -662,20 +676,18 @@ static void req_build_upstream_head(struct pc_req *r, struct pc_buf *b)
     } else if (h->host_index < 0) {
         pc_buf_addf(b, "Host: %s\r\n", r->cfg->upstream.text);
     }
-    /* Cookie headers become one, joined with "; " (RFC 9113 8.2.3), so the
-     * backend parses exactly the cookies the proxy parsed. */
-    for (size_t i = 0; i < h->nheaders; i++) {
-        const struct h1_header *x = &h->headers[i];
-        if (!pc_caseeq_lit(x->name, x->name_len, "cookie"))
-            continue;
-        if (cookies++ == 0)
-            pc_buf_add(b, "Cookie: ", 8);
-        else
-            pc_buf_add(b, "; ", 2);
-        pc_buf_add(b, x->value, x->value_len);
-    }
-    if (cookies)
+    /* Cookie headers become one, joined with "; " (RFC 9113 8.2.3): the
+     * very value the proxy parsed its credentials from (id_joined_cookies),
+     * so the backend splits the cookies exactly where the proxy did. */
+    char *joined = NULL;
+    size_t cookie_len;
+    const char *cookie = id_joined_cookies(h->headers, h->nheaders, &cookie_len, &joined);
+    if (cookie != NULL) {
+        pc_buf_add(b, "Cookie: ", 8);
+        pc_buf_add(b, cookie, cookie_len);
         pc_buf_add(b, "\r\n", 2);
+        free(joined);
+    }
     for (size_t i = 0; i < h->nheaders; i++) {
         const struct h1_header *x = &h->headers[i];
         if (!pc_caseeq_lit(x->name, x->name_len, "x-forwarded-for"))
@@ -976,7 +988,10 @@ static int req_read_response_head(struct pc_req *r)
         if (h1_parse_response(buf + start, end - start, resp, &why) != 0)
             goto bad;
         if (resp->status == 101) {
-            if (!r->upgrade)
+            /* a switch only when asked for, and answered as one */
+            int ci = h1_find_header(resp->headers, resp->nheaders, "connection", 0);
+            if (!r->upgrade || h1_find_header(resp->headers, resp->nheaders, "upgrade", 0) < 0 || ci < 0 ||
+                !h1_list_has_token(resp->headers[ci].value, resp->headers[ci].value_len, "upgrade"))
                 goto bad;
             r->tunnel = 1;
             r->status = 101;
@@ -1225,6 +1240,11 @@ static void conn_next(struct pc_conn *c)
     if (!c->eof)
         pc_sock_read(&c->ev, 1);
     conn_rearm(c);
-    if (evbuffer_get_length(c->in) > 0 || c->eof)
-        conn_try_head(c);
+    if (evbuffer_get_length(c->in) > 0 || c->eof) {
+        /* The next pipelined request starts from the event loop, not from
+         * here: a run of requests the proxy answers itself would otherwise
+         * nest one call chain per request and exhaust the stack. */
+        c->next_pending = 1;
+        pc_sock_arm(&c->ev, pc_now_ms());
+    }
 }

@@ -82,15 +82,18 @@ static void judge_identity(struct pc_req *r, struct dec_ctx *dec, struct tokcach
     const struct id_config *idc = r->cfg->identity;
     struct id_cred creds[ID_MAX_CREDS];
     char srcname[64];
+    char *scratch = NULL;
     int n = id_collect(idc, r->h.headers, r->h.nheaders, r->canon.has_query ? r->canon.query : NULL,
-                       r->canon.query_len, creds);
+                       r->canon.query_len, creds, &scratch);
     if (n < 0) {
+        free(scratch);
         r->decision = PC_D_UNAUTH;
         r->reason = "too many credentials";
         fn(r, 401, "unauthorized", "too many credentials");
         return;
     }
     if (n == 0) {
+        free(scratch);
         r->decision = PC_D_UNAUTH;
         r->reason = "no credential";
         fn(r, 401, "unauthorized", "no credential");
@@ -137,6 +140,7 @@ static void judge_identity(struct pc_req *r, struct dec_ctx *dec, struct tokcach
         }
     }
     id_creds_clear(creds, n);
+    free(scratch);
     if (bad) {
         r->decision = PC_D_UNAUTH;
         fn(r, 401, "unauthorized", "invalid credential");

@@ -153,6 +153,7 @@ struct pc_conn {
     int64_t last_out;               /* last byte to the client (ms) */
     unsigned eof : 1;
     unsigned close_after : 1;       /* close once the output is flushed */
+    unsigned next_pending : 1;      /* a pipelined request waits: the timer starts it */
     uint32_t nreq;
     char peer[48];
     TAILQ_ENTRY(pc_conn) link;

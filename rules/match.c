@@ -764,6 +764,17 @@ static void rule_parse_one(struct cfg_ctx *ctx, struct yt_node *n, struct rule *
                 cfg_error(ctx, p, "rule '%s': unknown policy '%s'", r->name, p->str);
                 continue;
             }
+            int dup = 0;
+            for (size_t k = 0; k < r->nallow; k++)
+                dup |= r->allow[k].policy == pi;
+            if (dup) {
+                cfg_error(ctx, p, "rule '%s': policy '%s' is listed twice", r->name, p->str);
+                continue;
+            }
+            if (r->nallow == RULE_MAX_ALLOW) {
+                cfg_error(ctx, p, "rule '%s': more than %d policies in allow", r->name, RULE_MAX_ALLOW);
+                continue;
+            }
             struct rule_allow *ra = &r->allow[r->nallow++];
             ra->policy = pi;
             size_t np = pol_nparams(ctx->cfg->policies, pi);

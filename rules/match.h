@@ -51,6 +51,7 @@ struct rule_allow {
 enum rule_action { RULE_ALLOW, RULE_FORWARD, RULE_DENY };
 
 #define RULE_METHOD_BIT(m) (1u << (m))
+#define RULE_MAX_ALLOW 16           /* policies in one allow: list (DEC_MAX_POLICIES) */
 
 struct rule {
     int index;

@@ -343,8 +343,9 @@ static void check_creds(const struct h1_request *r)
         query = cr.query;
         ql = cr.query_len;
     }
-    int n = id_collect(id, r->headers, r->nheaders, query, ql, a);
-    int n2 = id_collect(id, r->headers, r->nheaders, query, ql, b);
+    char *sa = NULL, *sb = NULL; /* several Cookie headers, joined */
+    int n = id_collect(id, r->headers, r->nheaders, query, ql, a, &sa);
+    int n2 = id_collect(id, r->headers, r->nheaders, query, ql, b, &sb);
     FZ_CHECK(n == n2, "collected %d, then %d", n, n2);
     FZ_CHECK(n >= -1 && n <= ID_MAX_CREDS, "%d credentials", n);
     size_t want_hdr = 0, want_auth = 0, got_hdr = 0, got_auth = 0;
@@ -365,7 +366,7 @@ static void check_creds(const struct h1_request *r)
         }
         FZ_CHECK(src->kind != ID_SRC_QUERY, "query credential not decoded into a copy");
         const char *hname = src->kind == ID_SRC_COOKIE ? "cookie" : src->name;
-        int found = 0;
+        int found = src->kind == ID_SRC_COOKIE && sa != NULL && inside(c->token, c->len, sa, strlen(sa));
         for (size_t i = 0; i < r->nheaders && !found; i++)
             found = fz_caseeq(r->headers[i].name, r->headers[i].name_len, hname) &&
                     inside(c->token, c->len, r->headers[i].value, r->headers[i].value_len);
@@ -393,6 +394,8 @@ static void check_creds(const struct h1_request *r)
         FZ_CHECK(want_hdr + want_auth > ID_MAX_CREDS || cookies > 0 || query != NULL,
                  "overflow with %zu credentials", want_hdr + want_auth);
     }
+    free(sa);
+    free(sb);
     free(path);
 }
 

@@ -174,6 +174,15 @@ class TestCredentialPlacement(IdentityCase):
         r = self.get(headers=[("Cookie", "__Host-access_token=%s" % tok("owner_a"))])
         self.assertEqual(r.status, 200)
 
+    def test_a_quote_left_open_across_cookie_headers_cannot_hide_a_second_user(self):
+        # independent review: parsed one by one, the second header's
+        # access_token sat inside quotes; joined (as forwarded, and as
+        # Werkzeug reads it) it is a cookie naming normal_a
+        r = self.get(headers=[("Authorization", "Bearer " + tok("owner_a")), ("Cookie", 'x="p'),
+                              ("Cookie", 'c="; access_token=%s; d="' % tok("normal_a"))])
+        self.assertEqual(r.status, 401)
+        self.assertNotForwarded()
+
     def test_two_authorization_headers_with_two_users_get_401(self):
         r = self.get(headers=[("Authorization", "Bearer " + tok("owner_a")), ("Authorization", "Bearer " + tok("normal_a"))])
         self.assertEqual(r.status, 401)

@@ -67,6 +67,36 @@ class TestSlowloris(LimitCase):
         self.assertTrue(got.startswith(b"HTTP/1.1 408"), got[:80])
         self.assertEqual(self.up.requests(), [])
 
+    def test_a_client_that_stops_reading_a_response_is_cut_off_after_timeouts_idle(self):
+        # independent review: a stalled reader held the upstream connection
+        # for timeouts.upstream (an hour in the Dify pack); here that is a
+        # minute, and idle (3s) must cut the client off long before
+        p = Proxy(CONFIG.replace("upstream: 5s", "upstream: 60s"), upstream=self.up.port, connections=0)
+        try:
+            c = Conn(p.port)
+            c.send(build_request("GET", "/big?bytes=%d" % (256 * 1024 * 1024)))
+            time.sleep(5)
+            got, closed, deadline = 0, False, time.time() + 10
+            c.sock.settimeout(1)
+            while time.time() < deadline:
+                try:
+                    d = c.sock.recv(1 << 20)
+                except socket.timeout:
+                    continue
+                except ConnectionError:
+                    closed = True
+                    break
+                if not d:
+                    closed = True
+                    break
+                got += len(d)
+            c.close()
+            self.assertTrue(closed, "still streaming after %d bytes" % got)
+            self.assertLess(got, 256 * 1024 * 1024)
+            self.assertIsNone(p.proc.poll())
+        finally:
+            p.close()
+
     def test_an_idle_keepalive_connection_is_closed_after_timeouts_idle(self):
         c = Conn(self.proxy.port)
         self.assertEqual(c.request("GET", "/echo").status, 200)
@@ -92,6 +122,33 @@ class TestConnectionLimit(LimitCase):
         self.assertEqual(http(self.proxy.port, "GET", "/echo").status, 200)
         for c in held:
             c.close()
+
+
+class TestPipelineDepth(unittest.TestCase):
+    def test_a_long_run_of_pipelined_requests_answered_locally_keeps_the_process_alive(self):
+        # independent review: each pipelined request the proxy answered
+        # itself started the next from inside its own call chain; 38,000 of
+        # them queued behind a slow one overflowed the stack
+        import threading
+        up = Upstream()
+        cfg = CONFIG.replace("workers: 1", "workers: 1\nlimits: {header_bytes: 1MiB}").replace(
+            "limits:\n  connections: {connections}\n", "")
+        p = Proxy(cfg, upstream=up.port)
+        try:
+            n = 38000
+            c = Conn(p.port, timeout=30)
+            payload = build_request("GET", "/slow?ms=1500") + build_request("GET", "/healthz") * n
+            sender = threading.Thread(target=c.sock.sendall, args=(payload,))
+            sender.start()
+            statuses = [c.read_response().status for _ in range(n + 1)]
+            sender.join()
+            c.close()
+            self.assertEqual(statuses[0], 200)
+            self.assertEqual(statuses[1:], [200] * n)
+            self.assertIsNone(p.proc.poll())
+        finally:
+            p.close()
+            up.close()
 
 
 class TestDescriptorExhaustion(unittest.TestCase):

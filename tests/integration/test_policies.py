@@ -17,6 +17,9 @@ SECRET = "policy-test-secret"
 POLICIES = "\n" + policies_yaml("owner", "admin", "creator") + """  by_name: SELECT 1 FROM apps WHERE name = :name AND created_by::text = :subject
   by_query: SELECT 1 FROM apps WHERE id::text = :conv AND :subject <> ''
   slow: SELECT 1 FROM pg_sleep(0.4), apps WHERE id = :app_id AND :subject <> ''
+  slow_admin: |
+    SELECT 1 FROM pg_sleep(0.5), apps a JOIN tenant_account_joins j ON j.tenant_id = a.tenant_id
+     WHERE a.id = :app_id AND j.account_id::text = :subject AND j.role = 'admin'
   claim_role: SELECT 1 WHERE :claims.role = 'auditor' AND :subject <> ''
 """
 
@@ -53,6 +56,9 @@ rules:
   - name: slow
     path: /slow/{app_id:uuid}
     allow: [slow]
+  - name: slow-admin
+    path: /slowadmin/{app_id:uuid}
+    allow: [slow_admin]
   - name: claims
     path: /claims
     allow: [claim_role]
@@ -247,6 +253,33 @@ class TestNotifyRevocation(TestRevocation):
 
     def test_demotion_and_promotion_take_effect_after_the_ttl(self):
         pass  # covered by TestRevocation with a 1 s ttl
+
+
+class TestNotifyDuringAQuery(TestRevocation):
+    ttl = "60s"
+    workers = 1
+
+    def test_an_answer_to_a_query_sent_before_a_revocation_is_not_cached(self):
+        # independent review: a query in flight when NOTIFY arrived had its
+        # (pre-revocation) answer cached for the whole ttl
+        import threading
+        self.pg.psql_file(os.path.join(ROOT, "policies", "invalidate.sql"))
+        # one query first: the next goes to the other connection, not to the
+        # listening one (which only hears NOTIFY after its own query)
+        self.assertEqual(self.logs("a-editor-app", "owner_a").status, 200)
+        target = "/slowadmin/%s" % APPS["a-editor-app"][0]
+        first = []
+        t = threading.Thread(target=lambda: first.append(
+            http(self.proxy.port, "GET", target, headers=auth("admin_a"), timeout=10).status))
+        t.start()
+        time.sleep(0.2)  # the query is sleeping in PostgreSQL
+        self.pg.psql("UPDATE tenant_account_joins SET role = 'normal' WHERE account_id = '%s'" % USERS["admin_a"])
+        t.join()
+        self.assertEqual(first, [200])  # decided on what it saw when it started
+        self.assertEqual(http(self.proxy.port, "GET", target, headers=auth("admin_a"), timeout=10).status, 403)
+
+    def test_demotion_and_promotion_take_effect_after_the_ttl(self):
+        pass  # covered by TestRevocation
 
 
 class TestDatabaseDown(PolicyCase):

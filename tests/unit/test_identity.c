@@ -236,12 +236,15 @@ static struct id_config std_cfg(void)
 
 static struct id_cred g_creds[ID_MAX_CREDS];
 static int g_n;
+static char *g_scratch; /* joined Cookie headers, freed before the next collect */
 
 static int collect(const struct id_config *c, const struct h1_header *h, size_t nh, const char *q)
 {
     id_creds_clear(g_creds, g_n > 0 ? g_n : 0);
     memset(g_creds, 0, sizeof(g_creds));
-    g_n = id_collect(c, h, nh, q, q ? strlen(q) : 0, g_creds);
+    free(g_scratch);
+    g_scratch = NULL;
+    g_n = id_collect(c, h, nh, q, q ? strlen(q) : 0, g_creds, &g_scratch);
     return g_n;
 }
 
@@ -250,6 +253,8 @@ static int teardown(void **state)
     (void)state;
     id_creds_clear(g_creds, g_n > 0 ? g_n : 0);
     g_n = 0;
+    free(g_scratch);
+    g_scratch = NULL;
     return 0;
 }
 
@@ -394,10 +399,37 @@ static void test_cookie_and_authorization_together_are_all_collected(void **stat
         HDR("Cookie", "access_token=ck; __Host-access_token=hk"),
     };
     assert_int_equal(collect(&c, h, 2, "_token=q"), 4);
-    ASSERT_CRED(0, SRC_AUTH, "hdr");
-    ASSERT_CRED(1, SRC_COOKIE, "ck");
-    ASSERT_CRED(2, SRC_HOST_COOKIE, "hk");
+    ASSERT_CRED(0, SRC_COOKIE, "ck");
+    ASSERT_CRED(1, SRC_HOST_COOKIE, "hk");
+    ASSERT_CRED(2, SRC_AUTH, "hdr");
     ASSERT_CRED(3, SRC_QUERY, "q");
+}
+
+/* Several Cookie headers are parsed as the upstream receives them, joined
+ * with "; ": a quote left open in one header closes in the next, and the
+ * access_token hidden inside the second header's quotes comes out as a
+ * cookie of its own (independent review finding). */
+static void test_cookies_are_collected_from_the_joined_headers_the_upstream_receives(void **state)
+{
+    (void)state;
+    struct id_config c = std_cfg();
+    struct h1_header h[] = {
+        HDR("Cookie", "x=\"p"),
+        HDR("Cookie", "c=\"; access_token=hidden; d=\""),
+    };
+    assert_int_equal(collect(&c, h, 2, NULL), 1);
+    ASSERT_CRED(0, SRC_COOKIE, "hidden");
+    size_t len;
+    char *owned;
+    const char *v = id_joined_cookies(h, 2, &len, &owned);
+    assert_non_null(owned);
+    assert_string_equal(v, "x=\"p; c=\"; access_token=hidden; d=\"");
+    assert_int_equal(len, strlen(v));
+    free(owned);
+    /* one header: no copy */
+    v = id_joined_cookies(h, 1, &len, &owned);
+    assert_null(owned);
+    assert_ptr_equal(v, h[0].value);
 }
 
 static void test_query_token_sources_decode_like_werkzeug(void **state)
@@ -527,6 +559,7 @@ int main(void)
         cmocka_unit_test_teardown(test_non_bearer_authorization_is_collected_whole_as_a_credential, teardown),
         cmocka_unit_test_teardown(test_two_authorization_headers_are_both_collected, teardown),
         cmocka_unit_test_teardown(test_cookie_and_authorization_together_are_all_collected, teardown),
+        cmocka_unit_test_teardown(test_cookies_are_collected_from_the_joined_headers_the_upstream_receives, teardown),
         cmocka_unit_test_teardown(test_query_token_sources_decode_like_werkzeug, teardown),
         cmocka_unit_test_teardown(test_every_query_token_occurrence_is_collected, teardown),
         cmocka_unit_test_teardown(test_query_is_ignored_without_a_query_source, teardown),

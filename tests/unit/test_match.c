@@ -1040,6 +1040,20 @@ static void test_config_rejects_unknown_policy_in_allow(void **state)
     free(e);
 }
 
+/* A policy listed twice in one allow: would wait twice on one coalesced
+ * lookup (independent review); there is no meaning in it: refused. */
+static void test_config_rejects_a_policy_listed_twice_in_allow(void **state)
+{
+    (void)state;
+    char *e = load_err(HDR
+        /* 10 */ "  - name: a\n"
+        /* 11 */ "    path: /apps/{app_id}\n"
+        /* 12 */ "    allow: [p, open, p]\n");
+    assert_contains(e, "t.yaml:12:");
+    assert_contains(e, "rule 'a': policy 'p' is listed twice");
+    free(e);
+}
+
 static void test_config_rejects_rule_with_both_allow_and_action(void **state)
 {
     (void)state;
@@ -1259,6 +1273,7 @@ int main(void)
         cmocka_unit_test(test_too_many_path_segments_is_400_not_overflow),
         cmocka_unit_test(test_config_rejects_duplicate_rule_names),
         cmocka_unit_test(test_config_rejects_unknown_policy_in_allow),
+        cmocka_unit_test(test_config_rejects_a_policy_listed_twice_in_allow),
         cmocka_unit_test(test_config_rejects_rule_with_both_allow_and_action),
         cmocka_unit_test(test_config_rejects_rule_with_neither_allow_nor_action),
         cmocka_unit_test(test_config_rejects_unknown_actions_and_methods),
