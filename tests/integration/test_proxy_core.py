@@ -488,14 +488,16 @@ class TestSignals(ProxyCase):
             except BlockingIOError:
                 pass
             fillers.append(f)
+        from harness import VALGRIND
+        slow = 3.0 if VALGRIND else 0.4  # valgrind takes a while to reach main()
         cfg = CORE + (
             "identity: {secret: x}\n"
-            "database: {url: \"host=127.0.0.1 port=%d dbname=x\", connect_timeout: 1s}\n"
-            "policies: {p: \"SELECT 1 WHERE :subject <> ''\"}\n") % lsock.getsockname()[1]
+            "database: {url: \"host=127.0.0.1 port=%d dbname=x\", connect_timeout: %ds}\n"
+            "policies: {p: \"SELECT 1 WHERE :subject <> ''\"}\n") % (lsock.getsockname()[1], 6 if VALGRIND else 1)
         p = Proxy(cfg, upstream=self.up.port, start=False)
         try:
             p.start(wait=False)
-            time.sleep(0.4)
+            time.sleep(slow)
             self.assertIsNone(p.proc.poll())
             p.signal(signal.SIGHUP)
             from harness import wait_port
