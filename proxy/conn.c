@@ -1036,6 +1036,12 @@ static int req_read_response_head(struct pc_req *r)
          * the rest of the stream as another protocol; never reuse it */
         r->up_keepalive = !resp->conn_close && (resp->minor == 1 || resp->conn_keepalive) &&
                           r->resp_body != PC_BODY_CLOSE && !r->upgrade;
+        /* Responses that carry no body by definition (to HEAD, 204, 304)
+         * are where a faulty upstream sends one anyway; bytes that arrive
+         * after we consider the response complete would become the next
+         * client's response. Such connections are not reused. */
+        if (r->h.method_id == H1_M_HEAD || resp->status == 204 || resp->status == 304)
+            r->up_keepalive = 0;
         req_build_client_head(r, resp, &c->w->scratch);
         evbuffer_add(c->out, c->w->scratch.p, c->w->scratch.len);
         evbuffer_drain(u->in, end);

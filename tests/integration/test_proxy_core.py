@@ -264,6 +264,25 @@ class TestRelay(ProxyCase):
         self.assertEqual(c.request("GET", "/echo").status, 200)  # framing intact
         c.close()
 
+    def test_an_upstream_sending_a_body_on_head_cannot_answer_the_next_request(self):
+        # the test upstream sends its body even to HEAD (a faulty server):
+        # the connection must not be reused, or those bytes would be read as
+        # the next request's response
+        cfg = CORE.replace("workers: 2", "workers: 1")
+        p = Proxy(cfg, upstream=self.up.port)
+        try:
+            c = Conn(p.port)
+            self.assertEqual(c.request("HEAD", "/late-body").status, 200)
+            for _ in range(3):
+                r = c.request("GET", "/echo/next")
+                self.assertEqual(r.status, 200)
+                self.assertNotEqual(r.body, b"STOLE")
+                self.assertEqual(r.json()["target"], "/echo/next")
+                time.sleep(0.15)
+            c.close()
+        finally:
+            p.close()
+
     def test_upstream_down_gives_502_in_difys_error_shape(self):
         self.up.stop()
         r = http(self.proxy.port, "GET", "/echo")

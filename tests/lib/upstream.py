@@ -18,6 +18,7 @@ Routes (anything else echoes):
   /big?bytes=N             Content-Length body of N bytes
   /ws                      websocket handshake (101), then echoes bytes
   /bad-response            a malformed status line
+  /late-body               a head, then 100 ms later a body that looks like a response
 With --dify, /console/api/... is routed like gunicorn + Werkzeug would
 (see dify_route) and answers {"route": ..., "params": ...}.
 """
@@ -170,6 +171,15 @@ async def handle(reader, writer):
                 writer.write(b"HTTP/1.1 2OO OK\r\n\r\n")
                 await writer.drain()
                 return
+            if path == "/late-body":
+                # a faulty server: answers HEAD with a body, and late
+                fake = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nSTOLE"
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(fake))
+                await writer.drain()
+                await asyncio.sleep(0.1)
+                writer.write(fake)
+                await writer.drain()
+                continue
             if path == "/close-mid":
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789")
                 await writer.drain()
