@@ -722,6 +722,21 @@ static void req_build_upstream_head(struct pc_req *r, struct pc_buf *b)
     pc_buf_add(b, "\r\n", 2);
 }
 
+/* A request body turned out bad halfway: answer when nothing has been sent
+ * to the client yet (and close), else cut the connection. */
+static void req_body_refused(struct pc_req *r, int status, const char *code, const char *message)
+{
+    if (r->resp_head_done) {
+        conn_abort(r->c);
+        return;
+    }
+    if (r->up != NULL)
+        up_release(r->up, 0);
+    r->keepalive = 0;
+    r->c->close_after = 1;
+    req_reply_error(r, status, code, message);
+}
+
 /* Move request body bytes from the client to the upstream, re-framing
  * chunked bodies. Returns -1 if the connection was closed. */
 static int req_pump_body(struct pc_req *r)
@@ -768,16 +783,7 @@ static int req_pump_body(struct pc_req *r)
         evbuffer_drain(src, used);
         if (rc == H1_CHUNK_ERROR) {
             r->reason = "malformed chunked request body";
-            if (!r->resp_head_done && r->status == 0) {
-                /* nothing sent to the client yet: say so, and close */
-                if (r->up != NULL)
-                    up_release(r->up, 0);
-                r->keepalive = 0;
-                c->close_after = 1;
-                req_reply_error(r, 400, "bad_request", "malformed chunked body");
-            } else {
-                conn_abort(c);
-            }
+            req_body_refused(r, 400, "bad_request", "malformed chunked body");
             return -1;
         }
         if (rc == H1_CHUNK_DONE) {
@@ -802,15 +808,7 @@ static int req_pump_body(struct pc_req *r)
     return 0;
 
 too_large:
-    if (!r->resp_head_done) {
-        if (r->up != NULL)
-            up_release(r->up, 0);
-        r->keepalive = 0;
-        c->close_after = 1;
-        req_reply_error(r, 413, "request_entity_too_large", "request body larger than the limit");
-    } else {
-        conn_abort(c);
-    }
+    req_body_refused(r, 413, "request_entity_too_large", "request body larger than the limit");
     return -1;
 }
 
