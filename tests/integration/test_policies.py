@@ -208,8 +208,8 @@ class TestCoalescing(PolicyCase):
         self.assertEqual(metric(self.proxy, "portcullis_policy_queries_total", policy="slow"), 2)
 
 
-class TestRevocation(PolicyCase):
-    ttl = "1s"
+class RevocationCase(PolicyCase):
+    """Restores the roles the revocation tests change and drops the triggers."""
 
     def tearDown(self):
         self.pg.psql("UPDATE tenant_account_joins SET role = 'admin' WHERE account_id = '%s'" % USERS["admin_a"])
@@ -219,6 +219,10 @@ class TestRevocation(PolicyCase):
                      "DROP TRIGGER IF EXISTS portcullis_invalidate ON apps;"
                      "DROP TRIGGER IF EXISTS portcullis_invalidate ON accounts")
         super().tearDown()
+
+
+class TestRevocation(RevocationCase):
+    ttl = "1s"
 
     def test_demotion_and_promotion_take_effect_after_the_ttl(self):
         # one connection: one worker, one decision cache
@@ -238,7 +242,7 @@ class TestRevocation(PolicyCase):
         c.close()
 
 
-class TestNotifyRevocation(TestRevocation):
+class TestNotifyRevocation(RevocationCase):
     ttl = "60s"
 
     def test_demotion_and_promotion_take_effect_at_once_with_notify(self):
@@ -251,11 +255,8 @@ class TestNotifyRevocation(TestRevocation):
                      % (USERS["normal_a"], APPS["a-editor-app"][1]))
         self.assertTrue(wait_until(lambda: self.logs("a-editor-app", "normal_a").status == 200, timeout=1.0))
 
-    def test_demotion_and_promotion_take_effect_after_the_ttl(self):
-        pass  # covered by TestRevocation with a 1 s ttl
 
-
-class TestNotifyDuringAQuery(TestRevocation):
+class TestNotifyDuringAQuery(RevocationCase):
     ttl = "60s"
     workers = 1
 
@@ -277,9 +278,6 @@ class TestNotifyDuringAQuery(TestRevocation):
         t.join()
         self.assertEqual(first, [200])  # decided on what it saw when it started
         self.assertEqual(http(self.proxy.port, "GET", target, headers=auth("admin_a"), timeout=10).status, 403)
-
-    def test_demotion_and_promotion_take_effect_after_the_ttl(self):
-        pass  # covered by TestRevocation
 
 
 class TestDatabaseDown(PolicyCase):
