@@ -138,16 +138,6 @@ void dec_ctx_set_config(struct dec_ctx *ctx, struct pc_config *cfg)
     cfg_unref(old);
 }
 
-void dec_ctx_free(struct dec_ctx *ctx)
-{
-    if (ctx == NULL)
-        return;
-    pg_pool_free(ctx->pool);
-    lru_free(ctx->cache);
-    cfg_unref(ctx->cfg);
-    pc_buf_free(&ctx->key);
-    free(ctx);
-}
 
 int dec_ctx_ready(const struct dec_ctx *ctx)
 {

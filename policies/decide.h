@@ -69,7 +69,6 @@ struct dec_request {
 struct pc_metrics;
 struct dec_ctx *dec_ctx_new(struct event_base *base, int worker_id, int nworkers,
                             struct pc_config *cfg, struct pc_metrics *m);
-void dec_ctx_free(struct dec_ctx *ctx);
 /* A new config generation: rebuild database connections if needed and
  * empty the cache. */
 void dec_ctx_set_config(struct dec_ctx *ctx, struct pc_config *cfg);
@@ -84,8 +83,7 @@ void dec_cancel(struct dec_request *d);
 
 /* Counters for metrics. */
 struct dec_stats {
-    uint64_t cache_hits, cache_misses, cache_entries;
-    uint64_t queries, queries_pass, queries_fail, queries_error;
+    uint64_t cache_entries;
     int db_connected, db_connecting, db_down;
 };
 void dec_ctx_stats(const struct dec_ctx *ctx, struct dec_stats *st);

@@ -280,15 +280,6 @@ void pc_admin_set_config(struct pc_admin *a, struct pc_config *cfg)
     a->cfg = cfg_ref(cfg);
 }
 
-void pc_admin_stop(struct pc_admin *a)
-{
-    if (a == NULL || a->ev == NULL)
-        return;
-    event_free(a->ev);
-    a->ev = NULL;
-    close(a->fd);
-}
-
 void pc_admin_draining(struct pc_admin *a)
 {
     if (a != NULL)

@@ -15,7 +15,6 @@ struct pc_admin;
 struct pc_admin *pc_admin_new(struct event_base *base, struct pc_config *cfg,
                               struct pc_worker **workers, int nworkers);
 void pc_admin_set_config(struct pc_admin *a, struct pc_config *cfg);
-void pc_admin_stop(struct pc_admin *a);
 /* SIGTERM: readiness answers 503 from now on. */
 void pc_admin_draining(struct pc_admin *a);
 

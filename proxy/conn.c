@@ -239,11 +239,6 @@ static void conn_abort(struct pc_conn *c)
     conn_free(c);
 }
 
-void pc_conn_close(struct pc_conn *c)
-{
-    conn_abort(c);
-}
-
 /* Shut down writing and discard input for a while, so that the client
  * reads our last response instead of a reset. */
 static void conn_linger(struct pc_conn *c)
@@ -502,7 +497,6 @@ static void req_reply(struct pc_req *r, int status, const char *ctype, const cha
                    r->request_id[0] ? r->request_id : NULL, extra);
     evbuffer_add(c->out, b->p, b->len);
     r->status = status;
-    r->local_reply = 1;
     r->resp_done = 1;
     req_response_done(r);
 }

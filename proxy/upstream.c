@@ -44,16 +44,6 @@ static void up_close(struct up_conn *u)
     free(u);
 }
 
-void up_pool_free(struct up_pool *p)
-{
-    if (p == NULL)
-        return;
-    struct up_conn *u;
-    while ((u = TAILQ_FIRST(&p->idle)) != NULL)
-        up_close(u);
-    free(p);
-}
-
 void up_touch(struct up_conn *u)
 {
     u->last_io = pc_now_ms();

@@ -42,7 +42,6 @@ struct up_pool {
 };
 
 struct up_pool *up_pool_new(void);
-void up_pool_free(struct up_pool *p);
 
 enum { UP_READY = 0, UP_PENDING = 1, UP_FAIL = -1 };
 

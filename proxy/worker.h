@@ -93,7 +93,6 @@ struct pc_req {
     unsigned tunnel : 1;
     unsigned upgrade : 1;           /* an Upgrade request we forward */
     unsigned keepalive : 1;         /* keep the client connection after this */
-    unsigned local_reply : 1;
     unsigned ready_probe : 1;
     unsigned up_keepalive : 1;      /* the upstream connection may be reused */
     unsigned logged : 1;
@@ -211,7 +210,6 @@ struct pc_worker {
 
 /* conn.c */
 void pc_conn_accept(struct pc_worker *w, int fd, const struct sockaddr *sa, socklen_t salen);
-void pc_conn_close(struct pc_conn *c);
 void pc_conn_drain(struct pc_conn *c);
 /* limits.connections exceeded: answer 503 and close. */
 void pc_conn_over_limit(struct pc_conn *c);

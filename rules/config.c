@@ -568,7 +568,6 @@ static struct pc_config *cfg_from_doc(struct yt_doc *doc, char **errors)
     struct pc_config *c = pc_calloc(1, sizeof(*c));
     ctx.file = doc->file;
     ctx.cfg = c;
-    ctx.root = doc->root;
     c->refcnt = 1;
     c->file = pc_strdup(doc->file);
     cfg_defaults(c);
@@ -602,7 +601,7 @@ static struct pc_config *cfg_from_doc(struct yt_doc *doc, char **errors)
     /* Cross-section checks, in dependency order: policies need the
      * database; rules need identity and policies. */
     pol_config_finish(&ctx, doc->root);
-    rule_config_parse(&ctx, yt_get(doc->root, "rules"), doc->root);
+    rule_config_parse(&ctx, yt_get(doc->root, "rules"));
 
 out:
     if (ctx.nerrors > 0) {

@@ -106,7 +106,6 @@ struct cfg_ctx {
     struct pc_buf warnings; /* same form; the config still loads */
     int nerrors;
     struct pc_config *cfg;
-    struct yt_node *root;
 };
 
 void cfg_error(struct cfg_ctx *ctx, const struct yt_node *at, const char *fmt, ...)

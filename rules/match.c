@@ -465,16 +465,13 @@ static int rule_type_ok(enum param_type t, const char *s, size_t len)
     return 0;
 }
 
-int rule_match(const struct rule_set *rs, enum h1_method method, const char *method_str,
-               size_t method_len, const char *path, size_t path_len, const char *query,
-               size_t query_len, int has_query, char *buf, struct rule_match *m,
+int rule_match(const struct rule_set *rs, enum h1_method method, const char *path,
+               size_t path_len, const char *query, size_t query_len, int has_query, char *buf, struct rule_match *m,
                const char **why)
 {
     struct pc_str segs[RULE_MAX_SEGS];
     size_t nsegs = 0;
 
-    PC_UNUSED(method_str);
-    PC_UNUSED(method_len);
     memset(m, 0, sizeof(*m));
     if (rs == NULL || rs->n == 0 || path_len == 0 || path[0] != '/')
         return 0;
@@ -807,10 +804,9 @@ static void rule_parse_one(struct cfg_ctx *ctx, struct yt_node *n, struct rule *
     }
 }
 
-void rule_config_parse(struct cfg_ctx *ctx, struct yt_node *n, struct yt_node *root)
+void rule_config_parse(struct cfg_ctx *ctx, struct yt_node *n)
 {
     struct rule_set *rs = pc_calloc(1, sizeof(*rs));
-    PC_UNUSED(root);
     rule_set_free(ctx->cfg->rules);
     ctx->cfg->rules = rs;
     rs->root = trie_node_new();

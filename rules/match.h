@@ -78,7 +78,7 @@ struct rule_set {
 };
 
 /* Parse and compile the `rules` section (node may be NULL). */
-void rule_config_parse(struct cfg_ctx *ctx, struct yt_node *n, struct yt_node *root);
+void rule_config_parse(struct cfg_ctx *ctx, struct yt_node *n);
 void rule_set_free(struct rule_set *rs);
 
 /* Bound capture values for one request. */
@@ -98,9 +98,8 @@ struct rule_match {
  * NULL for "no rule"), or 400 with *why when a query capture is repeated
  * or malformed.
  */
-int rule_match(const struct rule_set *rs, enum h1_method method, const char *method_str,
-               size_t method_len, const char *path, size_t path_len, const char *query,
-               size_t query_len, int has_query, char *buf, struct rule_match *match,
+int rule_match(const struct rule_set *rs, enum h1_method method, const char *path,
+               size_t path_len, const char *query, size_t query_len, int has_query, char *buf, struct rule_match *match,
                const char **why);
 
 /* Compile one template into segments; exposed for tests. 0 or -1 + why. */

@@ -89,23 +89,6 @@ static void assert_not_contains(const char *hay, const char *needle)
 
 /* ---- matching helpers ---- */
 
-static const char *method_name(enum h1_method m)
-{
-    switch (m) {
-    case H1_M_GET: return "GET";
-    case H1_M_HEAD: return "HEAD";
-    case H1_M_POST: return "POST";
-    case H1_M_PUT: return "PUT";
-    case H1_M_DELETE: return "DELETE";
-    case H1_M_PATCH: return "PATCH";
-    case H1_M_OPTIONS: return "OPTIONS";
-    case H1_M_TRACE: return "TRACE";
-    case H1_M_CONNECT: return "CONNECT";
-    case H1_M_OTHER: break;
-    }
-    return "PROPFIND";
-}
-
 struct mres {
     int rc;
     const char *why;
@@ -120,7 +103,6 @@ static void do_match(struct mres *r, const struct pc_config *cfg, enum h1_method
                      const char *query)
 {
     size_t pl = strlen(path), ql = query ? strlen(query) : 0;
-    const char *ms = method_name(method);
     free(r->buf);
     free(r->path);
     free(r->query);
@@ -131,7 +113,7 @@ static void do_match(struct mres *r, const struct pc_config *cfg, enum h1_method
     if (query != NULL)
         memcpy(r->query, query, ql);
     r->why = NULL;
-    r->rc = rule_match(cfg->rules, method, ms, strlen(ms), r->path, pl, query ? r->query : NULL, ql, query != NULL,
+    r->rc = rule_match(cfg->rules, method, r->path, pl, query ? r->query : NULL, ql, query != NULL,
                        r->buf, &r->m, &r->why);
 }
 
