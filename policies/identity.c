@@ -443,28 +443,15 @@ static void id_cookie_cb(void *arg, const char *name, size_t nl, const char *val
  * malformed escapes stay literal. Every occurrence counts. */
 static void id_collect_query(struct id_collect_ctx *cc, const char *q, size_t len)
 {
-    size_t i = 0;
-    while (i <= len) {
-        size_t ps = i;
-        while (i < len && q[i] != '&')
-            i++;
-        size_t pe = i++;
-        if (pe == ps)
-            continue;
-        const char *eq = memchr(q + ps, '=', pe - ps);
-        size_t kl = eq ? (size_t)(eq - (q + ps)) : pe - ps;
-        char kbuf[256];
-        if (kl > sizeof(kbuf))
-            continue;
-        long dkl = canon_pct_decode(q + ps, kl, kbuf, 1, 0);
+    size_t pos = 0;
+    struct canon_qpair qp;
+    while (canon_query_next(q, len, &pos, &qp)) {
         for (size_t s = 0; s < cc->cfg->nsources; s++) {
             const struct id_source *src = &cc->cfg->sources[s];
-            if (src->kind != ID_SRC_QUERY || !pc_memeq(kbuf, (size_t)dkl, src->name, strlen(src->name)))
+            if (src->kind != ID_SRC_QUERY || !canon_query_key_is(&qp, src->name, strlen(src->name)))
                 continue;
-            const char *vs = eq ? eq + 1 : q + pe;
-            size_t vl = eq ? (size_t)(q + pe - vs) : 0;
-            char *val = pc_malloc(vl + 1);
-            long dvl = canon_pct_decode(vs, vl, val, 1, 0);
+            char *val = pc_malloc(qp.val_len + 1);
+            long dvl = canon_pct_decode(qp.val, qp.val_len, val, 1, 0);
             val[dvl] = '\0';
             id_push(cc, (int)s, val, (size_t)dvl, val);
         }

@@ -16,28 +16,62 @@ static int canon_escape_at(const char *src, size_t len, size_t i)
     return (a < 0 || b < 0) ? -1 : (a << 4 | b);
 }
 
+/* The byte that src[*i] decodes to; advances *i past it. -1 on a
+ * malformed escape when strict; otherwise the '%' is kept literally, as
+ * Werkzeug does in queries. */
+static int canon_pct_step(const char *src, size_t len, size_t *i, int plus_is_space, int strict)
+{
+    unsigned char c = (unsigned char)src[*i];
+    *i += 1;
+    if (c == '%') {
+        int h = canon_escape_at(src, len, *i - 1);
+        if (h >= 0)
+            *i += 2;
+        return h >= 0 ? h : strict ? -1 : '%';
+    }
+    return c == '+' && plus_is_space ? ' ' : c;
+}
+
 long canon_pct_decode(const char *src, size_t len, char *dst, int plus_is_space, int strict)
 {
     size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)src[i];
-        if (c == '%') {
-            int h = canon_escape_at(src, len, i);
-            if (h < 0) {
-                if (strict)
-                    return -1;
-                dst[o++] = '%'; /* kept literally, as Werkzeug does in queries */
-                continue;
-            }
-            dst[o++] = (char)h;
-            i += 2;
-        } else if (c == '+' && plus_is_space) {
-            dst[o++] = ' ';
-        } else {
-            dst[o++] = (char)c;
-        }
+    for (size_t i = 0; i < len;) {
+        int c = canon_pct_step(src, len, &i, plus_is_space, strict);
+        if (c < 0)
+            return -1;
+        dst[o++] = (char)c;
     }
     return (long)o;
+}
+
+int canon_query_next(const char *q, size_t len, size_t *pos, struct canon_qpair *p)
+{
+    while (*pos <= len) {
+        size_t ps = *pos, pe = ps;
+        while (pe < len && q[pe] != '&')
+            pe++;
+        *pos = pe + 1;
+        if (pe == ps)
+            continue;
+        const char *eq = memchr(q + ps, '=', pe - ps);
+        p->key = q + ps;
+        p->key_len = eq != NULL ? (size_t)(eq - p->key) : pe - ps;
+        p->val = eq != NULL ? eq + 1 : q + pe;
+        p->val_len = eq != NULL ? (size_t)(q + pe - p->val) : 0;
+        return 1;
+    }
+    return 0;
+}
+
+int canon_query_key_is(const struct canon_qpair *p, const char *name, size_t name_len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < p->key_len; o++) {
+        int c = canon_pct_step(p->key, p->key_len, &i, 1, 0);
+        if (o >= name_len || (unsigned char)name[o] != c)
+            return 0;
+    }
+    return o == name_len;
 }
 
 static int canon_scheme_prefix(const char *t, size_t len, size_t *skip)

@@ -530,31 +530,16 @@ int rule_match(const struct rule_set *rs, enum h1_method method, const char *pat
         /* query capture: '&'-separated pairs, decoded as Werkzeug does */
         if (!has_query)
             continue;
-        size_t i = 0;
-        while (i <= query_len) {
-            size_t ps = i;
-            while (i < query_len && query[i] != '&')
-                i++;
-            size_t pe = i++;
-            if (pe == ps)
-                continue;
-            const char *eq = memchr(query + ps, '=', pe - ps);
-            size_t kl = eq ? (size_t)(eq - (query + ps)) : pe - ps;
-            /* a key matches only if it decodes to at most RULE_MAX_QUERY_KEY
-             * bytes, so its raw form is at most three times that */
-            char kbuf[3 * RULE_MAX_QUERY_KEY];
-            if (kl > sizeof(kbuf))
-                continue; /* decodes to more than any capture name */
-            long dkl = canon_pct_decode(query + ps, kl, kbuf, 1, 0);
-            if (!pc_memeq(kbuf, (size_t)dkl, cap->query_key, strlen(cap->query_key)))
+        size_t pos = 0;
+        struct canon_qpair qp;
+        while (canon_query_next(query, query_len, &pos, &qp)) {
+            if (!canon_query_key_is(&qp, cap->query_key, strlen(cap->query_key)))
                 continue;
             if (m->present[c]) {
                 *why = "query parameter repeated; it designates one resource";
                 return 400;
             }
-            const char *vs = eq ? eq + 1 : query + pe;
-            size_t vl = eq ? (size_t)(query + pe - vs) : 0;
-            long dvl = canon_pct_decode(vs, vl, buf + o, 1, 0);
+            long dvl = canon_pct_decode(qp.val, qp.val_len, buf + o, 1, 0);
             if (memchr(buf + o, '\0', (size_t)dvl) != NULL || !rule_type_ok(cap->ptype, buf + o, (size_t)dvl)) {
                 *why = "query parameter does not have the expected form";
                 return 400;

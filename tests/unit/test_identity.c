@@ -471,6 +471,30 @@ static void test_every_query_token_occurrence_is_collected(void **state)
     ASSERT_CRED(2, SRC_QUERY, "c");
 }
 
+static void test_a_long_query_source_name_sent_fully_percent_encoded_is_collected(void **state)
+{
+    /* Werkzeug decodes a key of any length, so the proxy must too: a
+     * credential it skipped would reach the backend unchecked */
+    (void)state;
+    char name[121], query[3 * 120 + 16];
+    memset(name, 'k', 120);
+    name[120] = '\0';
+    struct id_source src[] = {{ID_SRC_QUERY, name}};
+    struct id_config c = std_cfg();
+    c.sources = src;
+    c.nsources = 1;
+    for (int i = 0; i < 120; i++)
+        memcpy(query + 3 * i, "%6B", 3); /* 'k' */
+    strcpy(query + 3 * 120, "=tok");
+    assert_int_equal(strlen(query), 3 * 120 + 4);
+    assert_int_equal(collect(&c, NULL, 0, query), 1);
+    ASSERT_CRED(0, 0, "tok");
+    /* one byte short of the name is a different key */
+    query[3 * 119] = '=';
+    query[3 * 119 + 1] = '\0';
+    assert_int_equal(collect(&c, NULL, 0, query), 0);
+}
+
 static void test_query_is_ignored_without_a_query_source(void **state)
 {
     (void)state;
@@ -562,6 +586,7 @@ int main(void)
         cmocka_unit_test_teardown(test_cookies_are_collected_from_the_joined_headers_the_upstream_receives, teardown),
         cmocka_unit_test_teardown(test_query_token_sources_decode_like_werkzeug, teardown),
         cmocka_unit_test_teardown(test_every_query_token_occurrence_is_collected, teardown),
+        cmocka_unit_test_teardown(test_a_long_query_source_name_sent_fully_percent_encoded_is_collected, teardown),
         cmocka_unit_test_teardown(test_query_is_ignored_without_a_query_source, teardown),
         cmocka_unit_test_teardown(test_other_header_sources_carry_the_token_itself, teardown),
         cmocka_unit_test_teardown(test_more_than_max_credentials_returns_minus_one, teardown),
