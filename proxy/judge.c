@@ -55,13 +55,17 @@ static void judge_decided(struct dec_request *d, enum dec_result res, const char
     }
 }
 
-static void judge_trace_cred(struct pc_req *r, const char *source, int ok, const char *why,
+static const char *const judge_source_kinds[] = {"cookie", "header", "query"};
+
+/* Only with a trace (explain): the common path formats nothing. */
+static void judge_trace_cred(struct pc_req *r, const struct id_source *src, int ok, const char *why,
                              const char *subject, size_t subject_len)
 {
     struct pc_trace *t = r->trace;
     if (t == NULL || t->ncreds >= PC_TRACE_MAX)
         return;
-    snprintf(t->creds[t->ncreds].source, sizeof(t->creds[0].source), "%s", source);
+    snprintf(t->creds[t->ncreds].source, sizeof(t->creds[0].source), "%s:%s", judge_source_kinds[src->kind],
+             src->name);
     t->creds[t->ncreds].ok = ok;
     snprintf(t->creds[t->ncreds].why, sizeof(t->creds[0].why), "%s", why ? why : "");
     snprintf(t->creds[t->ncreds].subject, sizeof(t->creds[0].subject), "%.*s",
@@ -69,19 +73,11 @@ static void judge_trace_cred(struct pc_req *r, const char *source, int ok, const
     t->ncreds++;
 }
 
-static const char *judge_source_name(const struct id_source *s, char *buf, size_t len)
-{
-    static const char *const kinds[] = {"cookie", "header", "query"};
-    snprintf(buf, len, "%s:%s", kinds[s->kind], s->name);
-    return buf;
-}
-
 static void judge_identity(struct pc_req *r, struct dec_ctx *dec, struct tokcache *tokens)
 {
     pc_judge_fn fn = r->judge_fn;
     const struct id_config *idc = r->cfg->identity;
     struct id_cred creds[ID_MAX_CREDS];
-    char srcname[64];
     char *scratch = NULL;
     int n = id_collect(idc, r->h.headers, r->h.nheaders, r->canon.has_query ? r->canon.query : NULL,
                        r->canon.query_len, creds, &scratch);
@@ -103,13 +99,13 @@ static void judge_identity(struct pc_req *r, struct dec_ctx *dec, struct tokcach
     int bad = 0, disagree = 0;
     for (int i = 0; i < n; i++) {
         const char *why = NULL;
-        judge_source_name(&idc->sources[creds[i].source], srcname, sizeof(srcname));
+        const struct id_source *src = &idc->sources[creds[i].source];
         const struct tok_entry *e = tokcache_verify(tokens, r->cfg, creds[i].token, creds[i].len, now, &why);
         if (e == NULL) {
-            judge_trace_cred(r, srcname, 0, why, NULL, 0);
+            judge_trace_cred(r, src, 0, why, NULL, 0);
             if (!bad) {
-                snprintf(r->reason_buf, sizeof(r->reason_buf), "invalid credential (%s): %s", srcname,
-                         why ? why : "?");
+                snprintf(r->reason_buf, sizeof(r->reason_buf), "invalid credential (%s:%s): %s",
+                         judge_source_kinds[src->kind], src->name, why ? why : "?");
                 r->reason = r->reason_buf;
             }
             bad = 1;
@@ -117,7 +113,7 @@ static void judge_identity(struct pc_req *r, struct dec_ctx *dec, struct tokcach
                 break;
             continue;
         }
-        judge_trace_cred(r, srcname, 1, NULL, e->subject, e->subject_len);
+        judge_trace_cred(r, src, 1, NULL, e->subject, e->subject_len);
         if (r->subject == NULL) {
             /* copies: the token cache may evict e while we wait for the
              * database; the payload only when a policy reads claims */
