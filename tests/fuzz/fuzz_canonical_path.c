@@ -127,17 +127,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 /* ---- an independent model of canon_target ---- */
 
-static int hexv(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static int ci_prefix(const char *s, size_t len, const char *p)
 {
     size_t l = strlen(p);
@@ -209,9 +198,9 @@ static int model_canon(const char *t, size_t len, int is_options, char *out, siz
     for (size_t i = 0; i < plen; i++) {
         unsigned char c = (unsigned char)t[i];
         if (c == '%') {
-            if (i + 2 >= plen || hexv((unsigned char)t[i + 1]) < 0 || hexv((unsigned char)t[i + 2]) < 0)
+            if (i + 2 >= plen || pc_hexval((unsigned char)t[i + 1]) < 0 || pc_hexval((unsigned char)t[i + 2]) < 0)
                 return -1;
-            c = (unsigned char)(hexv((unsigned char)t[i + 1]) * 16 + hexv((unsigned char)t[i + 2]));
+            c = (unsigned char)(pc_hexval((unsigned char)t[i + 1]) * 16 + pc_hexval((unsigned char)t[i + 2]));
             i += 2;
             if (c < 0x20 || c == 0x7f || c == '?' || c == '#')
                 return -1;
@@ -279,7 +268,7 @@ static void check_encode(const char *p, size_t len)
                 unsigned char h = (unsigned char)enc[i + k];
                 FZ_CHECK((h >= '0' && h <= '9') || (h >= 'A' && h <= 'F'), "escape not upper-case hex");
             }
-            unsigned v = (unsigned)(hexv((unsigned char)enc[i + 1]) * 16 + hexv((unsigned char)enc[i + 2]));
+            unsigned v = (unsigned)(pc_hexval((unsigned char)enc[i + 1]) * 16 + pc_hexval((unsigned char)enc[i + 2]));
             FZ_CHECK(!enc_ok((unsigned char)v), "byte 0x%02x escaped needlessly", v);
             i += 2;
         } else {
@@ -303,21 +292,6 @@ static void check_encode(const char *p, size_t len)
 }
 
 /* ---- an independent matcher: the templates in file order ---- */
-
-static int is_uuid_any_case(const char *s, size_t len)
-{
-    if (len != 36)
-        return 0;
-    for (size_t i = 0; i < 36; i++) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (s[i] != '-')
-                return 0;
-        } else if (hexv((unsigned char)s[i]) < 0) {
-            return 0;
-        }
-    }
-    return 1;
-}
 
 static int int_candidate(const char *s, size_t len)
 {
@@ -351,7 +325,7 @@ static int tpl_matches(const struct rule *r, const struct seg *s, size_t n)
         }
         if (s[i].len == 0)
             return 0;
-        if (g->ptype == PT_UUID && !is_uuid_any_case(s[i].p, s[i].len))
+        if (g->ptype == PT_UUID && !rule_is_uuid(s[i].p, s[i].len))
             return 0;
         if (g->ptype == PT_INT && !int_candidate(s[i].p, s[i].len))
             return 0;
@@ -366,9 +340,9 @@ static size_t q_decode(const char *s, size_t len, char *out)
     for (size_t i = 0; i < len; i++) {
         if (s[i] == '+') {
             out[o++] = ' ';
-        } else if (s[i] == '%' && i + 2 < len && hexv((unsigned char)s[i + 1]) >= 0 &&
-                   hexv((unsigned char)s[i + 2]) >= 0) {
-            out[o++] = (char)(hexv((unsigned char)s[i + 1]) * 16 + hexv((unsigned char)s[i + 2]));
+        } else if (s[i] == '%' && i + 2 < len && pc_hexval((unsigned char)s[i + 1]) >= 0 &&
+                   pc_hexval((unsigned char)s[i + 2]) >= 0) {
+            out[o++] = (char)(pc_hexval((unsigned char)s[i + 1]) * 16 + pc_hexval((unsigned char)s[i + 2]));
             i += 2;
         } else {
             out[o++] = s[i];
@@ -425,7 +399,7 @@ static void check_int_value(const char *v, size_t vl, const char *raw, size_t rl
 
 static void check_uuid_value(const char *v, size_t vl, const char *raw, size_t rl)
 {
-    FZ_CHECK(vl == 36 && is_uuid_any_case(v, vl), "uuid capture of %zu bytes", vl);
+    FZ_CHECK(vl == 36 && rule_is_uuid(v, vl), "uuid capture of %zu bytes", vl);
     for (size_t i = 0; i < vl; i++)
         FZ_CHECK(!(v[i] >= 'A' && v[i] <= 'Z'), "upper case in a uuid capture: %s", v);
     FZ_CHECK(rl == vl, "uuid capture length differs from the raw value");
@@ -532,7 +506,7 @@ static void check_match(enum h1_method method, const char *path, size_t plen, co
         } else {
             /* the one occurrence does not have the expected form */
             int ok = vl > 0 && memchr(val, '\0', vl) == NULL &&
-                     (cap->ptype == PT_ANY || (cap->ptype == PT_UUID && is_uuid_any_case(val, vl)) ||
+                     (cap->ptype == PT_ANY || (cap->ptype == PT_UUID && rule_is_uuid(val, vl)) ||
                       (cap->ptype == PT_INT && int_candidate(val, vl)));
             FZ_CHECK(rc == 400, "query capture %s unbound without a 400", cap->name);
             if (ok)
