@@ -31,7 +31,7 @@ import time
 import unittest
 
 from harness import Conn, Proxy, Upstream, build_request, mint, shared_pg
-from fixture import APPS, USERS, policies_yaml
+from fixture import APPS, USERS, identity_yaml, policies_yaml
 from upstream import DIFY_RE, dify_route
 
 SECRET = "test-secret-for-cve-corpus"
@@ -49,15 +49,7 @@ timeouts:
 limits:
   header_bytes: 128KiB
   body_bytes: 1MiB
-identity:
-  secret: "%s"
-  algorithms: [HS256]
-  sources: ["cookie:__Host-access_token", "cookie:access_token", "header:Authorization", "query:_token"]
-  subject_claim: user_id
-  issuer: SELF_HOSTED
-  require_exp: true
-  leeway: 5s
-database:
+%sdatabase:
   url: "{dburl}"
   pool: 2
 cache:
@@ -74,7 +66,7 @@ policies:
   - name: open
     path: /**
     action: forward
-""" % (SECRET, policies_yaml("owner"))
+""" % (identity_yaml(SECRET), policies_yaml("owner"))
 
 APP_A = APPS["a-editor-app"][0]
 LOGS_A = "/console/api/apps/%s/chat-conversations" % APP_A   # allow: [owner]

@@ -5,7 +5,7 @@ import time
 import unittest
 
 from harness import Conn, Proxy, Upstream, build_request, http, mint, raw, run_portcullis, shared_pg, status_of
-from fixture import APPS, USERS, policies_yaml
+from fixture import APPS, USERS, identity_yaml, policies_yaml
 
 SECRET = "test-secret-for-identity"
 OTHER_SECRET = "some-other-secret"
@@ -14,15 +14,7 @@ CONFIG = """
 listen: 127.0.0.1:{port}
 upstream: http://127.0.0.1:{upstream}
 workers: 2
-identity:
-  secret: "%s"
-  algorithms: [HS256]
-  sources: ["cookie:__Host-access_token", "cookie:access_token", "header:Authorization", "query:_token"]
-  subject_claim: user_id
-  issuer: SELF_HOSTED
-  require_exp: true
-  leeway: 5s
-database:
+%sdatabase:
   url: "{dburl}"
   pool: 2
 cache:
@@ -36,7 +28,7 @@ policies:
   - name: open
     path: /**
     action: forward
-""" % (SECRET, policies_yaml("owner"))
+""" % (identity_yaml(SECRET), policies_yaml("owner"))
 
 APP_A = APPS["a-editor-app"][0]
 LOGS_A = "/console/api/apps/%s/chat-conversations" % APP_A

@@ -74,6 +74,20 @@ POLICY_SQL = {
 }
 
 
+def identity_yaml(secret):
+    """The `identity:` section for Dify console tokens: every place Dify
+    reads one from, HS256 with `secret`, subject in user_id."""
+    return """identity:
+  secret: "%s"
+  algorithms: [HS256]
+  sources: ["cookie:__Host-access_token", "cookie:access_token", "header:Authorization", "query:_token"]
+  subject_claim: user_id
+  issuer: SELF_HOSTED
+  require_exp: true
+  leeway: 5s
+""" % secret
+
+
 def policies_yaml(*names):
     """YAML entries for the named policies, to go under `policies:`."""
     out = []
