@@ -2,8 +2,10 @@
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
 import unittest
@@ -568,10 +570,14 @@ class TestUpstreamByName(unittest.TestCase):
 
 
 class TestCommandLine(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="pc-cli-")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
     def write(self, text):
-        d = os.path.join("/tmp", "pc-cli-%d" % os.getpid())
-        os.makedirs(d, exist_ok=True)
-        p = os.path.join(d, "c.yaml")
+        p = os.path.join(self.dir, "c.yaml")
         with open(p, "w") as f:
             f.write(text)
         return p
