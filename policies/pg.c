@@ -266,7 +266,7 @@ static void pgc_ready(struct pg_conn *c)
     pgc_watch(c, EV_READ);
     pool_publish(c->pool);
     /* the listener may have missed notifications while it was down */
-    if (c->idx == 0 && c->pool->listener && c->pool->on_invalidate)
+    if (c->idx == 0 && c->pool->listener && c->cfg->cache.invalidate_channel != NULL && c->pool->on_invalidate)
         c->pool->on_invalidate(c->pool->arg);
     pool_schedule(c->pool);
 }

@@ -9,6 +9,7 @@
 #include "reply.h"
 #include "log.h"
 #include "resolve.h"
+#include "health.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -120,11 +121,12 @@ static void admin_ready(struct admin_conn *ac)
         admin_ready_reply(ac, 0, "draining", "shutting down");
         return;
     }
-    for (int i = 0; i < a->nworkers; i++) {
-        if (dec_ctx_db_configured(a->workers[i]->dec) && !dec_ctx_ready(a->workers[i]->dec)) {
-            admin_ready_reply(ac, 0, "database", "no database connection is up");
-            return;
-        }
+    int unready = pc_health_db_unready(a->workers, a->nworkers);
+    if (unready >= 0) {
+        char why[64];
+        snprintf(why, sizeof(why), "worker %d has no database connection up", unready);
+        admin_ready_reply(ac, 0, "database", why);
+        return;
     }
     struct sockaddr_storage usa;
     socklen_t ulen;

@@ -2,9 +2,11 @@
  * portcullis: liveness and readiness.
  *
  * health_path: 200 while the process runs.
- * ready_path: 200 only when a database connection is up (if policies are
- * configured) and the upstream accepts a TCP connection right now;
- * otherwise 503 naming the failing dependency.
+ * ready_path: 200 only when every worker has a database connection up (if
+ * policies are configured) and the upstream accepts a TCP connection right
+ * now; otherwise 503 naming the failing dependency. Every worker, not just
+ * the one answering: the kernel spreads the next connection over all of
+ * them, so "ready" must hold whichever one takes it.
  */
 #include "health.h"
 #include "worker.h"
@@ -12,6 +14,7 @@
 #include "reply.h"
 #include "log.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static void health_unavailable(struct pc_req *r, const char *dep, const char *why)
@@ -25,6 +28,14 @@ static void health_unavailable(struct pc_req *r, const char *dep, const char *wh
     r->reason = dep;
     pc_req_local_reply(r, 503, b.p, b.len, NULL);
     pc_buf_free(&b);
+}
+
+int pc_health_db_unready(struct pc_worker *const *ws, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (dec_ctx_db_configured(ws[i]->dec) && !dec_ctx_ready(ws[i]->dec))
+            return i;
+    return -1;
 }
 
 int pc_health_handle(struct pc_req *r)
@@ -46,8 +57,11 @@ int pc_health_handle(struct pc_req *r)
         return 1;
     }
     struct pc_worker *w = r->c->w;
-    if (dec_ctx_db_configured(w->dec) && !dec_ctx_ready(w->dec)) {
-        health_unavailable(r, "database", "no database connection is up");
+    int unready = pc_health_db_unready(w->peers, w->npeers);
+    if (unready >= 0) {
+        char why[64];
+        snprintf(why, sizeof(why), "worker %d has no database connection up", unready);
+        health_unavailable(r, "database", why);
         return 1;
     }
     int status = 0;

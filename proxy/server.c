@@ -221,8 +221,8 @@ static void pc_worker_mail(struct pc_worker *w, int kind, struct pc_config *cfg)
         pc_log(PC_LOG_WARN, "worker %d: mailbox write: %s", w->id, strerror(errno));
 }
 
-static struct pc_worker *pc_worker_new(int id, int nworkers, struct pc_config *cfg, int listen_fd,
-                                       const char *id_prefix)
+static struct pc_worker *pc_worker_new(int id, struct pc_worker *const *peers, int nworkers,
+                                       struct pc_config *cfg, int listen_fd, const char *id_prefix)
 {
     struct pc_worker *w = pc_calloc(1, sizeof(*w));
     struct event_config *ec = event_config_new();
@@ -234,6 +234,8 @@ static struct pc_worker *pc_worker_new(int id, int nworkers, struct pc_config *c
         return NULL;
     }
     w->id = id;
+    w->peers = peers;
+    w->npeers = nworkers;
     w->cfg = cfg_ref(cfg);
     w->listen_fd = listen_fd;
     TAILQ_INIT(&w->conns);
@@ -413,7 +415,7 @@ int pc_server_run(const char *config_path, struct pc_config *cfg)
             pc_log(PC_LOG_ERROR, "cannot listen on %s: %s", cfg->listen.text, strerror(errno));
             goto out;
         }
-        s.workers[i] = pc_worker_new(i, s.nworkers, cfg, fd, prefix);
+        s.workers[i] = pc_worker_new(i, s.workers, s.nworkers, cfg, fd, prefix);
         if (s.workers[i] == NULL) {
             close(fd);
             pc_log(PC_LOG_ERROR, "cannot create worker %d", i);

@@ -187,6 +187,9 @@ struct pc_worker {
 
     /* policy engine */
     struct dec_ctx *dec;
+    /* every worker, for readiness only (read with atomics, never written) */
+    struct pc_worker *const *peers;
+    int npeers;
 
     /* mailbox */
     int mail_fd;

@@ -89,6 +89,11 @@ def metric(proxy, name, **labels):
     return total
 
 
+def db_connections(proxy):
+    return {state: int(metric(proxy, "portcullis_db_connections", state=state))
+            for state in ("up", "connecting", "down")}
+
+
 class PolicyCase(unittest.TestCase):
     ttl = "0s"
     workers = 2
@@ -99,8 +104,11 @@ class PolicyCase(unittest.TestCase):
         self.up = Upstream()
         self.proxy = Proxy(CONFIG, upstream=self.up.port, dburl=self.pg.url, ttl=self.ttl, workers=self.workers,
                            policy_timeout=self.policy_timeout)
-        # wait for the database connections
+        # Wait for every database connection, not only for readiness (one
+        # per worker): connection 0 LISTENs, and when it comes up it drops
+        # the cache and refuses to cache answers to queries already sent.
         wait_until(lambda: http(self.proxy.port, "GET", "/readyz").status == 200, timeout=10)
+        wait_until(lambda: db_connections(self.proxy) == {"up": 2, "connecting": 0, "down": 0}, timeout=10)
 
     def database(self):
         return shared_pg()
@@ -222,20 +230,25 @@ class RevocationCase(PolicyCase):
 
 
 class TestRevocation(RevocationCase):
-    ttl = "1s"
+    ttl = "3s"
 
     def test_demotion_and_promotion_take_effect_after_the_ttl(self):
+        ttl = 3.0
         # one connection: one worker, one decision cache
         c = Conn(self.proxy.port)
         target = "/apps/%s/logs" % APPS["a-editor-app"][0]
+        before = time.monotonic()   # no answer is cached earlier than this...
         self.assertEqual(c.request("GET", target, auth("admin_a")).status, 200)
         self.assertEqual(c.request("GET", target, auth("normal_a")).status, 403)
-        self.pg.psql("UPDATE tenant_account_joins SET role = 'normal' WHERE account_id = '%s'" % USERS["admin_a"])
-        self.pg.psql("UPDATE tenant_account_joins SET role = 'admin' WHERE account_id = '%s' AND tenant_id = '%s'"
-                     % (USERS["normal_a"], APPS["a-editor-app"][1]))
+        after = time.monotonic()    # ...nor later than this
+        self.pg.psql("UPDATE tenant_account_joins SET role = 'normal' WHERE account_id = '%s';"
+                     "UPDATE tenant_account_joins SET role = 'admin' WHERE account_id = '%s' AND tenant_id = '%s'"
+                     % (USERS["admin_a"], USERS["normal_a"], APPS["a-editor-app"][1]))
         # still cached for up to the ttl...
+        self.assertLess(time.monotonic() - before, ttl, "the update took longer than the ttl: nothing to observe")
         self.assertEqual(c.request("GET", target, auth("admin_a")).status, 200)
-        time.sleep(1.2)
+        self.assertEqual(c.request("GET", target, auth("normal_a")).status, 403)
+        time.sleep(max(0.0, after + ttl + 0.2 - time.monotonic()))
         # ...and not a moment longer
         self.assertEqual(c.request("GET", target, auth("admin_a")).status, 403)
         self.assertEqual(c.request("GET", target, auth("normal_a")).status, 200)
@@ -321,6 +334,36 @@ class TestDatabaseDown(PolicyCase):
                 timeout=15))
         finally:
             p.close()
+
+
+class TestReadinessCoversEveryWorker(unittest.TestCase):
+    """A role allowed one connection: one of two workers gets it, the other
+    cannot decide. Whichever worker answers the probe, the proxy is not ready."""
+
+    def setUp(self):
+        self.pg = shared_pg()
+        self.pg.psql("DROP ROLE IF EXISTS pc_one_conn; CREATE ROLE pc_one_conn LOGIN CONNECTION LIMIT 1")
+        self.up = Upstream()
+        self.proxy = Proxy(CONFIG, upstream=self.up.port, dburl=self.pg.url.replace("user=postgres", "user=pc_one_conn"),
+                           ttl="0s", workers=2, policy_timeout="1s")
+
+    def tearDown(self):
+        self.proxy.close()
+        self.up.close()
+        self.pg.psql("DROP ROLE IF EXISTS pc_one_conn")
+
+    def test_readyz_fails_on_every_worker_while_one_has_no_database_connection(self):
+        self.assertTrue(wait_until(lambda: db_connections(self.proxy)["up"] == 1, timeout=10))
+        self.assertEqual(db_connections(self.proxy)["up"], 1)
+        # fresh connections land on either worker (SO_REUSEPORT)
+        for _ in range(20):
+            r = http(self.proxy.port, "GET", "/readyz")
+            self.assertEqual((r.status, r.json()["failing"]), (503, "database"))
+        r = http(self.proxy.admin_port, "GET", "/readyz")
+        self.assertEqual((r.status, r.json()["failing"]), (503, "database"))
+        self.pg.psql("ALTER ROLE pc_one_conn CONNECTION LIMIT -1")
+        self.assertTrue(wait_until(lambda: http(self.proxy.port, "GET", "/readyz").status == 200, timeout=15))
+        self.assertEqual(db_connections(self.proxy)["up"], 2)
 
 
 class TestLockedTable(PolicyCase):
