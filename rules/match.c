@@ -115,7 +115,7 @@ static long rule_int_normalise(const char *s, size_t len, char *out)
     return (long)o;
 }
 
-static int rule_int_candidate(const char *s, size_t len)
+int rule_is_int_candidate(const char *s, size_t len)
 {
     if (len == 0)
         return 0;
@@ -438,7 +438,7 @@ static void trie_walk(struct trie_walk *w, const struct trie_node *t, size_t dep
         return;
     if (t->param[PT_UUID] && rule_is_uuid(s->p, s->len))
         trie_walk(w, t->param[PT_UUID], depth + 1);
-    if (t->param[PT_INT] && rule_int_candidate(s->p, s->len))
+    if (t->param[PT_INT] && rule_is_int_candidate(s->p, s->len))
         trie_walk(w, t->param[PT_INT], depth + 1);
     trie_walk(w, t->param[PT_ANY], depth + 1);
 }
@@ -460,7 +460,7 @@ static int rule_type_ok(enum param_type t, const char *s, size_t len)
     switch (t) {
     case PT_ANY: return len > 0;
     case PT_UUID: return rule_is_uuid(s, len);
-    case PT_INT: return rule_int_candidate(s, len);
+    case PT_INT: return rule_is_int_candidate(s, len);
     }
     return 0;
 }

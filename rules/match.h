@@ -109,5 +109,8 @@ void rule_segs_free(struct rule_seg *segs, size_t n);
 int rule_template_covers(const struct rule_seg *a, size_t na, const struct rule_seg *b, size_t nb);
 /* Is s a UUID (8-4-4-4-12 hex, either case)? */
 int rule_is_uuid(const char *s, size_t len);
+/* Could s be an {x:int} segment (non-empty; ASCII digits or non-ASCII bytes,
+ * which may be Unicode digits that rule_int_normalise then checks)? */
+int rule_is_int_candidate(const char *s, size_t len);
 
 #endif

@@ -293,16 +293,6 @@ static void check_encode(const char *p, size_t len)
 
 /* ---- an independent matcher: the templates in file order ---- */
 
-static int int_candidate(const char *s, size_t len)
-{
-    if (len == 0)
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (unsigned char)s[i] >= 0x80))
-            return 0;
-    return 1;
-}
-
 struct seg {
     const char *p;
     size_t len;
@@ -327,7 +317,7 @@ static int tpl_matches(const struct rule *r, const struct seg *s, size_t n)
             return 0;
         if (g->ptype == PT_UUID && !rule_is_uuid(s[i].p, s[i].len))
             return 0;
-        if (g->ptype == PT_INT && !int_candidate(s[i].p, s[i].len))
+        if (g->ptype == PT_INT && !rule_is_int_candidate(s[i].p, s[i].len))
             return 0;
     }
 }
@@ -507,7 +497,7 @@ static void check_match(enum h1_method method, const char *path, size_t plen, co
             /* the one occurrence does not have the expected form */
             int ok = vl > 0 && memchr(val, '\0', vl) == NULL &&
                      (cap->ptype == PT_ANY || (cap->ptype == PT_UUID && rule_is_uuid(val, vl)) ||
-                      (cap->ptype == PT_INT && int_candidate(val, vl)));
+                      (cap->ptype == PT_INT && rule_is_int_candidate(val, vl)));
             FZ_CHECK(rc == 400, "query capture %s unbound without a 400", cap->name);
             if (ok)
                 FZ_CHECK(cap->ptype == PT_INT && !all_ascii_digits(val, vl),
