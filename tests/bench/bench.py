@@ -197,20 +197,13 @@ def vmrss_kib(pid):
 
 def metrics(admin_port):
     """Sum of each portcullis metric over its labels."""
-    out = {}
     try:
-        text = http(admin_port, "GET", "/metrics").body.decode()
+        samples = harness.scrape(admin_port)
     except (OSError, EOFError):
-        return out
-    for line in text.splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
-        m = re.match(r"(\w+)(?:\{.*\})? (\S+)$", line)
-        if m:
-            try:
-                out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(2))
-            except ValueError:
-                pass
+        return {}
+    out = {}
+    for name, _, value in samples:
+        out[name] = out.get(name, 0.0) + value
     return out
 
 

@@ -8,8 +8,8 @@ import threading
 import time
 import unittest
 
-from harness import (PG, ROOT, Conn, Proxy, Upstream, build_request, http, mint, run_portcullis, shared_pg,
-                     wait_until)
+from harness import (PG, ROOT, Conn, Proxy, Upstream, build_request, http, metric_sum, mint, run_portcullis, scrape,
+                     shared_pg, wait_until)
 from fixture import APPS, USERS, may_read_logs, policies_yaml
 
 SECRET = "policy-test-secret"
@@ -75,18 +75,7 @@ def auth(user, **claims):
 
 
 def metric(proxy, name, **labels):
-    text = http(proxy.admin_port, "GET", "/metrics").body.decode()
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name):
-            continue
-        m = re.match(r"(\w+)(?:\{(.*)\})? (\S+)$", line)
-        if not m or m.group(1) != name:
-            continue
-        have = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
-        if all(have.get(k) == v for k, v in labels.items()):
-            total += float(m.group(3))
-    return total
+    return metric_sum(scrape(proxy.admin_port), name, **labels)
 
 
 def db_connections(proxy):

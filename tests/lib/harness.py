@@ -479,6 +479,35 @@ def shared_pg():
     return _shared_pg
 
 
+def scrape(admin_port):
+    """The admin listener's /metrics as [(name, {label: value}, value)]."""
+    samples = []
+    for line in http(admin_port, "GET", "/metrics").body.decode().splitlines():
+        m = re.match(r"(\w+)(?:\{(.*)\})? (\S+)$", line)
+        if m:
+            samples.append((m.group(1), dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or "")), float(m.group(3))))
+    return samples
+
+
+def scrape_settled(admin_port, timeout=3.0):
+    """scrape(), once two readings 50 ms apart agree: a request is counted
+    when it ends, which may be just after its client read the response."""
+    prev = scrape(admin_port)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(0.05)
+        cur = scrape(admin_port)
+        if cur == prev:
+            return cur
+        prev = cur
+    return prev
+
+
+def metric_sum(samples, name, **labels):
+    """The sum of name's samples whose labels include every one given."""
+    return sum(v for n, have, v in samples if n == name and all(have.get(k) == w for k, w in labels.items()))
+
+
 def wait_until(pred, timeout=5.0, interval=0.05):
     deadline = time.time() + timeout
     while time.time() < deadline:
