@@ -28,16 +28,6 @@ int rule_is_uuid(const char *s, size_t len)
     return 1;
 }
 
-static int rule_is_int(const char *s, size_t len)
-{
-    if (len == 0 || len > 18)
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if (s[i] < '0' || s[i] > '9')
-            return 0;
-    return 1;
-}
-
 /*
  * {x:int}: Werkzeug's IntegerConverter matches Python's \d+, which is every
  * Unicode decimal digit (category Nd), and hands the view int(value). So an
@@ -256,19 +246,25 @@ fail:
     return -1;
 }
 
+static int rule_type_ok(enum param_type t, const char *s, size_t len)
+{
+    switch (t) {
+    case PT_ANY: return len > 0;
+    case PT_UUID: return rule_is_uuid(s, len);
+    case PT_INT: return rule_is_int_candidate(s, len);
+    }
+    return 0;
+}
+
+/* Does segment a take every segment b takes? A literal b is judged as
+ * matching judges a path segment, so the check cannot disagree with it. */
 static int rule_seg_covers(const struct rule_seg *a, const struct rule_seg *b)
 {
-    if (a->kind == SEG_PARAM) {
-        if (a->ptype == PT_ANY)
-            return b->kind == SEG_PARAM || (b->kind == SEG_LIT && b->lit_len > 0);
-        if (b->kind == SEG_PARAM)
-            return b->ptype == a->ptype;
-        if (a->ptype == PT_UUID)
-            return rule_is_uuid(b->lit, b->lit_len);
-        return rule_is_int(b->lit, b->lit_len);
-    }
-    /* literal */
-    return b->kind == SEG_LIT && pc_memeq(a->lit, a->lit_len, b->lit, b->lit_len);
+    if (a->kind == SEG_LIT)
+        return b->kind == SEG_LIT && pc_memeq(a->lit, a->lit_len, b->lit, b->lit_len);
+    if (b->kind == SEG_PARAM)
+        return a->ptype == PT_ANY || a->ptype == b->ptype;
+    return rule_type_ok(a->ptype, b->lit, b->lit_len);
 }
 
 int rule_template_covers(const struct rule_seg *a, size_t na, const struct rule_seg *b, size_t nb)
@@ -453,16 +449,6 @@ static void rule_lower(char *s, size_t len)
     for (size_t i = 0; i < len; i++)
         if (s[i] >= 'A' && s[i] <= 'Z')
             s[i] = (char)(s[i] + 32);
-}
-
-static int rule_type_ok(enum param_type t, const char *s, size_t len)
-{
-    switch (t) {
-    case PT_ANY: return len > 0;
-    case PT_UUID: return rule_is_uuid(s, len);
-    case PT_INT: return rule_is_int_candidate(s, len);
-    }
-    return 0;
 }
 
 int rule_match(const struct rule_set *rs, enum h1_method method, const char *path,

@@ -1141,6 +1141,22 @@ static void test_config_rejects_uuid_literal_after_uuid_capture(void **state)
     free(e);
 }
 
+static void test_config_rejects_any_int_literal_after_int_capture_as_matching_routes_it(void **state)
+{
+    (void)state;
+    char *e = load_err(HDR
+        /* 10 */ "  - {name: by_n, path: \"/n/{i:int}\", action: forward}\n"
+        /* 11 */ "  - {name: short, path: /n/42, action: deny}\n"
+        /* 12 */ "  - {name: long, path: /n/1234567890123456789, action: deny}\n"
+        /* 13 */ "  - {name: arabic, path: \"/n/\xd9\xa4\xd9\xa2\", action: deny}\n"
+        /* 14 */ "  - {name: hex, path: /n/4a, action: deny}\n");
+    assert_contains(e, "rule 'short' is unreachable: rule 'by_n' (line 10)");
+    assert_contains(e, "rule 'long' is unreachable: rule 'by_n' (line 10)");
+    assert_contains(e, "rule 'arabic' is unreachable: rule 'by_n' (line 10)");
+    assert_true(strstr(e, "'hex'") == NULL);
+    free(e);
+}
+
 static void test_config_rejects_head_rule_after_get_rule_on_same_path(void **state)
 {
     (void)state;
@@ -1264,6 +1280,7 @@ int main(void)
         cmocka_unit_test(test_config_rejects_literal_after_capture_covering_it),
         cmocka_unit_test(test_config_rejects_uuid_literal_after_uuid_capture),
         cmocka_unit_test(test_config_rejects_head_rule_after_get_rule_on_same_path),
+        cmocka_unit_test(test_config_rejects_any_int_literal_after_int_capture_as_matching_routes_it),
         cmocka_unit_test(test_config_accepts_rules_that_an_earlier_rule_only_partly_covers),
         cmocka_unit_test(test_config_rejects_policy_parameter_the_rule_does_not_bind),
         cmocka_unit_test(test_config_rejects_reserved_and_duplicate_capture_names),
