@@ -597,7 +597,7 @@ static void req_route(struct pc_req *r)
 /* ---- the upstream exchange ---- */
 
 /* Headers the proxy sets or refuses to pass on. */
-static int req_skip_header(const struct pc_req *r, const struct h1_header *x, const char *conn_v,
+static int req_skip_header(const struct h1_header *x, const char *conn_v,
                            size_t conn_len)
 {
     const char *n = x->name;
@@ -610,17 +610,7 @@ static int req_skip_header(const struct pc_req *r, const struct h1_header *x, co
         pc_caseeq_lit(n, l, "x-forwarded-for") || pc_caseeq_lit(n, l, "x-request-id") ||
         pc_caseeq_lit(n, l, "cookie"))
         return 1;
-    if (conn_v != NULL) {
-        char name[128];
-        if (l < sizeof(name)) {
-            memcpy(name, n, l);
-            name[l] = '\0';
-            if (h1_list_has_token(conn_v, conn_len, name))
-                return 1;
-        }
-    }
-    PC_UNUSED(r);
-    return 0;
+    return conn_v != NULL && h1_list_has_token(conn_v, conn_len, n, l);
 }
 
 static void req_build_upstream_head(struct pc_req *r, struct pc_buf *b)
@@ -653,7 +643,7 @@ static void req_build_upstream_head(struct pc_req *r, struct pc_buf *b)
         const struct h1_header *x = &h->headers[i];
         if (r->upgrade && pc_caseeq_lit(x->name, x->name_len, "upgrade"))
             upgrade_idx = (int)i;
-        if (req_skip_header(r, x, conn_v, conn_len))
+        if (req_skip_header(x, conn_v, conn_len))
             continue;
         if (r->canon.authority != NULL && pc_caseeq_lit(x->name, x->name_len, "host"))
             continue; /* replaced by the target's authority below */
@@ -930,13 +920,9 @@ static void req_build_client_head(struct pc_req *r, const struct h1_response *re
         if (r->resp_chunked_out == 0 && r->resp_body == PC_BODY_CHUNKED &&
             pc_caseeq_lit(x->name, x->name_len, "content-length"))
             continue;
-        if (conn_v != NULL && x->name_len < 128) {
-            char name[128];
-            memcpy(name, x->name, x->name_len);
-            name[x->name_len] = '\0';
-            if (h1_list_has_token(conn_v, conn_len, name) && !pc_caseeq_lit(name, x->name_len, "upgrade"))
-                continue;
-        }
+        if (conn_v != NULL && h1_list_has_token(conn_v, conn_len, x->name, x->name_len) &&
+            !pc_caseeq_lit(x->name, x->name_len, "upgrade"))
+            continue;
         pc_buf_add(b, x->name, x->name_len);
         pc_buf_add(b, ": ", 2);
         pc_buf_add(b, x->value, x->value_len);
@@ -983,7 +969,7 @@ static int req_read_response_head(struct pc_req *r)
             /* a switch only when asked for, and answered as one */
             int ci = h1_find_header(resp->headers, resp->nheaders, "connection", 0);
             if (!r->upgrade || h1_find_header(resp->headers, resp->nheaders, "upgrade", 0) < 0 || ci < 0 ||
-                !h1_list_has_token(resp->headers[ci].value, resp->headers[ci].value_len, "upgrade"))
+                !h1_list_has_token(resp->headers[ci].value, resp->headers[ci].value_len, "upgrade", sizeof("upgrade") - 1))
                 goto bad;
             r->tunnel = 1;
             r->status = 101;

@@ -65,9 +65,9 @@ int h1_is_hop_by_hop(const char *name, size_t len)
     return 0;
 }
 
-int h1_list_has_token(const char *v, size_t len, const char *token)
+int h1_list_has_token(const char *v, size_t len, const char *token, size_t tl)
 {
-    size_t tl = strlen(token), i = 0;
+    size_t i = 0;
     while (i < len) {
         while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
             i++;
@@ -217,11 +217,11 @@ static int h1_framing(const struct h1_header *h, size_t n, struct h1_framing *f,
                 *why = "invalid Connection header";
                 return -1;
             }
-            if (h1_list_has_token(x->value, x->value_len, "close"))
+            if (h1_list_has_token(x->value, x->value_len, "close", sizeof("close") - 1))
                 f->conn_close = 1;
-            if (h1_list_has_token(x->value, x->value_len, "keep-alive"))
+            if (h1_list_has_token(x->value, x->value_len, "keep-alive", sizeof("keep-alive") - 1))
                 f->conn_keepalive = 1;
-            if (h1_list_has_token(x->value, x->value_len, "upgrade"))
+            if (h1_list_has_token(x->value, x->value_len, "upgrade", sizeof("upgrade") - 1))
                 f->conn_upgrade = 1;
         }
     }

@@ -109,7 +109,7 @@ int h1_find_header(const struct h1_header *h, size_t n, const char *name, size_t
 int h1_is_hop_by_hop(const char *name, size_t len);
 
 /* Does the comma-separated Connection header list contain token? */
-int h1_list_has_token(const char *v, size_t len, const char *token);
+int h1_list_has_token(const char *v, size_t len, const char *token, size_t token_len);
 
 /* ---- chunked transfer coding ---- */
 

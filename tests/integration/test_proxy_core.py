@@ -374,6 +374,15 @@ class TestRelay(ProxyCase):
         self.assertEqual(hs["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 127.0.0.1")
         self.assertEqual(names.count("x-forwarded-for"), 1)
 
+    def test_a_long_header_name_listed_in_connection_is_removed_both_ways(self):
+        name = "X-Hop-" + "h" * 200
+        r = http(self.proxy.port, "GET", "/echo", headers=[("Connection", "keep-alive, " + name), (name, "1")])
+        self.assertNotIn(name.lower(), [k.lower() for k, v in r.json()["headers"]])
+        # the upstream names one of its own headers the same way
+        r = http(self.proxy.port, "GET", "/hop-response?name=" + name)
+        self.assertEqual(r.status, 200)
+        self.assertNotIn(name.lower(), [k.lower() for k, v in r.headers])
+
     def test_header_names_with_underscores_never_reach_gunicorn(self):
         # gunicorn 23 maps a SCRIPT_NAME header from loopback peers onto routing
         r = http(self.proxy.port, "GET", "/echo", headers=[("SCRIPT_NAME", "/echo"), ("X_Forwarded_Proto", "https")])

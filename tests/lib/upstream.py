@@ -186,6 +186,12 @@ async def handle(reader, writer):
                 return
             if path == "/slow":
                 await asyncio.sleep(int(q.get("ms", "1000")) / 1000.0)
+            if path == "/hop-response":
+                # names a header of its own in Connection: a proxy must drop both
+                name = q["name"]
+                writer.write(response(200, b"hop\n", [("Connection", "keep-alive, " + name), (name, "1")]))
+                await writer.drain()
+                continue
             if path.startswith("/status/"):
                 st = int(path.split("/")[2])
                 writer.write(response(st, b"status\n"))

@@ -1287,7 +1287,7 @@ static void test_is_hop_by_hop_rejects_end_to_end_headers(void **state)
 
 static int has_token(const char *list, const char *tok)
 {
-    return h1_list_has_token(list, strlen(list), tok);
+    return h1_list_has_token(list, strlen(list), tok, strlen(tok));
 }
 
 static void test_list_has_token_matches_whole_tokens_case_insensitively(void **state)
@@ -1314,8 +1314,10 @@ static void test_list_has_token_does_not_match_partial_tokens(void **state)
     assert_false(has_token("keep-alive-close", "close"));
     assert_false(has_token("keep-alive", "keep"));
     /* only the given length is looked at */
-    assert_false(h1_list_has_token("close", 4, "close"));
-    assert_true(h1_list_has_token("close, upgrade", 5, "close"));
+    assert_false(h1_list_has_token("close", 4, "close", 5));
+    assert_true(h1_list_has_token("close, upgrade", 5, "close", 5));
+    assert_true(h1_list_has_token("close", 5, "closed", 5));
+    assert_false(h1_list_has_token("close", 5, "closed", 6));
 }
 
 /* ------------------------------------------------------------------ */
