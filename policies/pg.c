@@ -480,32 +480,39 @@ static int pgc_send(struct pg_conn *c, struct pg_query *q)
     return 0;
 }
 
+/* Can a connection take a query of generation cfg now or soon? One that
+ * is up, or coming up, on cfg; or, for the current generation, one that
+ * will restart on it: an old-generation connection still finishing its
+ * queries, or one replaced by a reload and reconnecting at once. Not one
+ * waiting out a backoff after a failure: then the answer is 503 now. */
+static int pool_can_take(const struct pg_pool *p, const struct pc_config *cfg)
+{
+    for (int i = 0; i < p->n; i++) {
+        const struct pg_conn *c = &p->conns[i];
+        if (c->state == PGC_DOWN) {
+            if (cfg == p->cfg && c->backoff_ms == 0)
+                return 1;
+        } else if (c->cfg == cfg ? !c->retire : cfg == p->cfg) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Send waiting queries to ready connections of their generation; fail
- * those that no connection can ever take. */
+ * those that no connection can take (pool_can_take). */
 static void pool_dispatch(struct pg_pool *p)
 {
     struct pg_query *q, *next;
-    int any_alive = 0;
-    for (int i = 0; i < p->n; i++)
-        if (p->conns[i].state != PGC_DOWN)
-            any_alive = 1;
     for (q = TAILQ_FIRST(&p->waiting); q != NULL; q = next) {
         next = TAILQ_NEXT(q, link);
         struct pg_conn *best = NULL;
-        int maybe_later = 0;
         for (int k = 0; k < p->n; k++) {
             struct pg_conn *c = &p->conns[(p->rr + k) % p->n];
-            if (c->cfg != q->cfg)
-                continue;
-            if (c->state == PGC_READY && !c->retire) {
-                if (best == NULL || c->nsent < best->nsent)
-                    best = c;
-            } else if (c->state == PGC_CONNECTING || c->state == PGC_SETUP) {
-                maybe_later = 1;
-            }
+            if (c->cfg == q->cfg && c->state == PGC_READY && !c->retire &&
+                (best == NULL || c->nsent < best->nsent))
+                best = c;
         }
-        if (best == NULL && (q->cfg == p->cfg) && any_alive)
-            maybe_later = 1;
         if (best != NULL) {
             TAILQ_REMOVE(&p->waiting, q, link);
             p->rr++;
@@ -517,7 +524,7 @@ static void pool_dispatch(struct pg_pool *p)
             pgc_flush(best);
             continue;
         }
-        if (!maybe_later) {
+        if (!pool_can_take(p, q->cfg)) {
             TAILQ_REMOVE(&p->waiting, q, link);
             q->done(q, PGQ_ERROR, 0, "database unavailable");
         }
@@ -543,11 +550,7 @@ static void pool_dispatch_cb(evutil_socket_t fd, short what, void *arg)
 
 int pg_pool_submit(struct pg_pool *p, struct pg_query *q)
 {
-    int alive = 0;
-    for (int i = 0; i < p->n; i++)
-        if (p->conns[i].state != PGC_DOWN && p->conns[i].cfg == q->cfg)
-            alive = 1;
-    if (!alive)
+    if (!pool_can_take(p, q->cfg))
         return -1;
     TAILQ_INSERT_TAIL(&p->waiting, q, link);
     /* Sent on the next loop turn: callers never see a completion from

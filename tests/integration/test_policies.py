@@ -419,5 +419,28 @@ class TestCheckAndReload(PolicyCase):
         self.assertEqual(self.logs("a-editor-app", "owner_a").status, 200)
 
 
+
+class TestReloadWhileEveryConnectionIsBusy(PolicyCase):
+    workers = 1  # both database connections in one worker
+    ttl = "0s"
+
+    def test_a_request_on_the_new_generation_waits_for_a_connection_instead_of_failing(self):
+        app = APPS["a-editor-app"][0]
+        slow = []
+        threads = [threading.Thread(target=lambda u=u: slow.append(
+            http(self.proxy.port, "GET", "/slow/" + app, headers=auth(u), timeout=10).status))
+            for u in ("owner_a", "admin_a")]   # two subjects: two queries, one per connection
+        for t in threads:
+            t.start()
+        time.sleep(0.1)                        # both are sleeping in PostgreSQL
+        self.proxy.reload(CONFIG.replace("{ttl}", "1s"), wait=0)
+        self.assertTrue(wait_until(lambda: metric(self.proxy, "portcullis_config_generation") == 2,
+                                   timeout=2, interval=0.01))
+        r = self.logs("a-editor-app", "owner_a")
+        for t in threads:
+            t.join()
+        self.assertEqual(slow, [200, 200])
+        self.assertEqual(r.status, 200, r.body)
+
 if __name__ == "__main__":
     unittest.main()
