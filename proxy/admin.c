@@ -84,15 +84,7 @@ static void admin_respond(struct admin_conn *ac, int status, const char *ctype, 
 static void admin_ready_reply(struct admin_conn *ac, int ok, const char *dep, const char *why)
 {
     struct pc_buf b = {0};
-    if (ok) {
-        pc_buf_adds(&b, "{\"status\":\"ready\"}\n");
-    } else {
-        pc_buf_adds(&b, "{\"status\":\"unavailable\",\"failing\":\"");
-        pc_buf_adds(&b, dep);
-        pc_buf_adds(&b, "\",\"message\":\"");
-        pc_buf_add_json_str(&b, why, strlen(why));
-        pc_buf_adds(&b, "\"}\n");
-    }
+    pc_health_body(&b, ok ? NULL : dep, why);
     admin_respond(ac, ok ? 200 : 503, "application/json", b.p, b.len);
     pc_buf_free(&b);
 }
@@ -121,10 +113,8 @@ static void admin_ready(struct admin_conn *ac)
         admin_ready_reply(ac, 0, "draining", "shutting down");
         return;
     }
-    int unready = pc_health_db_unready(a->workers, a->nworkers);
-    if (unready >= 0) {
-        char why[64];
-        snprintf(why, sizeof(why), "worker %d has no database connection up", unready);
+    char why[64];
+    if (!pc_health_db_ready(a->workers, a->nworkers, why, sizeof(why))) {
         admin_ready_reply(ac, 0, "database", why);
         return;
     }

@@ -17,52 +17,57 @@
 #include <stdio.h>
 #include <string.h>
 
-static void health_unavailable(struct pc_req *r, const char *dep, const char *why)
+void pc_health_body(struct pc_buf *b, const char *dep, const char *why)
+{
+    if (dep == NULL) {
+        pc_buf_adds(b, "{\"status\":\"ready\"}\n");
+        return;
+    }
+    pc_buf_adds(b, "{\"status\":\"unavailable\",\"failing\":\"");
+    pc_buf_add_json_str(b, dep, strlen(dep));
+    pc_buf_adds(b, "\",\"message\":\"");
+    pc_buf_add_json_str(b, why, strlen(why));
+    pc_buf_adds(b, "\"}\n");
+}
+
+int pc_health_db_ready(struct pc_worker *const *ws, int n, char *why, size_t whylen)
+{
+    for (int i = 0; i < n; i++) {
+        if (dec_ctx_db_configured(ws[i]->dec) && !dec_ctx_ready(ws[i]->dec)) {
+            snprintf(why, whylen, "worker %d has no database connection up", i);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void health_reply(struct pc_req *r, const char *dep, const char *why)
 {
     struct pc_buf b = {0};
-    pc_buf_adds(&b, "{\"status\":\"unavailable\",\"failing\":\"");
-    pc_buf_add_json_str(&b, dep, strlen(dep));
-    pc_buf_adds(&b, "\",\"message\":\"");
-    pc_buf_add_json_str(&b, why, strlen(why));
-    pc_buf_adds(&b, "\"}\n");
+    pc_health_body(&b, dep, why);
     r->reason = dep;
-    pc_req_local_reply(r, 503, b.p, b.len, NULL);
+    pc_req_local_reply(r, dep ? 503 : 200, b.p, b.len, NULL);
     pc_buf_free(&b);
 }
 
-int pc_health_db_unready(struct pc_worker *const *ws, int n)
+void pc_health_handle(struct pc_req *r)
 {
-    for (int i = 0; i < n; i++)
-        if (dec_ctx_db_configured(ws[i]->dec) && !dec_ctx_ready(ws[i]->dec))
-            return i;
-    return -1;
-}
-
-int pc_health_handle(struct pc_req *r)
-{
-    const struct pc_config *cfg = r->cfg;
-    int is_health = strcmp(r->canon.path, cfg->health_path) == 0;
-    int is_ready = strcmp(r->canon.path, cfg->ready_path) == 0;
-    if (!is_health && !is_ready)
-        return 0;
-    r->decision = PC_D_LOCAL;
     if (r->h.method_id != H1_M_GET && r->h.method_id != H1_M_HEAD) {
         static const char body[] = "{\"code\":\"method_not_allowed\",\"message\":\"use GET\",\"status\":405}\n";
         pc_req_local_reply(r, 405, body, sizeof(body) - 1, "Allow: GET, HEAD\r\n");
-        return 1;
+        return;
     }
-    if (is_health) {
+    /* judge matched health_path or ready_path */
+    if (strcmp(r->canon.path, r->cfg->health_path) == 0) {
         static const char body[] = "{\"status\":\"ok\"}\n";
         pc_req_local_reply(r, 200, body, sizeof(body) - 1, NULL);
-        return 1;
+        return;
     }
     struct pc_worker *w = r->c->w;
-    int unready = pc_health_db_unready(w->peers, w->npeers);
-    if (unready >= 0) {
-        char why[64];
-        snprintf(why, sizeof(why), "worker %d has no database connection up", unready);
-        health_unavailable(r, "database", why);
-        return 1;
+    char dbwhy[64];
+    if (!pc_health_db_ready(w->peers, w->npeers, dbwhy, sizeof(dbwhy))) {
+        health_reply(r, "database", dbwhy);
+        return;
     }
     int status = 0;
     const char *why = NULL;
@@ -72,7 +77,6 @@ int pc_health_handle(struct pc_req *r)
         pc_health_probe_done(r, 0, why);
     else if (rc == UP_READY)
         pc_health_probe_done(r, 1, NULL);
-    return 1;
 }
 
 void pc_health_probe_done(struct pc_req *r, int ok, const char *why)
@@ -80,10 +84,8 @@ void pc_health_probe_done(struct pc_req *r, int ok, const char *why)
     if (r->up != NULL)
         up_release(r->up, 0);
     r->ready_probe = 0;
-    if (!ok) {
-        health_unavailable(r, "upstream", why ? why : "upstream unreachable");
-        return;
-    }
-    static const char body[] = "{\"status\":\"ready\"}\n";
-    pc_req_local_reply(r, 200, body, sizeof(body) - 1, NULL);
+    if (!ok)
+        health_reply(r, "upstream", why ? why : "upstream unreachable");
+    else
+        health_reply(r, NULL, NULL);
 }
