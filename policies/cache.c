@@ -87,7 +87,11 @@ static struct lru_entry *lru_find(struct lru *c, const void *key, size_t klen, u
 
 void *lru_get(struct lru *c, const void *key, size_t klen, int64_t now)
 {
-    uint64_t h = pc_hash(key, klen);
+    return lru_get_h(c, key, klen, pc_hash(key, klen), now);
+}
+
+void *lru_get_h(struct lru *c, const void *key, size_t klen, uint64_t h, int64_t now)
+{
     struct lru_entry *e = lru_find(c, key, klen, h);
     if (e == NULL)
         return NULL;
@@ -104,7 +108,11 @@ void *lru_get(struct lru *c, const void *key, size_t klen, int64_t now)
 
 void lru_put(struct lru *c, const void *key, size_t klen, void *val, int64_t expires)
 {
-    uint64_t h = pc_hash(key, klen);
+    lru_put_h(c, key, klen, pc_hash(key, klen), val, expires);
+}
+
+void lru_put_h(struct lru *c, const void *key, size_t klen, uint64_t h, void *val, int64_t expires)
+{
     struct lru_entry *e = lru_find(c, key, klen, h);
     if (e != NULL)
         lru_remove(c, e);

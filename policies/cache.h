@@ -22,6 +22,10 @@ void lru_free(struct lru *c);
 void *lru_get(struct lru *c, const void *key, size_t klen, int64_t now);
 /* Insert or replace; evicts the least recently used entry when full. */
 void lru_put(struct lru *c, const void *key, size_t klen, void *val, int64_t expires);
+/* The same, for a caller that already has h = pc_hash(key, klen) and needs
+ * it again (a miss that is then filled): the key is hashed once. */
+void *lru_get_h(struct lru *c, const void *key, size_t klen, uint64_t h, int64_t now);
+void lru_put_h(struct lru *c, const void *key, size_t klen, uint64_t h, void *val, int64_t expires);
 void lru_clear(struct lru *c);
 size_t lru_count(const struct lru *c);
 

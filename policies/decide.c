@@ -58,13 +58,6 @@ struct dec_ctx {
     struct pc_buf key;
 };
 
-static int64_t dec_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* ---- pool lifecycle ---- */
 
 static void dec_on_invalidate(void *arg)
@@ -380,12 +373,12 @@ static void dec_query_done(struct pg_query *q, enum pg_status st, int ntuples, c
 
     dec_inflight_remove(l);
     pc_metric_add(&ctx->m->policy_queries[slot][outcome > 0 ? PC_POL_PASS : outcome == 0 ? PC_POL_FAIL : PC_POL_ERROR], 1);
-    pc_hist_observe(&ctx->m->policy_duration, dec_now_us() - l->started);
+    pc_hist_observe(&ctx->m->policy_duration, pc_now_us() - l->started);
     /* Errors are never cached; neither is anything from an old generation,
      * nor an answer to a query sent before the last invalidation (it may
      * predate the revocation that caused it). */
     if (outcome >= 0 && l->cfg == ctx->cfg && l->inval_seq == ctx->inval_seq && ctx->cfg->cache.ttl > 0) {
-        lru_put(ctx->cache, l->key, l->klen, outcome ? DEC_PASS : DEC_FAIL,
+        lru_put_h(ctx->cache, l->key, l->klen, l->hash, outcome ? DEC_PASS : DEC_FAIL,
                 pc_now_ms() + ctx->cfg->cache.ttl);
         __atomic_store_n(&ctx->cache_entries, lru_count(ctx->cache), __ATOMIC_RELAXED);
     }
@@ -406,9 +399,8 @@ void dec_start(struct dec_ctx *ctx, struct dec_request *d)
 {
     const struct rule *r = d->rule;
     int64_t now_ms = pc_now_ms();
-    int64_t now_us = dec_now_us();
+    int64_t now_us = pc_now_us();
 
-    d->ctx = ctx;
     d->pending = 0;
     d->errors = 0;
     d->finished = 0;
@@ -416,7 +408,6 @@ void dec_start(struct dec_ctx *ctx, struct dec_request *d)
     d->cache_hit = 1;
     d->passed = 0;
     d->reason[0] = '\0';
-    d->started = now_ms;
     evtimer_assign(&d->timer, ctx->base, dec_timer_cb, d);
 
     /* count every policy first so that early outcomes cannot finish early */
@@ -436,9 +427,10 @@ void dec_start(struct dec_ctx *ctx, struct dec_request *d)
             d->trace_bind(d, ra->policy, tv, vals.len, vals.n);
         }
         dec_build_key(&ctx->key, d, ra, &vals);
+        uint64_t h = pc_hash(ctx->key.p, ctx->key.len);
 
         if (d->cfg == ctx->cfg && d->cfg->cache.ttl > 0) {
-            void *hit = lru_get(ctx->cache, ctx->key.p, ctx->key.len, now_ms);
+            void *hit = lru_get_h(ctx->cache, ctx->key.p, ctx->key.len, h, now_ms);
             if (hit != NULL) {
                 pc_metric_add(&ctx->m->cache_hits, 1);
                 dec_vals_release(&vals);
@@ -450,7 +442,6 @@ void dec_start(struct dec_ctx *ctx, struct dec_request *d)
         }
         d->cache_hit = 0;
 
-        uint64_t h = pc_hash(ctx->key.p, ctx->key.len);
         struct dec_lookup *l = dec_inflight_find(ctx, ctx->key.p, ctx->key.len, h);
         if (l != NULL && (now_us - l->started > d->cfg->timeouts.policy * 1000 || l->inval_seq != ctx->inval_seq)) {
             /* too old to join, or sent before an invalidation: start afresh */

@@ -54,16 +54,13 @@ struct dec_request {
     char reason[96];
 
     /* private */
-    struct dec_ctx *ctx;
     struct event timer;
     int timer_on;
     int pending;
     int errors;
     int finished;
     int passed;
-    int64_t started;
     struct dec_wait waits[DEC_MAX_POLICIES];
-    const char *first_error;
 };
 
 struct pc_metrics;

@@ -35,7 +35,6 @@ struct id_source {
 struct id_config {
     unsigned char *secret;
     size_t secret_len;
-    char *secret_file;
     struct id_key *keys;
     size_t nkeys;
     unsigned algorithms;         /* TOK_HS* bits */
@@ -79,14 +78,6 @@ const char *id_joined_cookies(const struct h1_header *h, size_t nh, size_t *len,
 int id_collect(const struct id_config *cfg, const struct h1_header *h, size_t nh,
                const char *query, size_t query_len, struct id_cred *out, char **scratch);
 void id_creds_clear(struct id_cred *c, int n);
-
-enum id_status {
-    ID_OK = 0,
-    ID_NONE,                     /* no credential at all */
-    ID_INVALID,                  /* a credential failed verification */
-    ID_CONFLICT,                 /* credentials name different subjects */
-    ID_TOO_MANY,
-};
 
 /* Cookie parsing as Werkzeug does it; exposed for tests.
  * Calls fn(name, value) for each pair; value may need unquoting. */

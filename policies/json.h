@@ -12,7 +12,7 @@ enum json_type { JSON_NULL, JSON_BOOL, JSON_NUMBER, JSON_STRING, JSON_ARRAY, JSO
 
 struct json_value {
     enum json_type type;
-    /* STRING: decoded UTF-8; NUMBER: the literal text; BOOL: "true"/"false" */
+    /* STRING: decoded UTF-8; NUMBER: the literal text; BOOL: in boolean */
     char *str;
     size_t len;
     double num;

@@ -30,13 +30,11 @@ struct pg_conn {
     struct event timer;
     struct pc_config *cfg;
     int setup_step;
-    int setup_pending;              /* results still expected in setup */
     struct pg_query_list sent;
     int nsent;
     int retire;
     int backoff_ms;
     int was_up;
-    int64_t deadline;
 };
 
 struct pg_pool {
@@ -108,7 +106,6 @@ static void pgc_watch(struct pg_conn *c, short what)
 static void pgc_arm(struct pg_conn *c, int64_t ms)
 {
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-    c->deadline = pc_now_ms() + ms;
     evtimer_add(&c->timer, &tv);
 }
 
@@ -132,12 +129,7 @@ static void pgc_down(struct pg_conn *c, const char *why_in, int backoff)
     char why[256];
     /* why_in is often PQerrorMessage(c->pg), which PQfinish frees */
     snprintf(why, sizeof(why), "%s", why_in ? why_in : "?");
-    size_t wl = strlen(why);
-    while (wl > 0 && (why[wl - 1] == '\n' || why[wl - 1] == ' '))
-        why[--wl] = '\0';
-    for (char *q = why; *q; q++)
-        if (*q == '\n')
-            *q = ' ';
+    pc_one_line(why);
     if (c->ev_on) {
         event_del(&c->ev);
         c->ev_on = 0;
@@ -228,6 +220,14 @@ static void pgc_flush(struct pg_conn *c)
     pgc_watch(c, r == 1 ? (EV_READ | EV_WRITE) : EV_READ);
 }
 
+/* Policy i's prepared statement on c: named after the generation, so a
+ * reload's statements never collide with the old ones. */
+#define PG_STMT_NAME 48
+static void pgc_stmt_name(const struct pg_conn *c, int i, char name[PG_STMT_NAME])
+{
+    snprintf(name, PG_STMT_NAME, "pc%llu_%d", (unsigned long long)c->cfg->generation, i);
+}
+
 /* Setup: step 0 sets the session up; steps 1..n prepare each policy. */
 static int pgc_setup_send(struct pg_conn *c)
 {
@@ -245,8 +245,8 @@ static int pgc_setup_send(struct pg_conn *c)
         return ok ? 0 : -1;
     }
     int i = c->setup_step - 1;
-    char name[48];
-    snprintf(name, sizeof(name), "pc%llu_%d", (unsigned long long)c->cfg->generation, i);
+    char name[PG_STMT_NAME];
+    pgc_stmt_name(c, i, name);
     return PQsendPrepare(c->pg, name, ps->p[i].sql, (int)ps->p[i].nparams, NULL) ? 0 : -1;
 }
 
@@ -333,9 +333,7 @@ static void pgc_results(struct pg_conn *c)
                 q->st = PGQ_ERROR;
                 const char *msg = st == PGRES_PIPELINE_ABORTED ? "pipeline aborted" : PQresultErrorMessage(r);
                 snprintf(q->err, sizeof(q->err), "%s", msg);
-                size_t l = strlen(q->err);
-                while (l > 0 && (q->err[l - 1] == '\n' || q->err[l - 1] == ' '))
-                    q->err[--l] = '\0';
+                pc_one_line(q->err);
             }
             PQclear(r);
             q->phase = 1;
@@ -463,8 +461,8 @@ static void pgc_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 static int pgc_send(struct pg_conn *c, struct pg_query *q)
 {
-    char name[48];
-    snprintf(name, sizeof(name), "pc%llu_%d", (unsigned long long)c->cfg->generation, q->policy);
+    char name[PG_STMT_NAME];
+    pgc_stmt_name(c, q->policy, name);
     if (!PQsendQueryPrepared(c->pg, name, q->nparams, q->values, q->lengths, NULL, 0) ||
         !PQpipelineSync(c->pg))
         return -1;

@@ -205,8 +205,6 @@ char *pol_rewrite_sql(const char *sql, char ***params_out, size_t *nparams_out, 
         pc_buf_addc(&b, c);
         i++;
     }
-    if (np == 0 && params == NULL)
-        params = NULL;
     *params_out = params;
     *nparams_out = np;
     pc_buf_cstr(&b);
@@ -278,12 +276,10 @@ void pol_config_finish(struct cfg_ctx *ctx, struct yt_node *root)
 
 static void pol_pg_message(struct pc_buf *b, const char *msg)
 {
-    /* one line: PG messages end with a newline and may contain several */
     size_t start = b->len;
-    for (const char *p = msg; *p; p++)
-        pc_buf_addc(b, (*p == '\n' || *p == '\r' || *p == '\t') ? ' ' : *p);
-    while (b->len > start && b->p[b->len - 1] == ' ')
-        b->len--;
+    pc_buf_adds(b, msg);
+    pc_buf_cstr(b);
+    b->len = start + pc_one_line(b->p + start);
 }
 
 int pol_check_database(const struct pc_config *cfg, char **errors)

@@ -51,36 +51,38 @@ const struct tok_entry *tokcache_verify(struct tokcache *tc, const struct pc_con
 {
     int64_t mono = pc_now_ms();
     int use_cache = cfg->cache.token_ttl > 0;
+    uint64_t h = 0;
 
     if (use_cache) {
         tc->key.len = 0;
         pc_buf_add(&tc->key, &cfg->generation, sizeof(cfg->generation));
         pc_buf_add(&tc->key, tok, len);
-        struct tok_entry *e = lru_get(tc->lru, tc->key.p, tc->key.len, mono);
+        h = pc_hash(tc->key.p, tc->key.len);
+        struct tok_entry *e = lru_get_h(tc->lru, tc->key.p, tc->key.len, h, mono);
         if (e != NULL)
             return e;
     }
     struct tok_claims cl;
     if (tok_verify(cfg->identity, tok, len, now, &cl, why) != 0)
         return NULL;
-    struct tok_entry *e = pc_calloc(1, sizeof(*e));
-    e->subject = cl.subject;
-    e->subject_len = cl.subject_len;
-    e->payload = cl.payload;
-    e->payload_len = cl.payload_len;
     int64_t ttl = cfg->cache.token_ttl;
     if (cl.exp > 0) {
         double left_ms = (cl.exp - now) * 1000.0;
         if (left_ms < (double)ttl)
             ttl = left_ms > 0 ? (int64_t)left_ms : 0;
     }
-    if (use_cache && ttl > 0) {
-        lru_put(tc->lru, tc->key.p, tc->key.len, e, mono + ttl);
-        return e;
+    /* cached, or else kept in tc->last until the next verification */
+    int keep = use_cache && ttl > 0;
+    struct tok_entry *e = keep ? pc_malloc(sizeof(*e)) : &tc->last;
+    if (!keep) {
+        free(tc->last.subject);
+        free(tc->last.payload);
     }
-    free(tc->last.subject);
-    free(tc->last.payload);
-    tc->last = *e;
-    free(e);
-    return &tc->last;
+    e->subject = cl.subject;
+    e->subject_len = cl.subject_len;
+    e->payload = cl.payload;
+    e->payload_len = cl.payload_len;
+    if (keep)
+        lru_put_h(tc->lru, tc->key.p, tc->key.len, h, e, mono + ttl);
+    return e;
 }

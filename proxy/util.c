@@ -373,6 +373,17 @@ const char *pc_buf_cstr(struct pc_buf *b)
     return b->p;
 }
 
+size_t pc_one_line(char *s)
+{
+    size_t l = 0;
+    for (; s[l] != '\0'; l++)
+        if (s[l] == '\n' || s[l] == '\r' || s[l] == '\t')
+            s[l] = ' ';
+    while (l > 0 && s[l - 1] == ' ')
+        s[--l] = '\0';
+    return l;
+}
+
 void pc_buf_free(struct pc_buf *b)
 {
     free(b->p);

@@ -89,6 +89,10 @@ void pc_buf_add_json_str(struct pc_buf *b, const char *s, size_t len);
 void pc_buf_free(struct pc_buf *b);
 /* Ensure NUL termination without counting it. */
 const char *pc_buf_cstr(struct pc_buf *b);
+/* Make s (NUL-terminated) one line in place: CR, LF and tab become spaces,
+ * trailing spaces go. Returns the new length. For library messages (libpq
+ * ends its own with a newline and may add DETAIL lines). */
+size_t pc_one_line(char *s);
 
 /* Decimal / lower-case hex digits of v into out (no NUL); returns the
  * length. out needs 20 bytes. For the hot path, where printf is slow. */
