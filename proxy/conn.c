@@ -74,8 +74,6 @@ static int64_t conn_deadline(struct pc_conn *c)
     }
     case PC_CS_FLUSH:
         return c->last_out + t->idle;
-    case PC_CS_TUNNEL:
-        return 0; /* the upstream side's idle timer covers both directions */
     case PC_CS_LINGER:
         return c->deadline_linger;
     }
@@ -114,14 +112,12 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
         /* slowloris: the whole head must arrive within timeouts.header */
         conn_reply_raw(c, 408, "request head not received in time");
         return;
-    case PC_CS_ACTIVE:
-        /* the client stopped sending its body, or reading the response */
+    default:
+        /* keep-alive idle time over, a client that stopped sending its
+         * body or reading the response, or lingering done: drop it */
         conn_abort(c);
         return;
-    default:
-        break;
     }
-    conn_abort(c);
 }
 
 /* ---- connection lifecycle ---- */
@@ -460,7 +456,6 @@ static void conn_try_head(struct pc_conn *c)
     c->req = r;
     c->state = PC_CS_ACTIVE;
     c->last_out = pc_now_ms(); /* the write-stall clock starts with the request */
-    c->nreq++;
     size_t hl = end - start;
     if (r->head_cap < hl + 1) {
         free(r->head);
@@ -522,7 +517,7 @@ void pc_req_local_reply(struct pc_req *r, int status, const char *body, size_t l
 
 /* ---- routing and decisions ---- */
 
-static int req_set_request_id(struct pc_req *r)
+static void req_set_request_id(struct pc_req *r)
 {
     int idx = h1_find_header(r->h.headers, r->h.nheaders, "x-request-id", 0);
     if (idx >= 0) {
@@ -537,7 +532,7 @@ static int req_set_request_id(struct pc_req *r)
         if (ok) {
             memcpy(r->request_id, x->value, x->value_len);
             r->request_id[x->value_len] = '\0';
-            return 0;
+            return;
         }
     }
     struct pc_worker *w = r->c->w;
@@ -549,7 +544,6 @@ static int req_set_request_id(struct pc_req *r)
     r->request_id[n++] = '-';
     n += pc_fmt_u64(r->request_id + n, ++w->request_seq);
     r->request_id[n] = '\0';
-    return 0;
 }
 
 static void req_judged(struct pc_req *r, int status, const char *code, const char *message)
@@ -823,15 +817,12 @@ static void req_forward(struct pc_req *r)
     /* 100 Continue only now, after the decision (RFC 9110 10.1.1) */
     if (r->h.expect_continue && !r->req_body_done && evbuffer_get_length(c->in) == 0) {
         evbuffer_add(c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-        r->sent_continue = 1;
         if (conn_flush(c) != 0)
             return;
     }
     int rc = up_acquire(c->w, r, &status, &why);
     if (rc == UP_FAIL) {
-        pc_metric_add(&c->w->metrics->upstream_errors[status == 504 ? PC_UPERR_TIMEOUT : PC_UPERR_REFUSED], 1);
-        r->reason = why;
-        req_reply_error(r, status, pc_status_code_name(status), why);
+        pc_req_upstream_failed(r, status, why);
         return;
     }
     if (rc == UP_READY)
@@ -848,7 +839,7 @@ void pc_req_upstream_connected(struct pc_req *r)
     req_send_upstream(r);
 }
 
-void pc_req_upstream_failed(struct pc_req *r, int status, const char *code, const char *why)
+void pc_req_upstream_failed(struct pc_req *r, int status, const char *why)
 {
     if (r->ready_probe) {
         pc_health_probe_done(r, 0, why);
@@ -856,7 +847,7 @@ void pc_req_upstream_failed(struct pc_req *r, int status, const char *code, cons
     }
     pc_metric_add(&r->c->w->metrics->upstream_errors[status == 504 ? PC_UPERR_TIMEOUT : PC_UPERR_REFUSED], 1);
     r->reason = why;
-    req_reply_error(r, status, code, why);
+    req_reply_error(r, status, pc_status_code_name(status), why);
 }
 
 /* Upstream error (-1) or idle timeout (0) during an exchange. */

@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+_Static_assert(PC_D__COUNT <= sizeof(((struct pc_metrics *)0)->requests[0]) / sizeof(uint64_t),
+               "pc_metrics.requests has a column for every decision");
+
 static pthread_mutex_t pc_slot_lock = PTHREAD_MUTEX_INITIALIZER;
 static char *pc_rule_names[PC_METRIC_SLOTS];
 static char *pc_policy_names[PC_METRIC_SLOTS];

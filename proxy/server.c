@@ -35,7 +35,6 @@ struct pc_server {
     int draining;
     int64_t drain_deadline;
     struct pc_admin *admin;
-    uint64_t generation;
 };
 
 /* ---- config loading with the database check ---- */

@@ -25,7 +25,6 @@ struct up_pool *up_pool_new(void)
 {
     struct up_pool *p = pc_calloc(1, sizeof(*p));
     TAILQ_INIT(&p->idle);
-    p->max_idle = UP_POOL_MAX_IDLE;
     return p;
 }
 
@@ -79,16 +78,29 @@ static int up_is_stale(struct up_conn *u)
     return 1; /* EOF, error, or unexpected bytes */
 }
 
-static int up_connect(struct pc_worker *w, struct pc_req *r, int probe, int *status, const char **why)
+static int up_resolve(struct pc_req *r, struct sockaddr_storage *sa, socklen_t *salen, int *status,
+                      const char **why)
 {
-    struct sockaddr_storage sa;
-    socklen_t salen;
-    if (pc_resolver_get(&r->cfg->upstream, &sa, &salen) != 0) {
+    if (pc_resolver_get(&r->cfg->upstream, sa, salen) != 0) {
         *status = 502;
         *why = "upstream host does not resolve";
-        return UP_FAIL;
+        return -1;
     }
-    int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    return 0;
+}
+
+/* The connect failed: let the resolver look again (the address may have
+ * moved) and drop the connection. */
+static void up_connect_failed(struct up_conn *u)
+{
+    pc_resolver_kick();
+    up_release(u, 0);
+}
+
+static int up_connect(struct pc_worker *w, struct pc_req *r, const struct sockaddr_storage *sa, socklen_t salen,
+                      int probe, int *status, const char **why)
+{
+    int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         *status = 503;
         *why = "cannot create upstream socket";
@@ -97,13 +109,13 @@ static int up_connect(struct pc_worker *w, struct pc_req *r, int probe, int *sta
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     struct up_conn *u = up_new(w, fd);
-    memcpy(&u->addr, &sa, salen);
+    memcpy(&u->addr, sa, salen);
     u->addrlen = salen;
     u->req = r;
     u->probe = probe ? 1 : 0;
     r->up = u;
     u->last_io = pc_now_ms();
-    if (connect(fd, (const struct sockaddr *)&sa, salen) == 0) {
+    if (connect(fd, (const struct sockaddr *)sa, salen) == 0) {
         u->state = UP_ACTIVE;
         up_want_read(u, 1);
         pc_sock_arm(&u->ev, u->last_io + r->cfg->timeouts.upstream);
@@ -111,10 +123,7 @@ static int up_connect(struct pc_worker *w, struct pc_req *r, int probe, int *sta
     }
     if (errno != EINPROGRESS) {
         int e = errno;
-        r->up = NULL;
-        u->req = NULL;
-        up_close(u);
-        pc_resolver_kick();
+        up_connect_failed(u);
         *status = 502;
         *why = e == ECONNREFUSED ? "upstream refused the connection" : "cannot connect to upstream";
         return UP_FAIL;
@@ -133,11 +142,8 @@ int up_acquire(struct pc_worker *w, struct pc_req *r, int *status, const char **
     struct sockaddr_storage sa;
     socklen_t salen;
 
-    if (pc_resolver_get(&r->cfg->upstream, &sa, &salen) != 0) {
-        *status = 502;
-        *why = "upstream host does not resolve";
+    if (up_resolve(r, &sa, &salen, status, why) != 0)
         return UP_FAIL;
-    }
 
     /* most recently used first: it is the least likely to be stale */
     for (u = TAILQ_LAST(&p->idle, up_list); u != NULL; u = next) {
@@ -152,18 +158,21 @@ int up_acquire(struct pc_worker *w, struct pc_req *r, int *status, const char **
             continue; /* nothing was sent on it: try the next one */
         }
         u->req = r;
-        u->reused = 1;
         r->up = u;
         u->last_io = now;
         pc_sock_arm(&u->ev, now + r->cfg->timeouts.upstream);
         return UP_READY;
     }
-    return up_connect(w, r, 0, status, why);
+    return up_connect(w, r, &sa, salen, 0, status, why);
 }
 
 int up_probe(struct pc_worker *w, struct pc_req *r, int *status, const char **why)
 {
-    return up_connect(w, r, 1, status, why);
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    if (up_resolve(r, &sa, &salen, status, why) != 0)
+        return UP_FAIL;
+    return up_connect(w, r, &sa, salen, 1, status, why);
 }
 
 int up_flush(struct up_conn *u)
@@ -200,7 +209,7 @@ void up_release(struct up_conn *u, int reusable)
         up_close(u);
         return;
     }
-    if (p->nidle >= p->max_idle) {
+    if (p->nidle >= UP_POOL_MAX_IDLE) {
         struct up_conn *oldest = TAILQ_FIRST(&p->idle);
         up_close(oldest);
     }
@@ -238,13 +247,9 @@ static void up_write_cb(evutil_socket_t fd, short what, void *arg)
         if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
             err = errno;
         if (err != 0) {
-            pc_resolver_kick();
-            r->up = NULL;
-            u->req = NULL;
-            up_close(u);
-            pc_req_upstream_failed(r, 502, "bad_gateway",
-                                   err == ECONNREFUSED ? "upstream refused the connection"
-                                                       : "cannot connect to upstream");
+            up_connect_failed(u);
+            pc_req_upstream_failed(r, 502, err == ECONNREFUSED ? "upstream refused the connection"
+                                                               : "cannot connect to upstream");
             return;
         }
         u->state = UP_ACTIVE;
@@ -277,11 +282,8 @@ static void up_timer_cb(evutil_socket_t fd, short what, void *arg)
     switch (u->state) {
     case UP_CONNECTING: {
         struct pc_req *r = u->req;
-        pc_resolver_kick();
-        r->up = NULL;
-        u->req = NULL;
-        up_close(u);
-        pc_req_upstream_failed(r, 504, "gateway_timeout", "upstream connect timeout");
+        up_connect_failed(u);
+        pc_req_upstream_failed(r, 504, "upstream connect timeout");
         return;
     }
     case UP_ACTIVE: {

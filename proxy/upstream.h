@@ -28,7 +28,6 @@ struct up_conn {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     int64_t last_io;
-    unsigned reused : 1;
     unsigned probe : 1;          /* readiness probe: connect only */
     TAILQ_ENTRY(up_conn) link;
 };
@@ -38,7 +37,6 @@ TAILQ_HEAD(up_list, up_conn);
 struct up_pool {
     struct up_list idle;
     size_t nidle;
-    size_t max_idle;
 };
 
 struct up_pool *up_pool_new(void);

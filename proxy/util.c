@@ -323,14 +323,18 @@ void pc_buf_addc(struct pc_buf *b, char c)
 
 void pc_buf_vaddf(struct pc_buf *b, const char *fmt, va_list ap)
 {
+    /* format once into the spare room; again only if it did not fit */
     va_list ap2;
     va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap2);
+    size_t room = b->cap > b->len ? b->cap - b->len : 0;
+    int n = vsnprintf(room ? b->p + b->len : NULL, room, fmt, ap2);
     va_end(ap2);
     if (n < 0)
         return;
-    pc_buf_reserve(b, (size_t)n);
-    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+    if ((size_t)n >= room) {
+        pc_buf_reserve(b, (size_t)n);
+        vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+    }
     b->len += (size_t)n;
 }
 

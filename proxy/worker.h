@@ -82,7 +82,6 @@ struct pc_req {
     struct h1_chunked req_chunk;
     uint64_t req_body_bytes;
     unsigned req_body_done : 1;
-    unsigned sent_continue : 1;
 
     /* upstream exchange */
     struct up_conn *up;
@@ -119,7 +118,6 @@ enum pc_conn_state {
     PC_CS_HEAD,       /* receiving a head */
     PC_CS_ACTIVE,     /* a request is being handled */
     PC_CS_FLUSH,      /* response complete, writing it out */
-    PC_CS_TUNNEL,     /* after 101: bytes both ways */
     PC_CS_LINGER,     /* shut down for writing, discarding input */
 };
 
@@ -153,7 +151,6 @@ struct pc_conn {
     unsigned eof : 1;
     unsigned close_after : 1;       /* close once the output is flushed */
     unsigned next_pending : 1;      /* a pipelined request waits: the timer starts it */
-    uint32_t nreq;
     char peer[48];
     TAILQ_ENTRY(pc_conn) link;
 };
@@ -220,7 +217,7 @@ void pc_conn_over_limit(struct pc_conn *c);
 void pc_req_local_reply(struct pc_req *r, int status, const char *body, size_t len, const char *extra);
 void pc_req_upstream_event(struct pc_req *r, int what);
 void pc_req_upstream_connected(struct pc_req *r);
-void pc_req_upstream_failed(struct pc_req *r, int status, const char *code, const char *why);
+void pc_req_upstream_failed(struct pc_req *r, int status, const char *why);
 void pc_req_upstream_readable(struct pc_req *r);
 void pc_req_upstream_drained(struct pc_req *r);
 
