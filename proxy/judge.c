@@ -195,7 +195,7 @@ void pc_judge(struct pc_req *r, struct dec_ctx *dec, struct tokcache *tokens, pc
     }
     if (!r->canon.asterisk) {
         int rc = rule_match(r->cfg->rules, r->h.method_id, r->canon.path,
-                            r->canon.path_len, r->canon.query, r->canon.query_len, r->canon.has_query,
+                            r->canon.path_len, r->canon.query, r->canon.query_len,
                             r->matchbuf, &r->match, &why);
         if (rc != 0) {
             r->decision = PC_D_REJECT;

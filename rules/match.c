@@ -451,8 +451,30 @@ static void rule_lower(char *s, size_t len)
             s[i] = (char)(s[i] + 32);
 }
 
+/* s (len bytes, room for one more) in its type's normal form, in place
+ * (never longer), NUL-terminated: a uuid in lower case, an int as ASCII
+ * digits. The new length, or -1 for an int with a character that is not a
+ * digit we know. */
+static long rule_normal_form(char *s, size_t len, enum param_type t)
+{
+    long n = (long)len;
+    if (t == PT_UUID)
+        rule_lower(s, len);
+    else if (t == PT_INT && (n = rule_int_normalise(s, len, s)) < 0)
+        return -1;
+    s[n] = '\0';
+    return n;
+}
+
+static void rule_bound(struct rule_match *m, size_t c, const char *v, size_t len)
+{
+    m->values[c] = v;
+    m->lens[c] = len;
+    m->present[c] = 1;
+}
+
 int rule_match(const struct rule_set *rs, enum h1_method method, const char *path,
-               size_t path_len, const char *query, size_t query_len, int has_query, char *buf, struct rule_match *m,
+               size_t path_len, const char *query, size_t query_len, char *buf, struct rule_match *m,
                const char **why)
 {
     struct pc_str segs[RULE_MAX_SEGS];
@@ -485,66 +507,42 @@ int rule_match(const struct rule_set *rs, enum h1_method method, const char *pat
     const struct rule *r = &rs->rules[w.best];
     m->rule = r;
 
-    /* bind captures into buf */
+    /* bind captures into buf: each value is copied there, then put into
+     * its type's normal form in place */
     size_t o = 0;
-    for (size_t c = 0; c < r->ncaptures && c < RULE_MAX_CAPTURES; c++) {
+    for (size_t c = 0; c < r->ncaptures; c++) {
         const struct rule_capture *cap = &r->captures[c];
+        long n;
         if (cap->segment >= 0) {
             const struct pc_str *sv = &segs[cap->segment];
-            if (cap->ptype == PT_INT) {
-                long n = rule_int_normalise(sv->p, sv->len, buf + o);
-                if (n < 0) {
-                    *why = "integer path segment with characters that are not digits we know";
-                    return 400;
-                }
-                m->values[c] = buf + o;
-                m->lens[c] = (size_t)n;
-                m->present[c] = 1;
-                o += (size_t)n + 1;
-                continue;
-            }
             memcpy(buf + o, sv->p, sv->len);
-            if (cap->ptype == PT_UUID)
-                rule_lower(buf + o, sv->len);
-            buf[o + sv->len] = '\0';
-            m->values[c] = buf + o;
-            m->lens[c] = sv->len;
-            m->present[c] = 1;
-            o += sv->len + 1;
+            n = rule_normal_form(buf + o, sv->len, cap->ptype);
+            if (n < 0) {
+                *why = "integer path segment with characters that are not digits we know";
+                return 400;
+            }
+            rule_bound(m, c, buf + o, (size_t)n);
+            o += (size_t)n + 1;
             continue;
         }
         /* query capture: '&'-separated pairs, decoded as Werkzeug does */
-        if (!has_query)
-            continue;
         size_t pos = 0;
         struct canon_qpair qp;
         while (canon_query_next(query, query_len, &pos, &qp)) {
-            if (!canon_query_key_is(&qp, cap->query_key, strlen(cap->query_key)))
+            if (!canon_query_key_is(&qp, cap->query_key, cap->query_key_len))
                 continue;
             if (m->present[c]) {
                 *why = "query parameter repeated; it designates one resource";
                 return 400;
             }
-            long dvl = canon_pct_decode(qp.val, qp.val_len, buf + o, 1, 0);
-            if (memchr(buf + o, '\0', (size_t)dvl) != NULL || !rule_type_ok(cap->ptype, buf + o, (size_t)dvl)) {
+            n = canon_pct_decode(qp.val, qp.val_len, buf + o, 1, 0);
+            if (memchr(buf + o, '\0', (size_t)n) != NULL || !rule_type_ok(cap->ptype, buf + o, (size_t)n) ||
+                (n = rule_normal_form(buf + o, (size_t)n, cap->ptype)) < 0) {
                 *why = "query parameter does not have the expected form";
                 return 400;
             }
-            if (cap->ptype == PT_UUID)
-                rule_lower(buf + o, (size_t)dvl);
-            if (cap->ptype == PT_INT) {
-                /* in place: the normal form is never longer */
-                dvl = rule_int_normalise(buf + o, (size_t)dvl, buf + o);
-                if (dvl < 0) {
-                    *why = "query parameter does not have the expected form";
-                    return 400;
-                }
-            }
-            buf[o + (size_t)dvl] = '\0';
-            m->values[c] = buf + o;
-            m->lens[c] = (size_t)dvl;
-            m->present[c] = 1;
-            o += (size_t)dvl + 1;
+            rule_bound(m, c, buf + o, (size_t)n);
+            o += (size_t)n + 1;
         }
     }
     return 0;
@@ -600,6 +598,7 @@ static int rule_add_capture(struct cfg_ctx *ctx, struct yt_node *at, struct rule
     r->captures[r->ncaptures].ptype = pt;
     r->captures[r->ncaptures].segment = segment;
     r->captures[r->ncaptures].query_key = qkey ? pc_strdup(qkey) : NULL;
+    r->captures[r->ncaptures].query_key_len = qkey ? strlen(qkey) : 0;
     r->ncaptures++;
     return 0;
 }

@@ -31,6 +31,7 @@ struct rule_capture {
     enum param_type ptype;
     int segment;                /* path segment index, or -1 */
     char *query_key;            /* query parameter name, or NULL */
+    size_t query_key_len;
 };
 
 /* Where a policy parameter's value comes from. */
@@ -99,7 +100,7 @@ struct rule_match {
  * or malformed.
  */
 int rule_match(const struct rule_set *rs, enum h1_method method, const char *path,
-               size_t path_len, const char *query, size_t query_len, int has_query, char *buf, struct rule_match *match,
+               size_t path_len, const char *query, size_t query_len, char *buf, struct rule_match *match,
                const char **why);
 
 /* Compile one template into segments; exposed for tests. 0 or -1 + why. */

@@ -409,7 +409,7 @@ static void check_match(enum h1_method method, const char *path, size_t plen, co
     char *buf = malloc(bl); /* exactly the documented size */
     struct rule_match m;
     const char *why = NULL;
-    int rc = rule_match(rs, method, path, plen, query, qlen, has_query, buf, &m, &why);
+    int rc = rule_match(rs, method, path, plen, query, qlen, buf, &m, &why);
     FZ_CHECK(rc == 0 || rc == 400, "rule_match returned %d", rc);
     if (rc != 0)
         FZ_CHECK(why != NULL, "400 without a reason");

@@ -208,7 +208,7 @@ static void check_rules(const struct pc_config *c)
         char *buf = malloc(pl + 32);
         struct rule_match match;
         const char *why = NULL;
-        int rc = rule_match(rs, m, r->path, pl, NULL, 0, 0, buf, &match, &why);
+        int rc = rule_match(rs, m, r->path, pl, NULL, 0, buf, &match, &why);
         if (rc == 0) {
             FZ_CHECK(match.rule != NULL && match.rule->index <= r->index, "rule %s does not match its own path %s",
                      r->name, r->path);

@@ -113,7 +113,7 @@ static void do_match(struct mres *r, const struct pc_config *cfg, enum h1_method
     if (query != NULL)
         memcpy(r->query, query, ql);
     r->why = NULL;
-    r->rc = rule_match(cfg->rules, method, r->path, pl, query ? r->query : NULL, ql, query != NULL,
+    r->rc = rule_match(cfg->rules, method, r->path, pl, query ? r->query : NULL, ql,
                        r->buf, &r->m, &r->why);
 }
 
