@@ -25,7 +25,9 @@
  */
 #include "fuzz_common.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "../../rules/canon.h"
 #include "../../rules/config.h"
@@ -127,19 +129,17 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 /* ---- an independent model of canon_target ---- */
 
+/* Written from the rules in README and issue #3, not from canon.c: libc
+ * for case and hex, pointers and memchr for segments. */
 static int ci_prefix(const char *s, size_t len, const char *p)
 {
     size_t l = strlen(p);
-    if (len < l)
-        return 0;
-    for (size_t i = 0; i < l; i++) {
-        char c = s[i];
-        if (c >= 'A' && c <= 'Z')
-            c = (char)(c + 32);
-        if (c != p[i])
-            return 0;
-    }
-    return 1;
+    return len >= l && strncasecmp(s, p, l) == 0;
+}
+
+static int is_hex(char c)
+{
+    return c != '\0' && strchr("0123456789abcdefABCDEF", c) != NULL;
 }
 
 /* Returns 0 with the path in out (NUL-terminated), or -1. */
@@ -193,19 +193,22 @@ static int model_canon(const char *t, size_t len, int is_options, char *out, siz
         *q = t + plen + 1;
         *qlen = len - plen - 1;
     }
-    /* decode once */
+    /* decode once: every '%' starts an escape of two hex digits */
     size_t o = 0;
-    for (size_t i = 0; i < plen; i++) {
-        unsigned char c = (unsigned char)t[i];
-        if (c == '%') {
-            if (i + 2 >= plen || pc_hexval((unsigned char)t[i + 1]) < 0 || pc_hexval((unsigned char)t[i + 2]) < 0)
-                return -1;
-            c = (unsigned char)(pc_hexval((unsigned char)t[i + 1]) * 16 + pc_hexval((unsigned char)t[i + 2]));
-            i += 2;
-            if (c < 0x20 || c == 0x7f || c == '?' || c == '#')
-                return -1;
+    const char *src = t, *pend = t + plen;
+    while (src < pend) {
+        if (*src != '%') {
+            out[o++] = *src++;
+            continue;
         }
+        if (pend - src < 3 || !is_hex(src[1]) || !is_hex(src[2]))
+            return -1;
+        char hex[3] = {src[1], src[2], '\0'};
+        long c = strtol(hex, NULL, 16);
+        if (c < 0x20 || c == 0x7f || c == '?' || c == '#')
+            return -1;
         out[o++] = (char)c;
+        src += 3;
     }
     /* leading slashes: one */
     size_t lead = 0;
@@ -219,14 +222,17 @@ static int model_canon(const char *t, size_t len, int is_options, char *out, siz
     for (size_t i = 0; i + 1 < o; i++)
         if (out[i] == '/' && out[i + 1] == '/')
             return -1;
-    /* dot segments */
-    for (size_t s = 1; s <= o;) {
-        size_t e = s;
-        while (e < o && out[e] != '/')
-            e++;
-        if ((e - s == 1 && out[s] == '.') || (e - s == 2 && out[s] == '.' && out[s + 1] == '.'))
+    /* no segment may be "." or ".." */
+    const char *seg = out + 1, *end = out + o;
+    for (;;) {
+        const char *slash = memchr(seg, '/', (size_t)(end - seg));
+        const char *segend = slash ? slash : end;
+        size_t sl = (size_t)(segend - seg);
+        if ((sl == 1 && memcmp(seg, ".", 1) == 0) || (sl == 2 && memcmp(seg, "..", 2) == 0))
             return -1;
-        s = e + 1;
+        if (slash == NULL)
+            break;
+        seg = slash + 1;
     }
     *olen = o;
     return 0;
