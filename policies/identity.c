@@ -18,6 +18,7 @@ void id_config_free(struct id_config *c)
     if (c->secret)
         OPENSSL_cleanse(c->secret, c->secret_len);
     free(c->secret);
+    free(c->secret_file);
     for (size_t i = 0; i < c->nkeys; i++) {
         free(c->keys[i].id);
         if (c->keys[i].secret)
@@ -246,6 +247,7 @@ void id_config_parse(struct cfg_ctx *ctx, struct yt_node *n)
         c->secret_len = secret_node->len;
     } else if (secret_file != NULL && secret_file[0] != '\0') {
         char err[300];
+        c->secret_file = pc_strdup(secret_file);
         if (id_read_secret_file(secret_file, &c->secret, &c->secret_len, err, sizeof(err)) != 0)
             cfg_error(ctx, yt_get(n, "secret_file"), "identity: %s", err);
     } else if (c->nkeys == 0) {

@@ -35,6 +35,7 @@ struct id_source {
 struct id_config {
     unsigned char *secret;
     size_t secret_len;
+    char *secret_file;           /* where secret came from, when a file */
     struct id_key *keys;
     size_t nkeys;
     unsigned algorithms;         /* TOK_HS* bits */
