@@ -346,6 +346,21 @@ void pc_buf_addf(struct pc_buf *b, const char *fmt, ...)
     va_end(ap);
 }
 
+void pc_buf_add_printable(struct pc_buf *b, const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\n')
+            pc_buf_adds(b, "\\n");
+        else if (c == '\r')
+            pc_buf_adds(b, "\\r");
+        else if (c < 0x20 || c == 0x7f)
+            pc_buf_addf(b, "\\x%02x", c);
+        else
+            pc_buf_addc(b, (char)c);
+    }
+}
+
 void pc_buf_add_json_str(struct pc_buf *b, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";

@@ -84,6 +84,9 @@ void pc_buf_adds(struct pc_buf *b, const char *s);
 void pc_buf_addf(struct pc_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void pc_buf_vaddf(struct pc_buf *b, const char *fmt, va_list ap);
 void pc_buf_addc(struct pc_buf *b, char c);
+/* Append s for a one-line message: LF and CR as \n and \r, other control
+ * characters as \xNN. */
+void pc_buf_add_printable(struct pc_buf *b, const char *s, size_t len);
 /* Append s as the inside of a JSON string (no quotes). */
 void pc_buf_add_json_str(struct pc_buf *b, const char *s, size_t len);
 void pc_buf_free(struct pc_buf *b);

@@ -25,17 +25,7 @@ static void cfg_vmessage(struct pc_buf *out, const char *file, const struct yt_n
     struct pc_buf m = {0};
     pc_buf_addf(out, "%s:%d:%d: ", file, at ? at->line : 1, at ? at->col : 1);
     pc_buf_vaddf(&m, fmt, ap);
-    for (size_t i = 0; i < m.len; i++) {
-        unsigned char c = (unsigned char)m.p[i];
-        if (c == '\n')
-            pc_buf_adds(out, "\\n");
-        else if (c == '\r')
-            pc_buf_adds(out, "\\r");
-        else if (c < 0x20 || c == 0x7f)
-            pc_buf_addf(out, "\\x%02x", c);
-        else
-            pc_buf_addc(out, (char)c);
-    }
+    pc_buf_add_printable(out, m.p, m.len);
     pc_buf_addc(out, '\n');
     pc_buf_free(&m);
 }

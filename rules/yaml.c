@@ -122,24 +122,6 @@ fail:
     return NULL;
 }
 
-/* A scalar quoted in an error message: control characters escaped, so that
- * the message stays on its one line; cut when long. */
-static const char *yt_printable(const char *s, size_t len, char *buf, size_t size)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < len && o + 5 < size; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '\n' || c == '\r')
-            o += (size_t)snprintf(buf + o, size - o, "\\%c", c == '\n' ? 'n' : 'r');
-        else if (c < 0x20 || c == 0x7f)
-            o += (size_t)snprintf(buf + o, size - o, "\\x%02x", c);
-        else
-            buf[o++] = (char)c;
-    }
-    buf[o] = '\0';
-    return buf;
-}
-
 static int yt_key_dup(const struct yt_node *map, const struct yt_node *key)
 {
     for (size_t i = 0; i < map->n; i++)
@@ -359,9 +341,12 @@ struct yt_doc *yt_load(const char *file, const char *text, size_t text_len,
                     goto fail_ev;
                 }
                 if (yt_key_dup(parent, node)) {
-                    char kbuf[200];
+                    /* quoted on the message's one line; cut when long */
+                    struct pc_buf kb = {0};
+                    pc_buf_add_printable(&kb, node->str, PC_MIN(node->len, (size_t)160));
                     snprintf(err, errlen, "%s:%d:%d: duplicate key '%s'", file, node->line, node->col,
-                             yt_printable(node->str, node->len, kbuf, sizeof(kbuf)));
+                             pc_buf_cstr(&kb));
+                    pc_buf_free(&kb);
                     yt_node_free(node);
                     goto fail_ev;
                 }

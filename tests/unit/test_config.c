@@ -729,6 +729,14 @@ static void test_error_messages_quoting_values_stay_on_one_line(void **state)
     assert_null(strstr(g_errors, "\n" CFG_FILE ":9:9"));
 }
 
+static void test_a_duplicate_key_with_a_line_break_is_quoted_on_one_line(void **state)
+{
+    (void)state;
+    EXPECT_ERROR("\"a\\r\\nb\\x01\": 1\n\"a\\r\\nb\\x01\": 2\n", "2:1", "duplicate key 'a\\r\\nb\\x01'");
+    assert_null(strchr(g_errors, '\r'));
+    assert_ptr_equal(strchr(g_errors, '\n'), g_errors + strlen(g_errors) - 1);
+}
+
 static void test_policies_without_database_is_an_error(void **state)
 {
     (void)state;
@@ -1124,6 +1132,7 @@ int main(void)
         cmocka_unit_test(test_double_dollar_brace_is_a_literal_dollar_brace),
         cmocka_unit_test(test_keys_are_not_env_expanded),
         cmocka_unit_test(test_yt_expand_directly),
+        cmocka_unit_test(test_a_duplicate_key_with_a_line_break_is_quoted_on_one_line),
         cmocka_unit_test(test_error_messages_quoting_values_stay_on_one_line),
         cmocka_unit_test(test_policies_without_database_is_an_error),
         cmocka_unit_test(test_database_keys_are_kept_one_by_one),
