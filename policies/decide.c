@@ -166,19 +166,20 @@ static void dec_key_part(struct pc_buf *b, const char *p, size_t len, int presen
 }
 
 /* A policy's parameters for one request, as views: no copies except for
- * claims (parsed out of the payload). NULL is SQL NULL. */
-#define DEC_MAX_PARAMS 64
-
+ * claims (parsed out of the payload). NULL is SQL NULL. A rule binds each
+ * of its policies' parameters, and a policy has at most POL_MAX_PARAMS. */
 struct dec_vals {
-    const char *v[DEC_MAX_PARAMS];
-    int len[DEC_MAX_PARAMS];
-    char *owned[DEC_MAX_PARAMS];
+    const char *v[POL_MAX_PARAMS];
+    int len[POL_MAX_PARAMS];
+    char *owned[POL_MAX_PARAMS];
     size_t n;
 };
 
+_Static_assert(DEC_MAX_POLICIES == RULE_MAX_ALLOW, "a decision waits on every policy of an allow: list");
+
 static void dec_bind(const struct dec_request *d, const struct rule_allow *ra, struct dec_vals *out)
 {
-    out->n = PC_MIN(ra->nbinds, (size_t)DEC_MAX_PARAMS);
+    out->n = ra->nbinds;
     for (size_t i = 0; i < out->n; i++) {
         const struct rule_bind *b = &ra->binds[i];
         out->v[i] = NULL;
@@ -271,7 +272,7 @@ static void dec_detach(struct dec_request *d)
         evtimer_del(&d->timer);
         d->timer_on = 0;
     }
-    for (size_t i = 0; i < d->rule->nallow && i < DEC_MAX_POLICIES; i++) {
+    for (size_t i = 0; i < d->rule->nallow; i++) {
         struct dec_wait *w = &d->waits[i];
         if (w->lookup != NULL) {
             TAILQ_REMOVE(&w->lookup->waiters, w, link);
@@ -411,7 +412,7 @@ void dec_start(struct dec_ctx *ctx, struct dec_request *d)
     evtimer_assign(&d->timer, ctx->base, dec_timer_cb, d);
 
     /* count every policy first so that early outcomes cannot finish early */
-    size_t n = PC_MIN(r->nallow, (size_t)DEC_MAX_POLICIES);
+    size_t n = r->nallow;
     d->pending = (int)n;
     for (size_t i = 0; i < n; i++)
         d->waits[i].lookup = NULL;
@@ -421,7 +422,7 @@ void dec_start(struct dec_ctx *ctx, struct dec_request *d)
         struct dec_vals vals;
         dec_bind(d, ra, &vals);
         if (d->trace_bind) {
-            char *tv[DEC_MAX_PARAMS];
+            char *tv[POL_MAX_PARAMS];
             for (size_t k = 0; k < vals.n; k++)
                 tv[k] = (char *)vals.v[k];
             d->trace_bind(d, ra->policy, tv, vals.len, vals.n);

@@ -35,8 +35,7 @@ void id_config_free(struct id_config *c)
     free(c);
 }
 
-/* Read a key file; a single trailing newline (and CR) is not part of it. */
-static int id_read_secret_file(const char *path, unsigned char **out, size_t *outlen, char *err,
+int id_read_secret_file(const char *path, unsigned char **out, size_t *outlen, char *err,
                                size_t errlen)
 {
     FILE *f = fopen(path, "rb");
@@ -108,26 +107,19 @@ static int id_source_parse(struct cfg_ctx *ctx, struct yt_node *v, struct id_sou
 
 static int id_algorithms_parse(struct cfg_ctx *ctx, struct yt_node *v, unsigned *out)
 {
-    static const struct {
-        const char *name;
-        unsigned bit;
-    } names[] = {{"HS256", TOK_HS256}, {"HS384", TOK_HS384}, {"HS512", TOK_HS512}};
     unsigned bits = 0;
     if (cfg_expect(ctx, v, YT_SEQ, "identity.algorithms") != 0)
         return -1;
     for (size_t i = 0; i < v->n; i++) {
         struct yt_node *a = v->items[i];
-        size_t k;
         if (cfg_expect(ctx, a, YT_SCALAR, "identity.algorithms item") != 0)
             return -1;
-        for (k = 0; k < PC_ARRAY_LEN(names); k++)
-            if (strcmp(a->str, names[k].name) == 0)
-                break;
-        if (k == PC_ARRAY_LEN(names)) {
+        unsigned bit = tok_alg_from_name(a->str, a->len);
+        if (bit == 0) {
             cfg_error(ctx, a, "algorithm '%s' is not supported (HS256, HS384 and HS512 are; 'none' never is)", a->str);
             return -1;
         }
-        bits |= names[k].bit;
+        bits |= bit;
     }
     if (bits == 0) {
         cfg_error(ctx, v, "identity.algorithms must not be empty");

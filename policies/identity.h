@@ -32,6 +32,10 @@ struct id_source {
     char *name;
 };
 
+/* Read a key file, as Dify writes one: trailing CR/LF are not part of the
+ * key; an empty file, or one over 4096 bytes, is an error (in err). */
+int id_read_secret_file(const char *path, unsigned char **out, size_t *outlen, char *err, size_t errlen);
+
 struct id_config {
     unsigned char *secret;
     size_t secret_len;

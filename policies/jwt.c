@@ -74,21 +74,25 @@ void tok_claims_clear(struct tok_claims *c)
 static const struct {
     const char *name;
     enum tok_alg alg;
-    size_t maclen;
+    const EVP_MD *(*md)(void);
 } tok_algs[] = {
-    {"HS256", TOK_HS256, 32},
-    {"HS384", TOK_HS384, 48},
-    {"HS512", TOK_HS512, 64},
+    {"HS256", TOK_HS256, EVP_sha256},
+    {"HS384", TOK_HS384, EVP_sha384},
+    {"HS512", TOK_HS512, EVP_sha512},
 };
 
-static const EVP_MD *tok_md(enum tok_alg a)
+static int tok_alg_index(const char *name, size_t len)
 {
-    switch (a) {
-    case TOK_HS256: return EVP_sha256();
-    case TOK_HS384: return EVP_sha384();
-    case TOK_HS512: return EVP_sha512();
-    }
-    return NULL;
+    for (size_t i = 0; i < PC_ARRAY_LEN(tok_algs); i++)
+        if (pc_memeq(name, len, tok_algs[i].name, strlen(tok_algs[i].name)))
+            return (int)i;
+    return -1;
+}
+
+unsigned tok_alg_from_name(const char *name, size_t len)
+{
+    int i = tok_alg_index(name, len);
+    return i < 0 ? 0 : tok_algs[i].alg;
 }
 
 /* Decode one base64url segment into a fresh buffer. */
@@ -154,11 +158,8 @@ int tok_verify(const struct id_config *cfg, const char *tok, size_t len, double 
         *why = "missing alg";
         goto out;
     }
-    size_t ai;
-    for (ai = 0; ai < PC_ARRAY_LEN(tok_algs); ai++)
-        if (pc_memeq(alg->str, alg->len, tok_algs[ai].name, strlen(tok_algs[ai].name)))
-            break;
-    if (ai == PC_ARRAY_LEN(tok_algs) || !(cfg->algorithms & tok_algs[ai].alg)) {
+    int ai = tok_alg_index(alg->str, alg->len);
+    if (ai < 0 || !(cfg->algorithms & tok_algs[ai].alg)) {
         *why = "algorithm not allowed";
         goto out;
     }
@@ -199,12 +200,12 @@ int tok_verify(const struct id_config *cfg, const char *tok, size_t len, double 
     }
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int maclen = 0;
-    if (HMAC(tok_md(tok_algs[ai].alg), key, (int)keylen, (const unsigned char *)tok,
+    if (HMAC(tok_algs[ai].md(), key, (int)keylen, (const unsigned char *)tok,
              h_len + 1 + p_len, mac, &maclen) == NULL) {
         *why = "HMAC failed";
         goto out;
     }
-    if (sl != maclen || maclen != tok_algs[ai].maclen || CRYPTO_memcmp(mac, sig, maclen) != 0) {
+    if (sl != maclen || CRYPTO_memcmp(mac, sig, maclen) != 0) {
         *why = "bad signature";
         goto out;
     }

@@ -17,6 +17,10 @@ struct json_value;
 
 enum tok_alg { TOK_HS256 = 1, TOK_HS384 = 2, TOK_HS512 = 4 };
 
+/* The algorithm a JWS "alg" (or a config's algorithms: item) names, or 0
+ * for one we never accept. */
+unsigned tok_alg_from_name(const char *name, size_t len);
+
 struct tok_claims {
     char *subject;               /* the subject claim, a non-empty string */
     size_t subject_len;

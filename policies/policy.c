@@ -187,7 +187,7 @@ char *pol_rewrite_sql(const char *sql, char ***params_out, size_t *nparams_out, 
                     if (strcmp(params[k], name) == 0)
                         break;
                 if (k == np) {
-                    if (np == 64) {
+                    if (np == POL_MAX_PARAMS) {
                         free(name);
                         *why = "too many parameters";
                         goto fail;

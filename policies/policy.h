@@ -15,6 +15,10 @@ struct cfg_ctx;
 struct yt_node;
 struct pc_config;
 
+/* Named parameters in one policy's SQL; the decision engine binds this
+ * many at most. */
+#define POL_MAX_PARAMS 64
+
 struct pol_policy {
     char *name;
     int line, col;

@@ -12,6 +12,7 @@
 #include "../rules/config.h"
 #include "../rules/match.h"
 #include "../policies/policy.h"
+#include "../policies/identity.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -115,16 +116,11 @@ static int pc_token_main(int argc, char **argv)
         }
     }
     if (secret_file != NULL) {
-        FILE *f = fopen(secret_file, "rb");
-        if (f == NULL) {
-            perror(secret_file);
+        char err[300];
+        if (id_read_secret_file(secret_file, &key, &keylen, err, sizeof(err)) != 0) {
+            fprintf(stderr, "portcullis token: %s\n", err);
             goto out;
         }
-        key = pc_malloc(4097);
-        keylen = fread(key, 1, 4096, f);
-        fclose(f);
-        while (keylen > 0 && (key[keylen - 1] == '\n' || key[keylen - 1] == '\r'))
-            keylen--;
     } else if (secret != NULL) {
         keylen = strlen(secret);
         key = (unsigned char *)pc_strndup(secret, keylen);

@@ -1,6 +1,8 @@
 """Issue #3: the canonical path end to end, and JWT identity with no
 confused deputy. Every refused request must never reach the upstream."""
 import json
+import os
+import tempfile
 import time
 import unittest
 
@@ -131,6 +133,22 @@ class TestForgedTokens(IdentityCase):
         self.assertEqual(out.returncode, 0, out.stderr)
         r = self.get(headers=[("Authorization", "Bearer " + out.stdout.strip())])
         self.assertEqual(r.status, 200)
+
+
+    def test_token_minted_from_a_secret_file_ignores_its_trailing_newline(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "key")
+            with open(path, "w") as f:
+                f.write(SECRET + "\n")
+            out = run_portcullis("token", "--secret-file", path, "--claim", "user_id=" + USERS["owner_a"],
+                                 "--claim", "iss=SELF_HOSTED")
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertEqual(self.get(headers=[("Authorization", "Bearer " + out.stdout.strip())]).status, 200)
+            with open(path, "w") as f:
+                f.write("\n")
+            out = run_portcullis("token", "--secret-file", path, "--claim", "user_id=x")
+            self.assertEqual(out.returncode, 1)
+            self.assertIn("is empty", out.stderr)
 
 
 class TestCredentialPlacement(IdentityCase):
