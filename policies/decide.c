@@ -11,6 +11,7 @@
 #include "decide.h"
 #include "cache.h"
 #include "jwt.h"
+#include "json.h"
 #include "pg.h"
 #include "policy.h"
 #include "../rules/config.h"
@@ -177,7 +178,8 @@ struct dec_vals {
 
 _Static_assert(DEC_MAX_POLICIES == RULE_MAX_ALLOW, "a decision waits on every policy of an allow: list");
 
-static void dec_bind(const struct dec_request *d, const struct rule_allow *ra, struct dec_vals *out)
+static void dec_bind(const struct dec_request *d, const struct rule_allow *ra, const struct json_value *claims,
+                     struct dec_vals *out)
 {
     out->n = ra->nbinds;
     for (size_t i = 0; i < out->n; i++) {
@@ -199,8 +201,8 @@ static void dec_bind(const struct dec_request *d, const struct rule_allow *ra, s
         case BIND_CLAIM: {
             int is_null = 1;
             char *v = NULL;
-            if (d->payload != NULL)
-                tok_claim_text(d->payload, d->payload_len, b->claim, &v, &is_null);
+            if (claims != NULL)
+                tok_claim_value(claims, b->claim, &v, &is_null);
             out->owned[i] = v; /* the JSON reader refuses NUL: strlen is the length */
             out->v[i] = v;
             out->len[i] = v ? (int)strlen(v) : 0;
@@ -411,6 +413,13 @@ void dec_start(struct dec_ctx *ctx, struct dec_request *d)
     d->reason[0] = '\0';
     evtimer_assign(&d->timer, ctx->base, dec_timer_cb, d);
 
+    /* the claims, parsed once for every policy that binds one */
+    struct json_value *claims = NULL;
+    if (r->needs_claims && d->payload != NULL) {
+        const char *jwhy;
+        claims = json_parse(d->payload, d->payload_len, &jwhy);
+    }
+
     /* count every policy first so that early outcomes cannot finish early */
     size_t n = r->nallow;
     d->pending = (int)n;
@@ -420,13 +429,9 @@ void dec_start(struct dec_ctx *ctx, struct dec_request *d)
     for (size_t i = 0; i < n; i++) {
         const struct rule_allow *ra = &r->allow[i];
         struct dec_vals vals;
-        dec_bind(d, ra, &vals);
-        if (d->trace_bind) {
-            char *tv[POL_MAX_PARAMS];
-            for (size_t k = 0; k < vals.n; k++)
-                tv[k] = (char *)vals.v[k];
-            d->trace_bind(d, ra->policy, tv, vals.len, vals.n);
-        }
+        dec_bind(d, ra, claims, &vals);
+        if (d->trace_bind)
+            d->trace_bind(d, ra->policy, vals.v, vals.len, vals.n);
         dec_build_key(&ctx->key, d, ra, &vals);
         uint64_t h = pc_hash(ctx->key.p, ctx->key.len);
 
@@ -436,7 +441,7 @@ void dec_start(struct dec_ctx *ctx, struct dec_request *d)
                 pc_metric_add(&ctx->m->cache_hits, 1);
                 dec_vals_release(&vals);
                 if (dec_outcome(d, ra->policy, hit == DEC_PASS ? 1 : 0, NULL))
-                    return; /* d may be gone */
+                    goto out; /* d may be gone */
                 continue;
             }
             pc_metric_add(&ctx->m->cache_misses, 1);
@@ -485,7 +490,7 @@ void dec_start(struct dec_ctx *ctx, struct dec_request *d)
                 pc_metric_add(&ctx->m->policy_queries[slot][PC_POL_ERROR], 1);
                 dec_lookup_free(l);
                 if (dec_outcome(d, ra->policy, -1, "database unavailable"))
-                    return;
+                    goto out;
                 continue;
             }
             /* pg_pool_submit never completes a query synchronously */
@@ -505,4 +510,6 @@ void dec_start(struct dec_ctx *ctx, struct dec_request *d)
         evtimer_add(&d->timer, &tv);
         d->timer_on = 1;
     }
+out:
+    json_free(claims);
 }

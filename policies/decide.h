@@ -46,7 +46,7 @@ struct dec_request {
     void (*done)(struct dec_request *d, enum dec_result res, const char *reason);
     /* explain: run every policy (no early allow) and report each one */
     int run_all;
-    void (*trace_bind)(struct dec_request *d, int policy, char **values, int *lengths, size_t n);
+    void (*trace_bind)(struct dec_request *d, int policy, const char *const *values, const int *lengths, size_t n);
     void (*trace_outcome)(struct dec_request *d, int policy, int outcome, const char *detail);
 
     /* out, for logs and metrics */

@@ -102,6 +102,7 @@ static int id_source_parse(struct cfg_ctx *ctx, struct yt_node *v, struct id_sou
         }
     }
     s->name = pc_strdup(name);
+    s->name_len = strlen(name);
     return 0;
 }
 
@@ -419,7 +420,7 @@ static void id_cookie_cb(void *arg, const char *name, size_t nl, const char *val
     struct id_collect_ctx *cc = arg;
     for (size_t s = 0; s < cc->cfg->nsources; s++) {
         const struct id_source *src = &cc->cfg->sources[s];
-        if (src->kind != ID_SRC_COOKIE || !pc_memeq(name, nl, src->name, strlen(src->name)))
+        if (src->kind != ID_SRC_COOKIE || !pc_memeq(name, nl, src->name, src->name_len))
             continue;
         if (quoted) {
             size_t ul;
@@ -440,7 +441,7 @@ static void id_collect_query(struct id_collect_ctx *cc, const char *q, size_t le
     while (canon_query_next(q, len, &pos, &qp)) {
         for (size_t s = 0; s < cc->cfg->nsources; s++) {
             const struct id_source *src = &cc->cfg->sources[s];
-            if (src->kind != ID_SRC_QUERY || !canon_query_key_is(&qp, src->name, strlen(src->name)))
+            if (src->kind != ID_SRC_QUERY || !canon_query_key_is(&qp, src->name, src->name_len))
                 continue;
             char *val = pc_malloc(qp.val_len + 1);
             long dvl = canon_pct_decode(qp.val, qp.val_len, val, 1, 0);
@@ -513,11 +514,11 @@ int id_collect(const struct id_config *cfg, const struct h1_header *h, size_t nh
         for (size_t s = 0; s < cfg->nsources; s++) {
             const struct id_source *src = &cfg->sources[s];
             if (src->kind != ID_SRC_HEADER ||
-                !pc_caseeq(h[i].name, h[i].name_len, src->name, strlen(src->name)))
+                !pc_caseeq(h[i].name, h[i].name_len, src->name, src->name_len))
                 continue;
             const char *v = h[i].value;
             size_t vl = h[i].value_len;
-            if (!pc_caseeq_lit(src->name, strlen(src->name), "authorization")) {
+            if (!pc_caseeq_lit(src->name, src->name_len, "authorization")) {
                 /* any other header carries the token itself */
                 id_push(&cc, (int)s, v, vl, NULL);
                 continue;

@@ -30,6 +30,7 @@ enum id_source_kind { ID_SRC_COOKIE, ID_SRC_HEADER, ID_SRC_QUERY };
 struct id_source {
     enum id_source_kind kind;
     char *name;
+    size_t name_len;
 };
 
 /* Read a key file, as Dify writes one: trailing CR/LF are not part of the

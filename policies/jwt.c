@@ -296,6 +296,20 @@ out:
     return rc;
 }
 
+void tok_claim_value(const struct json_value *claims, const char *name, char **val, int *is_null)
+{
+    const struct json_value *v = json_get(claims, name);
+    *val = NULL;
+    *is_null = 1;
+    if (v != NULL && v->type != JSON_NULL) {
+        *is_null = 0;
+        if (v->type == JSON_STRING)
+            *val = pc_strndup(v->str, v->len);
+        else
+            *val = pc_strndup(v->raw, v->raw_len);
+    }
+}
+
 int tok_claim_text(const char *payload, size_t len, const char *name, char **val, int *is_null)
 {
     const char *why;
@@ -304,14 +318,7 @@ int tok_claim_text(const char *payload, size_t len, const char *name, char **val
     *is_null = 1;
     if (j == NULL)
         return -1;
-    const struct json_value *v = json_get(j, name);
-    if (v != NULL && v->type != JSON_NULL) {
-        *is_null = 0;
-        if (v->type == JSON_STRING)
-            *val = pc_strndup(v->str, v->len);
-        else
-            *val = pc_strndup(v->raw, v->raw_len);
-    }
+    tok_claim_value(j, name, val, is_null);
     json_free(j);
     return 0;
 }

@@ -42,8 +42,11 @@ void tok_claims_clear(struct tok_claims *c);
 long tok_b64url_decode(const char *src, size_t len, unsigned char *dst);
 
 /* Look up a claim's value as a SQL parameter text (strings as is, numbers
- * and booleans as their JSON text, objects/arrays as JSON). Returns 0 and
- * sets *val (malloc'd) or *is_null. */
+ * and booleans as their JSON text, objects/arrays as JSON): *val
+ * (malloc'd), or *is_null. tok_claim_value reads parsed claims;
+ * tok_claim_text parses the payload first (-1 if it is not JSON). */
+struct json_value;
+void tok_claim_value(const struct json_value *claims, const char *name, char **val, int *is_null);
 int tok_claim_text(const char *payload, size_t len, const char *name, char **val, int *is_null);
 
 #endif

@@ -40,7 +40,8 @@ static void explain_verdict(struct pc_req *r, int status, const char *code, cons
     event_base_loopbreak(explain_cur->base);
 }
 
-static void explain_bind(struct dec_request *d, int policy, char **values, int *lengths, size_t n)
+static void explain_bind(struct dec_request *d, int policy, const char *const *values, const int *lengths,
+                         size_t n)
 {
     struct pc_req *r = (struct pc_req *)((char *)d - offsetof(struct pc_req, dec));
     struct pc_trace *t = r->trace;

@@ -216,10 +216,10 @@ static void test_cookie_names_lose_latin1_whitespace_bytes_as_werkzeug_2_3_strip
 /* ---- id_collect ---- */
 
 static struct id_source std_sources[] = {
-    {ID_SRC_COOKIE, "__Host-access_token"},
-    {ID_SRC_COOKIE, "access_token"},
-    {ID_SRC_HEADER, "Authorization"},
-    {ID_SRC_QUERY, "_token"},
+    {ID_SRC_COOKIE, "__Host-access_token", 19},
+    {ID_SRC_COOKIE, "access_token", 12},
+    {ID_SRC_HEADER, "Authorization", 13},
+    {ID_SRC_QUERY, "_token", 6},
 };
 enum { SRC_HOST_COOKIE, SRC_COOKIE, SRC_AUTH, SRC_QUERY };
 
@@ -479,7 +479,7 @@ static void test_a_long_query_source_name_sent_fully_percent_encoded_is_collecte
     char name[121], query[3 * 120 + 16];
     memset(name, 'k', 120);
     name[120] = '\0';
-    struct id_source src[] = {{ID_SRC_QUERY, name}};
+    struct id_source src[] = {{ID_SRC_QUERY, name, 120}};
     struct id_config c = std_cfg();
     c.sources = src;
     c.nsources = 1;
@@ -498,7 +498,7 @@ static void test_a_long_query_source_name_sent_fully_percent_encoded_is_collecte
 static void test_query_is_ignored_without_a_query_source(void **state)
 {
     (void)state;
-    struct id_source src[] = {{ID_SRC_HEADER, "Authorization"}};
+    struct id_source src[] = {{ID_SRC_HEADER, "Authorization", 13}};
     struct id_config c = std_cfg();
     c.sources = src;
     c.nsources = 1;
@@ -509,7 +509,7 @@ static void test_query_is_ignored_without_a_query_source(void **state)
 static void test_other_header_sources_carry_the_token_itself(void **state)
 {
     (void)state;
-    struct id_source src[] = {{ID_SRC_HEADER, "X-Api-Key"}};
+    struct id_source src[] = {{ID_SRC_HEADER, "X-Api-Key", 9}};
     struct id_config c = std_cfg();
     c.sources = src;
     c.nsources = 1;
