@@ -439,18 +439,9 @@ static void sec_cache(struct cfg_ctx *ctx, struct yt_node *n)
         return;
     cfg_fields(ctx, n, cache_fields, PC_ARRAY_LEN(cache_fields), &ctx->cfg->cache);
     const char *ch = ctx->cfg->cache.invalidate_channel;
-    if (ch != NULL) {
-        if (ch[0] == '\0')
-            cfg_error(ctx, yt_get(n, "invalidate_channel"),
-                      "cache.invalidate_channel must be a lower-case identifier ([a-z0-9_])");
-        for (const char *p = ch; *p; p++) {
-            if (!(*p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9'))) {
-                cfg_error(ctx, yt_get(n, "invalidate_channel"),
-                          "cache.invalidate_channel must be a lower-case identifier ([a-z0-9_])");
-                break;
-            }
-        }
-    }
+    if (ch != NULL && (ch[0] == '\0' || strspn(ch, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(ch)))
+        cfg_error(ctx, yt_get(n, "invalidate_channel"),
+                  "cache.invalidate_channel must be a lower-case identifier ([a-z0-9_])");
 }
 
 #define DO(f) offsetof(struct pc_database, f)

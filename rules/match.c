@@ -777,8 +777,7 @@ static void rule_parse_one(struct cfg_ctx *ctx, struct yt_node *n, struct rule *
 void rule_config_parse(struct cfg_ctx *ctx, struct yt_node *n)
 {
     struct rule_set *rs = pc_calloc(1, sizeof(*rs));
-    rule_set_free(ctx->cfg->rules);
-    ctx->cfg->rules = rs;
+    ctx->cfg->rules = rs; /* once: the YAML loader refuses a second 'rules' key */
     rs->root = trie_node_new();
     if (n == NULL)
         return;

@@ -334,12 +334,8 @@ struct yt_doc *yt_load(const char *file, const char *text, size_t text_len,
             if (parent->type == YT_SEQ) {
                 yt_append(parent, NULL, node);
             } else if (pending_key[depth - 1] == NULL) {
-                /* node is a key */
-                if (node->type != YT_SCALAR) {
-                    snprintf(err, errlen, "%s:%d:%d: mapping keys must be plain scalars", file, node->line, node->col);
-                    yt_node_free(node);
-                    goto fail_ev;
-                }
+                /* node is a key, and a scalar: a collection in key position
+                 * was refused when it started */
                 if (yt_key_dup(parent, node)) {
                     /* quoted on the message's one line; cut when long */
                     struct pc_buf kb = {0};

@@ -286,6 +286,7 @@ static void test_non_scalar_mapping_keys_are_refused(void **state)
 {
     (void)state;
     EXPECT_ERROR(BASE "? [a, b]\n: 1\n", "3:3", "mapping keys must be plain scalars");
+    EXPECT_ERROR(BASE "? {a: 1}\n: 1\n", "3:3", "mapping keys must be plain scalars");
 }
 
 /* ---- scalars: durations, sizes ---- */
