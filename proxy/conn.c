@@ -591,8 +591,7 @@ static void req_route(struct pc_req *r)
 /* ---- the upstream exchange ---- */
 
 /* Headers the proxy sets or refuses to pass on. */
-static int req_skip_header(const struct h1_header *x, const char *conn_v,
-                           size_t conn_len)
+static int req_skip_header(const struct h1_request *h, const struct h1_header *x, int conn_first)
 {
     const char *n = x->name;
     size_t l = x->name_len;
@@ -604,7 +603,7 @@ static int req_skip_header(const struct h1_header *x, const char *conn_v,
         pc_caseeq_lit(n, l, "x-forwarded-for") || pc_caseeq_lit(n, l, "x-request-id") ||
         pc_caseeq_lit(n, l, "cookie"))
         return 1;
-    return conn_v != NULL && h1_list_has_token(conn_v, conn_len, n, l);
+    return h1_connection_lists(h->headers, h->nheaders, conn_first, n, l);
 }
 
 static void req_build_upstream_head(struct pc_req *r, struct pc_buf *b)
@@ -625,19 +624,13 @@ static void req_build_upstream_head(struct pc_req *r, struct pc_buf *b)
     }
     pc_buf_add(b, " HTTP/1.1\r\n", 11);
 
-    const char *conn_v = NULL;
-    size_t conn_len = 0;
-    int ci = h1_find_header(h->headers, h->nheaders, "connection", 0);
-    if (ci >= 0) {
-        conn_v = h->headers[ci].value;
-        conn_len = h->headers[ci].value_len;
-    }
+    int conn_first = h1_find_header(h->headers, h->nheaders, "connection", 0);
     int xff = 0, upgrade_idx = -1;
     for (size_t i = 0; i < h->nheaders; i++) {
         const struct h1_header *x = &h->headers[i];
         if (r->upgrade && pc_caseeq_lit(x->name, x->name_len, "upgrade"))
             upgrade_idx = (int)i;
-        if (req_skip_header(x, conn_v, conn_len))
+        if (req_skip_header(h, x, conn_first))
             continue;
         if (r->canon.authority != NULL && pc_caseeq_lit(x->name, x->name_len, "host"))
             continue; /* replaced by the target's authority below */
@@ -888,13 +881,7 @@ void pc_req_upstream_drained(struct pc_req *r)
 /* Build the client's response head from the upstream's. */
 static void req_build_client_head(struct pc_req *r, const struct h1_response *resp, struct pc_buf *b)
 {
-    const char *conn_v = NULL;
-    size_t conn_len = 0;
-    int ci = h1_find_header(resp->headers, resp->nheaders, "connection", 0);
-    if (ci >= 0) {
-        conn_v = resp->headers[ci].value;
-        conn_len = resp->headers[ci].value_len;
-    }
+    int conn_first = h1_find_header(resp->headers, resp->nheaders, "connection", 0);
     b->len = 0;
     char st[4] = {(char)('0' + resp->status / 100), (char)('0' + resp->status / 10 % 10),
                   (char)('0' + resp->status % 10), ' '};
@@ -911,7 +898,7 @@ static void req_build_client_head(struct pc_req *r, const struct h1_response *re
         if (r->resp_chunked_out == 0 && r->resp_body == PC_BODY_CHUNKED &&
             pc_caseeq_lit(x->name, x->name_len, "content-length"))
             continue;
-        if (conn_v != NULL && h1_list_has_token(conn_v, conn_len, x->name, x->name_len) &&
+        if (h1_connection_lists(resp->headers, resp->nheaders, conn_first, x->name, x->name_len) &&
             !pc_caseeq_lit(x->name, x->name_len, "upgrade"))
             continue;
         pc_buf_add(b, x->name, x->name_len);
@@ -958,9 +945,7 @@ static int req_read_response_head(struct pc_req *r)
             goto bad;
         if (resp->status == 101) {
             /* a switch only when asked for, and answered as one */
-            int ci = h1_find_header(resp->headers, resp->nheaders, "connection", 0);
-            if (!r->upgrade || h1_find_header(resp->headers, resp->nheaders, "upgrade", 0) < 0 || ci < 0 ||
-                !h1_list_has_token(resp->headers[ci].value, resp->headers[ci].value_len, "upgrade", sizeof("upgrade") - 1))
+            if (!r->upgrade || !resp->conn_upgrade || h1_find_header(resp->headers, resp->nheaders, "upgrade", 0) < 0)
                 goto bad;
             r->tunnel = 1;
             r->status = 101;

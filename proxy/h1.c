@@ -82,6 +82,15 @@ int h1_list_has_token(const char *v, size_t len, const char *token, size_t tl)
     return 0;
 }
 
+int h1_connection_lists(const struct h1_header *h, size_t n, int from, const char *name, size_t len)
+{
+    for (size_t i = from < 0 ? n : (size_t)from; i < n; i++)
+        if (pc_caseeq_lit(h[i].name, h[i].name_len, "connection") &&
+            h1_list_has_token(h[i].value, h[i].value_len, name, len))
+            return 1;
+    return 0;
+}
+
 /* Is a comma-separated list made only of tokens? */
 static int h1_token_list_ok(const char *v, size_t len)
 {
@@ -412,6 +421,7 @@ int h1_parse_response(const char *p, size_t len, struct h1_response *r, const ch
     r->chunked = f.chunked ? 1 : 0;
     r->conn_close = f.conn_close ? 1 : 0;
     r->conn_keepalive = f.conn_keepalive ? 1 : 0;
+    r->conn_upgrade = f.conn_upgrade ? 1 : 0;
     return 0;
 }
 

@@ -65,6 +65,7 @@ struct h1_response {
     unsigned chunked : 1;
     unsigned conn_close : 1;
     unsigned conn_keepalive : 1;
+    unsigned conn_upgrade : 1;
 };
 
 /* Head scanner state; zero-initialise before the first call. */
@@ -110,6 +111,10 @@ int h1_is_hop_by_hop(const char *name, size_t len);
 
 /* Does the comma-separated Connection header list contain token? */
 int h1_list_has_token(const char *v, size_t len, const char *token, size_t token_len);
+/* Does any Connection header of h[from..n) list name (RFC 9110 7.6.1: such
+ * a field is hop-by-hop)? Every one counts: repeated, they form one list.
+ * from is the first Connection header's index, -1 when there is none. */
+int h1_connection_lists(const struct h1_header *h, size_t n, int from, const char *name, size_t len);
 
 /* ---- chunked transfer coding ---- */
 

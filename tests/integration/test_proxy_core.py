@@ -383,7 +383,16 @@ class TestRelay(ProxyCase):
         self.assertEqual(r.status, 200)
         self.assertNotIn(name.lower(), [k.lower() for k, v in r.headers])
 
-    def test_header_names_with_underscores_never_reach_gunicorn(self):
+    def test_a_header_listed_in_a_second_connection_header_is_removed_both_ways(self):
+        # RFC 9110 5.3: a field sent twice is one comma-joined list
+        r = http(self.proxy.port, "GET", "/echo", headers=[
+            ("Connection", "keep-alive"), ("Connection", "X-Second-Hop"), ("X-Second-Hop", "1")])
+        self.assertNotIn("x-second-hop", [k.lower() for k, v in r.json()["headers"]])
+        r = http(self.proxy.port, "GET", "/hop-response?name=X-Second-Hop&twice=1")
+        self.assertEqual(r.status, 200)
+        self.assertNotIn("x-second-hop", [k.lower() for k, v in r.headers])
+
+
         # gunicorn 23 maps a SCRIPT_NAME header from loopback peers onto routing
         r = http(self.proxy.port, "GET", "/echo", headers=[("SCRIPT_NAME", "/echo"), ("X_Forwarded_Proto", "https")])
         names = [k.lower() for k, v in r.json()["headers"]]

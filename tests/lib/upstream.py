@@ -189,7 +189,9 @@ async def handle(reader, writer):
             if path == "/hop-response":
                 # names a header of its own in Connection: a proxy must drop both
                 name = q["name"]
-                writer.write(response(200, b"hop\n", [("Connection", "keep-alive, " + name), (name, "1")]))
+                conn = [("Connection", "keep-alive"), ("Connection", name)] if q.get("twice") else \
+                    [("Connection", "keep-alive, " + name)]
+                writer.write(response(200, b"hop\n", conn + [(name, "1")]))
                 await writer.drain()
                 continue
             if path.startswith("/status/"):

@@ -1303,6 +1303,22 @@ static void test_list_has_token_matches_whole_tokens_case_insensitively(void **s
     assert_true(has_token("x, KEEP-ALIVE", "keep-alive"));
 }
 
+#define HDR(n, v) {n, sizeof(n) - 1, v, sizeof(v) - 1}
+
+static void test_connection_lists_reads_every_connection_header(void **state)
+{
+    (void)state;
+    const struct h1_header h[] = {
+        HDR("Host", "a"), HDR("Connection", "keep-alive"), HDR("X-A", "1"), HDR("connection", "X-A, x-b"),
+    };
+    assert_true(h1_connection_lists(h, 4, 1, "x-a", 3));
+    assert_true(h1_connection_lists(h, 4, 1, "X-B", 3));
+    assert_true(h1_connection_lists(h, 4, 1, "keep-alive", 10));
+    assert_false(h1_connection_lists(h, 4, 1, "host", 4));
+    assert_false(h1_connection_lists(h, 4, -1, "x-a", 3)); /* no Connection header */
+    assert_false(h1_connection_lists(h, 2, 1, "x-a", 3));  /* only the headers given */
+}
+
 static void test_list_has_token_does_not_match_partial_tokens(void **state)
 {
     (void)state;
@@ -1708,6 +1724,7 @@ int main(void)
         cmocka_unit_test(test_is_hop_by_hop_recognises_hop_by_hop_headers),
         cmocka_unit_test(test_is_hop_by_hop_rejects_end_to_end_headers),
         cmocka_unit_test(test_list_has_token_matches_whole_tokens_case_insensitively),
+        cmocka_unit_test(test_connection_lists_reads_every_connection_header),
         cmocka_unit_test(test_list_has_token_does_not_match_partial_tokens),
         /* chunked */
         cmocka_unit_test(test_chunked_decodes_simple_body),
