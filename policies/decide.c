@@ -319,43 +319,63 @@ static void dec_reason_add(struct dec_request *d, const char *policy, const char
     dec_reason_cat(d, what);
 }
 
-/* One policy of d has an outcome: 1 pass, 0 fail, -1 error. Returns 1
- * when the decision finished (d may be gone: do not touch it). */
-static int dec_outcome(struct dec_request *d, int policy, int outcome, const char *err)
+/* Finish d from its slots, in the order the rule lists its policies: the
+ * first pass allows and names itself; otherwise every policy is listed
+ * with what it came to, and any error (or a policy still pending when the
+ * budget ran out) makes the decision an error. The reason never depends on
+ * the order in which the database answered. */
+static void dec_conclude(struct dec_request *d)
 {
-    const char *name = d->cfg->policies->p[policy].name;
-    if (d->trace_outcome)
-        d->trace_outcome(d, policy, outcome, err);
-    if (outcome > 0 && d->run_all) {
-        if (!d->passed) {
-            d->reason[0] = '\0';
-            dec_reason_add(d, name, "row");
-        }
-        d->passed = 1;
-        if (--d->pending == 0) {
+    size_t n = d->rule->nallow;
+    const struct pol_policy *ps = d->cfg->policies->p;
+    int errors = 0;
+    d->reason[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        if (d->waits[i].outcome == DEC_O_PASS) {
+            dec_reason_add(d, ps[d->waits[i].policy].name, "row");
             dec_finish(d, DEC_ALLOW, d->reason);
-            return 1;
+            return;
         }
-        return 0;
     }
-    if (outcome > 0) {
-        d->reason[0] = '\0';
-        dec_reason_add(d, name, "row");
-        dec_finish(d, DEC_ALLOW, d->reason);
-        return 1;
+    for (size_t i = 0; i < n; i++) {
+        const struct dec_wait *w = &d->waits[i];
+        const char *what = "no row";
+        if (w->outcome == DEC_O_ERROR) {
+            what = w->detail;
+            errors++;
+        } else if (w->outcome == DEC_O_PENDING) {
+            what = "db timeout";
+            errors++;
+        }
+        dec_reason_add(d, ps[w->policy].name, what);
     }
-    if (outcome < 0) {
-        d->errors++;
-        if (!d->passed)
-            dec_reason_add(d, name, err ? err : "error");
-    } else if (!d->passed) {
-        dec_reason_add(d, name, "no row");
+    dec_finish(d, errors ? DEC_ERROR : DEC_DENY, d->reason);
+}
+
+/* Slot i of d has an outcome (err: what went wrong, for DEC_O_ERROR).
+ * The decision is concluded as soon as it cannot change: when a pass is
+ * known and every policy listed before it has an outcome (so that the
+ * policy named is always the first passing one in rule order), or when
+ * every policy has an outcome. explain (run_all) waits for every policy.
+ * Returns 1 when the decision finished (d may be gone: do not touch it). */
+static int dec_outcome(struct dec_request *d, size_t i, enum dec_outcome o, const char *err)
+{
+    struct dec_wait *w = &d->waits[i];
+    w->outcome = o;
+    if (o == DEC_O_ERROR)
+        snprintf(w->detail, sizeof(w->detail), "%s", err && *err ? err : "error");
+    if (d->trace_outcome)
+        d->trace_outcome(d, w->policy, o == DEC_O_PASS ? 1 : o == DEC_O_FAIL ? 0 : -1, w->detail);
+    size_t n = d->rule->nallow;
+    for (size_t k = 0; k < n; k++) {
+        enum dec_outcome ok = d->waits[k].outcome;
+        if (ok == DEC_O_PENDING)
+            return 0;
+        if (ok == DEC_O_PASS && !d->run_all)
+            break;
     }
-    if (--d->pending == 0) {
-        dec_finish(d, d->passed ? DEC_ALLOW : d->errors ? DEC_ERROR : DEC_DENY, d->reason);
-        return 1;
-    }
-    return 0;
+    dec_conclude(d);
+    return 1;
 }
 
 static void dec_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -364,7 +384,9 @@ static void dec_timer_cb(evutil_socket_t fd, short what, void *arg)
     PC_UNUSED(fd);
     PC_UNUSED(what);
     d->timer_on = 0;
-    dec_finish(d, DEC_ERROR, "db timeout");
+    /* the budget is spent: what is known decides, pending policies are
+     * errors ("db timeout") */
+    dec_conclude(d);
 }
 
 static void dec_query_done(struct pg_query *q, enum pg_status st, int ntuples, const char *err)
@@ -393,7 +415,8 @@ static void dec_query_done(struct pg_query *q, enum pg_status st, int ntuples, c
     while ((w = TAILQ_FIRST(&l->waiters)) != NULL) {
         TAILQ_REMOVE(&l->waiters, w, link);
         w->lookup = NULL;
-        dec_outcome(w->req, w->policy, outcome, outcome < 0 ? (err && *err ? err : "error") : NULL);
+        dec_outcome(w->req, (size_t)(w - w->req->waits), outcome > 0 ? DEC_O_PASS : outcome == 0 ? DEC_O_FAIL : DEC_O_ERROR,
+                    err);
     }
     dec_lookup_free(l);
 }
@@ -404,12 +427,9 @@ void dec_start(struct dec_ctx *ctx, struct dec_request *d)
     int64_t now_ms = pc_now_ms();
     int64_t now_us = pc_now_us();
 
-    d->pending = 0;
-    d->errors = 0;
     d->finished = 0;
     d->timer_on = 0;
     d->cache_hit = 1;
-    d->passed = 0;
     d->reason[0] = '\0';
     evtimer_assign(&d->timer, ctx->base, dec_timer_cb, d);
 
@@ -420,11 +440,14 @@ void dec_start(struct dec_ctx *ctx, struct dec_request *d)
         claims = json_parse(d->payload, d->payload_len, &jwhy);
     }
 
-    /* count every policy first so that early outcomes cannot finish early */
+    /* every slot pending first, so that early outcomes cannot finish early */
     size_t n = r->nallow;
-    d->pending = (int)n;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         d->waits[i].lookup = NULL;
+        d->waits[i].policy = r->allow[i].policy;
+        d->waits[i].outcome = DEC_O_PENDING;
+        d->waits[i].detail[0] = '\0';
+    }
 
     for (size_t i = 0; i < n; i++) {
         const struct rule_allow *ra = &r->allow[i];
@@ -440,7 +463,7 @@ void dec_start(struct dec_ctx *ctx, struct dec_request *d)
             if (hit != NULL) {
                 pc_metric_add(&ctx->m->cache_hits, 1);
                 dec_vals_release(&vals);
-                if (dec_outcome(d, ra->policy, hit == DEC_PASS ? 1 : 0, NULL))
+                if (dec_outcome(d, i, hit == DEC_PASS ? DEC_O_PASS : DEC_O_FAIL, NULL))
                     goto out; /* d may be gone */
                 continue;
             }
@@ -489,7 +512,7 @@ void dec_start(struct dec_ctx *ctx, struct dec_request *d)
                 int slot = d->cfg->policies->p[ra->policy].metric_slot;
                 pc_metric_add(&ctx->m->policy_queries[slot][PC_POL_ERROR], 1);
                 dec_lookup_free(l);
-                if (dec_outcome(d, ra->policy, -1, "database unavailable"))
+                if (dec_outcome(d, i, DEC_O_ERROR, "database unavailable"))
                     goto out;
                 continue;
             }
@@ -501,7 +524,6 @@ void dec_start(struct dec_ctx *ctx, struct dec_request *d)
         struct dec_wait *w = &d->waits[i];
         w->req = d;
         w->lookup = l;
-        w->policy = ra->policy;
         TAILQ_INSERT_TAIL(&l->waiters, w, link);
     }
     {

@@ -26,11 +26,19 @@ enum dec_result { DEC_ALLOW = 1, DEC_DENY, DEC_ERROR };
 
 #define DEC_MAX_POLICIES 16
 
-/* One policy's wait on a lookup (shared by coalesced requests). */
+/* What one policy of a decision came to. */
+enum dec_outcome { DEC_O_PENDING = 0, DEC_O_PASS, DEC_O_FAIL, DEC_O_ERROR };
+
+/* One policy of a decision: its wait on a lookup (shared by coalesced
+ * requests) and, once known, its outcome. Reasons are built from these in
+ * the order the rule lists its policies, never in the order the database
+ * answers. */
 struct dec_wait {
     struct dec_request *req;
     struct dec_lookup *lookup;
     int policy;
+    enum dec_outcome outcome;
+    char detail[48];            /* DEC_O_ERROR: what went wrong */
     TAILQ_ENTRY(dec_wait) link;
 };
 
@@ -56,10 +64,7 @@ struct dec_request {
     /* private */
     struct event timer;
     int timer_on;
-    int pending;
-    int errors;
     int finished;
-    int passed;
     struct dec_wait waits[DEC_MAX_POLICIES];
 };
 
