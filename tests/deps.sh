@@ -1,33 +1,80 @@
 #!/bin/sh
 # Install the Debian bookworm packages that building and testing need, when
-# they are missing. Called by `make test` (and `make bench`, with "bench").
+# they are missing. Called by `make test` (and `make bench` with "bench",
+# `make fuzz` with "fuzz").
+#
+# It leaves the machine as it found it, apart from the packages themselves:
+# - dpkg's output goes to build/deps.log (named when a step fails);
+# - an existing /usr/sbin/policy-rc.d is left alone; when there is none, one
+#   that stops packages from starting services is put in place for the
+#   install and removed afterwards, whatever happens;
+# - Debian's postgresql-15 creates a system cluster (15/main) that the tests
+#   never use; when this install created it, it is dropped again.
 set -eu
 
 PKGS="build-essential pkg-config libevent-dev libpq-dev libyaml-dev libssl-dev libjwt-dev
       libcmocka-dev postgresql-15 python3 curl"
-if [ "${1:-}" = "bench" ]; then
-    PKGS="$PKGS wrk nginx-light haproxy"
-fi
-if [ "${1:-}" = "fuzz" ]; then
-    PKGS="$PKGS clang libclang-rt-14-dev"
-fi
+case "${1:-}" in
+    bench) PKGS="$PKGS wrk nginx-light haproxy" ;;
+    fuzz) PKGS="$PKGS clang libclang-rt-14-dev" ;;
+esac
 
+echo "== dependencies"
 missing=""
 for p in $PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
         missing="$missing $p"
     fi
 done
-[ -z "$missing" ] && exit 0
-
+if [ -z "$missing" ]; then
+    echo "deps: every package is installed"
+    exit 0
+fi
 if [ "$(id -u)" != "0" ]; then
     echo "deps: missing packages:$missing (run as root, or install them)" >&2
     exit 1
 fi
-echo "deps: installing$missing"
+
+mkdir -p build
+LOG="$(pwd)/build/deps.log"
+: > "$LOG"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-# nginx and haproxy start a system service on install; ours run on their own
-printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-apt-get install -y -qq --no-install-recommends $missing
-rm -f /usr/sbin/policy-rc.d
+
+ours=""
+cleanup() {
+    if [ -n "$ours" ]; then
+        rm -f /usr/sbin/policy-rc.d
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    # packages such as nginx and haproxy start a system service on install;
+    # ours run on their own
+    ours=1
+    printf '#!/bin/sh\n# portcullis tests/deps.sh: no services during the install\nexit 101\n' \
+        > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+fi
+
+had_cluster=""
+[ -e /etc/postgresql/15/main ] && had_cluster=1
+
+step() {
+    msg="$1"
+    shift
+    echo "deps: $msg"
+    if ! "$@" >>"$LOG" 2>&1; then
+        echo "deps: FAILED: $msg (see $LOG)" >&2
+        tail -n 20 "$LOG" >&2
+        exit 1
+    fi
+}
+
+step "apt-get update (package lists; this can take a while)" apt-get -q -o Dpkg::Use-Pty=0 update
+step "installing$missing" apt-get -q -y -o Dpkg::Use-Pty=0 install --no-install-recommends $missing
+if [ -z "$had_cluster" ] && [ -e /etc/postgresql/15/main ]; then
+    step "dropping the system cluster 15/main that postgresql-15 created (the tests run their own)" \
+        pg_dropcluster --stop 15 main
+fi
+echo "deps: done ($LOG)"

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Run the integration suite (tests/integration/test_*.py) with unittest.
 
-    python3 tests/run_integration.py [-k PATTERN] [module ...]
+    python3 tests/run_integration.py [-k PATTERN] [--json FILE] [module ...]
+
+--json FILE writes {"passed": N, "failed": [test ids], "skipped": N} there
+(tests/run_tests.py and tests/flake_hunt.py read it).
 
 Every test starts real processes: build/portcullis, the scriptable upstream
 (tests/lib/upstream.py) and, where policies are involved, a throwaway
@@ -19,8 +22,12 @@ sys.path.insert(0, os.path.join(HERE, "integration"))
 def main():
     args = sys.argv[1:]
     pattern = None
-    if len(args) >= 2 and args[0] == "-k":
-        pattern = args[1]
+    json_out = None
+    while len(args) >= 2 and args[0] in ("-k", "--json"):
+        if args[0] == "-k":
+            pattern = args[1]
+        else:
+            json_out = args[1]
         args = args[2:]
     loader = unittest.TestLoader()
     if pattern:
@@ -31,6 +38,14 @@ def main():
         suite = loader.discover(os.path.join(HERE, "integration"), pattern="test_*.py",
                                 top_level_dir=os.path.join(HERE, "integration"))
     result = unittest.TextTestRunner(verbosity=2, failfast=False).run(suite)
+    if json_out:
+        import json
+        bad = result.failures + result.errors
+        # an error outside a test (a class's setUpClass) is one failure too
+        in_tests = [t for t, _ in bad if isinstance(t, unittest.TestCase)]
+        with open(json_out, "w") as f:
+            json.dump({"passed": result.testsRun - len(in_tests) - len(result.skipped),
+                       "failed": sorted(t.id() for t, _ in bad), "skipped": len(result.skipped)}, f)
     import harness
     if harness.VALGRIND:
         for path, tail in harness.VALGRIND_FINDINGS:

@@ -129,9 +129,10 @@ class TestMetrics(OpsCase):
 
     def test_reload_outcomes_are_counted(self):
         before = scrape(self.proxy.admin_port)
-        self.proxy.reload(CONFIG.replace("{upstream}", str(self.up.port)).replace("{dburl}", self.pg.url)
-                          .replace("{port}", str(self.proxy.port)).replace("{admin_port}", str(self.proxy.admin_port)))
-        self.proxy.reload("not: [valid")
+        self.assertIn("reloaded: generation", self.proxy.reload(
+            CONFIG.replace("{upstream}", str(self.up.port)).replace("{dburl}", self.pg.url)
+            .replace("{port}", str(self.proxy.port)).replace("{admin_port}", str(self.proxy.admin_port))))
+        self.assertIn("reload failed", self.proxy.reload("not: [valid"))
         after = scrape(self.proxy.admin_port)
         self.assertEqual(metric_sum(after, "portcullis_config_reloads_total", result="success") -
                          metric_sum(before, "portcullis_config_reloads_total", result="success"), 1)
@@ -155,6 +156,7 @@ class TestLogs(OpsCase):
                       ("X-Request-Id", "fields-1")])
         http(self.proxy.port, "GET", "/apps/%s/logs" % APP, headers=[("Cookie", "access_token=" + tok[:-2] + "xx"),
                                                                      ("X-Request-Id", "fields-2")])
+        self.proxy.access_lines(["fields-1", "fields-2"])
         lines = self.proxy.access_log()
         self.assertTrue(lines)
         raw = open(self.proxy.stdout_path).read() + open(self.proxy.stderr_path).read()
@@ -185,7 +187,7 @@ class TestLogs(OpsCase):
         http(self.proxy.port, "GET", "/apps/%s/logs" % APP, headers=[("Cookie", "access_token=" + tok_a),
                                                                      ("Authorization", "Bearer " + tok_b),
                                                                      ("X-Request-Id", "why-3")])
-        lines = dict((l["request_id"], l) for l in self.proxy.access_log())
+        lines = self.proxy.access_lines(["why-1", "why-2", "why-3"])
         self.assertEqual(lines["why-1"]["reason"], "policy owner: no row; policy admin: no row")
         self.assertEqual(lines["why-2"]["reason"], "no credential")
         self.assertEqual(lines["why-3"]["reason"], "credentials disagree")
@@ -195,7 +197,7 @@ class TestLogs(OpsCase):
         p = Proxy(cfg, upstream=self.up.port, dburl=self.pg.url)
         try:
             http(p.port, "GET", "/open/text")
-            time.sleep(0.4)
+            wait_until(lambda: "/open/text" in p.stdout())
             out = p.stdout()
             self.assertIn('"GET /open/text" 200 rule=open decision=forward', out)
             self.assertNotIn("listening on", p.stderr())  # info lines are below level warn
@@ -209,7 +211,7 @@ class TestRequestId(OpsCase):
         self.assertEqual(r.header("x-request-id"), None)  # forwarded responses carry the upstream's headers
         hs = dict((k.lower(), v) for k, v in r.json()["headers"])
         self.assertEqual(hs["x-request-id"], "abc-123.XYZ_9")
-        self.assertIn("abc-123.XYZ_9", [l["request_id"] for l in self.proxy.access_log()])
+        self.proxy.access_lines(["abc-123.XYZ_9"])
 
     def test_a_malformed_or_missing_id_is_replaced_by_a_generated_one(self):
         seen = []
@@ -234,14 +236,14 @@ class TestShadow(OpsCase):
         r = http(self.proxy.port, "GET", "/apps/%s/trial" % APP, headers=bearer("normal_a") + [("X-Request-Id", "sh-1")])
         self.assertEqual(r.status, 200)
         self.assertEqual(len(self.up.requests()), 1)
-        line = [l for l in self.proxy.access_log() if l["request_id"] == "sh-1"][0]
+        line = self.proxy.access_lines(["sh-1"])["sh-1"]
         self.assertEqual((line["rule"], line["decision"]), ("trial", "shadow_deny"))
         self.assertIn("no row", line["reason"])
 
     def test_shadow_rules_still_allow_normally(self):
         r = http(self.proxy.port, "GET", "/apps/%s/trial" % APP, headers=bearer("owner_a") + [("X-Request-Id", "sh-2")])
         self.assertEqual(r.status, 200)
-        self.assertEqual([l for l in self.proxy.access_log() if l["request_id"] == "sh-2"][0]["decision"], "allow")
+        self.assertEqual(self.proxy.access_lines(["sh-2"])["sh-2"]["decision"], "allow")
 
 
 class TestExplain(OpsCase):
@@ -304,3 +306,80 @@ class TestExplain(OpsCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+# Policies that answer late or early on purpose: each query of a "slow" one
+# waits 300 ms in the database, a "fast" one answers at once. With one worker
+# and four connections, the two queries of one decision run on different
+# connections, so the fast one is answered first.
+ORDER_CONFIG = """
+listen: 127.0.0.1:{port}
+upstream: http://127.0.0.1:{upstream}
+workers: 1
+identity:
+  secret: "%s"
+  subject_claim: user_id
+  sources: ["header:Authorization"]
+database:
+  url: "{dburl}"
+  pool: 4
+cache:
+  ttl: 0s
+policies:
+  slow_no: |
+    SELECT 1 FROM (SELECT pg_sleep(0.3)::text AS z OFFSET 0) s WHERE z = 'never' AND :subject::text IS NOT NULL
+  slow_yes: |
+    SELECT 1 FROM (SELECT pg_sleep(0.3)::text AS z OFFSET 0) s WHERE z = '' AND :subject::text IS NOT NULL
+  fast_no: |
+    SELECT 1 WHERE :subject::text IS NULL
+  fast_yes: |
+    SELECT 1 WHERE :subject::text IS NOT NULL
+rules:
+  - name: slow-first
+    path: /slow-first
+    allow: [slow_no, fast_no]
+  - name: fast-first
+    path: /fast-first
+    allow: [fast_no, slow_no]
+  - name: both-pass
+    path: /both-pass
+    allow: [slow_yes, fast_yes]
+  - name: open
+    path: /**
+    action: forward
+""" % SECRET
+
+
+class TestReasonOrder(unittest.TestCase):
+    """A decision's reason lists policies in the order the rule lists them,
+    whatever order the database answers in."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = shared_pg()
+        cls.up = Upstream()
+        cls.proxy = Proxy(ORDER_CONFIG, upstream=cls.up.port, dburl=cls.pg.url)
+        wait_until(lambda: http(cls.proxy.port, "GET", "/readyz").status == 200, timeout=10)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.close()
+        cls.up.close()
+
+    def reasons(self, path, n=4):
+        ids = []
+        for i in range(n):
+            rid = "order-%s-%d" % (path.strip("/"), i)
+            http(self.proxy.port, "GET", path, headers=bearer("normal_a") + [("X-Request-Id", rid)])
+            ids.append(rid)
+        lines = self.proxy.access_lines(ids)
+        return [lines[i]["reason"] for i in ids]
+
+    def test_a_denial_lists_a_late_answer_first_when_the_rule_lists_it_first(self):
+        self.assertEqual(set(self.reasons("/slow-first")), {"policy slow_no: no row; policy fast_no: no row"})
+
+    def test_a_denial_lists_an_early_answer_first_when_the_rule_lists_it_first(self):
+        self.assertEqual(set(self.reasons("/fast-first")), {"policy fast_no: no row; policy slow_no: no row"})
+
+    def test_an_allow_names_the_first_passing_policy_in_rule_order(self):
+        self.assertEqual(set(self.reasons("/both-pass")), {"policy slow_yes: row"})

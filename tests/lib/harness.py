@@ -42,6 +42,10 @@ def wait_port(port, timeout=10.0, proc=None):
     raise RuntimeError("port %d not listening" % port)
 
 
+BARRIER = "/__barrier__"
+_barrier_seq = 0
+
+
 class Upstream:
     def __init__(self, port=None, keepalive_timeout=None, dify=False, log=True):
         self.port = port or free_port()
@@ -72,11 +76,33 @@ class Upstream:
         self.start()
 
     def requests(self):
+        """What reached this upstream, in the order it read it (barrier
+        requests left out)."""
         try:
             with open(self.log_path) as f:
-                return [json.loads(l) for l in f if l.strip()]
+                out = [json.loads(l) for l in f if l.strip()]
         except FileNotFoundError:
             return []
+        return [q for q in out if not str(q.get("target", "")).startswith(BARRIER)]
+
+    def settled_requests(self):
+        """requests(), once everything sent to this upstream before the call
+        has been read: two barrier requests, one after the other, straight
+        to the upstream, must both be logged first. Use it to show that
+        something did NOT reach the upstream without sleeping."""
+        global _barrier_seq
+        for _ in range(2):
+            _barrier_seq += 1
+            target = "%s/%d" % (BARRIER, _barrier_seq)
+            c = Conn(self.port)
+            try:
+                c.request("GET", target)
+            finally:
+                c.close()
+            with open(self.log_path) as f:
+                if not any(json.loads(l).get("target") == target for l in f if l.strip()):
+                    raise AssertionError("the upstream answered %s without logging it" % target)
+        return self.requests()
 
     def clear(self):
         open(self.log_path, "w").close()
@@ -128,11 +154,30 @@ class Proxy:
     def signal(self, sig):
         self.proc.send_signal(sig)
 
-    def reload(self, config=None, wait=0.5):
+    RELOAD_OUTCOMES = ("reloaded: generation ", "reload failed, keeping generation ")
+
+    def reload_outcomes(self):
+        return [l for l in self.stderr().splitlines() if any(o in l for o in self.RELOAD_OUTCOMES)]
+
+    def reload(self, config=None, wait=True):
+        """SIGHUP; with wait, return the outcome line the proxy logs for
+        it ("reloaded: generation N" or "reload failed ...")."""
         if config is not None:
             self.write_config(config)
+        before = len(self.reload_outcomes())
         self.signal(signal.SIGHUP)
-        time.sleep(wait)
+        if not wait:
+            return None
+        got = wait_until(lambda: len(self.reload_outcomes()) > before, timeout=60 if VALGRIND else 30)
+        if not got:
+            raise AssertionError("no reload outcome logged:\n" + self.stderr()[-2000:])
+        return self.reload_outcomes()[before]
+
+    def wait_stderr(self, text, timeout=30.0):
+        """Wait until stderr contains text; return stderr."""
+        if not wait_until(lambda: text in self.stderr(), timeout=timeout):
+            raise AssertionError("%r not logged within %.0f s:\n%s" % (text, timeout, self.stderr()[-2000:]))
+        return self.stderr()
 
     def stop(self, timeout=10):
         if self.proc and self.proc.poll() is None:
@@ -149,10 +194,30 @@ class Proxy:
             self.proc.kill()
             self.proc.wait()
 
-    def access_log(self, wait=0.3):
-        time.sleep(wait)  # access lines are flushed every 200 ms
+    def access_log(self):
+        """The access lines written so far (workers flush every 200 ms: wait
+        for the ones you need with access_lines)."""
         with open(self.stdout_path) as f:
             return [json.loads(l) for l in f if l.strip().startswith("{")]
+
+    def access_lines(self, request_ids, timeout=10.0):
+        """The access lines of these request ids, by id, once every one has
+        been written (workers flush their lines every 200 ms)."""
+        want = set(request_ids)
+
+        def found():
+            with open(self.stdout_path) as f:
+                got = {}
+                for l in f:
+                    if l.strip().startswith("{"):
+                        line = json.loads(l)
+                        if line.get("request_id") in want:
+                            got[line["request_id"]] = line
+            return got if want <= set(got) else None
+        got = wait_until(found, timeout=timeout)
+        if got is None:
+            raise AssertionError("access lines not written within %.0f s: %s" % (timeout, sorted(want)))
+        return got
 
     def stdout(self):
         with open(self.stdout_path) as f:
@@ -460,6 +525,40 @@ class PG:
         if r.returncode != 0:
             raise RuntimeError("psql failed: %s" % r.stderr)
 
+    def lock_session(self, table):
+        """A psql session holding ACCESS EXCLUSIVE on table until the
+        returned process's stdin is closed (then it commits and exits)."""
+        p = subprocess.Popen(["psql", "-X", "-q", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", "dify"],
+                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+                             env=self._env())
+        p.stdin.write("BEGIN;\nLOCK TABLE %s IN ACCESS EXCLUSIVE MODE;\n" % table)
+        p.stdin.flush()
+        self.wait_lock(table)
+        return p
+
+    @staticmethod
+    def unlock_session(p):
+        p.stdin.write("COMMIT;\n")
+        p.stdin.close()
+        p.wait(timeout=30)
+
+    def active_queries(self, like):
+        """Queries running now whose text matches the LIKE pattern."""
+        return int(self.psql("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%s' "
+                             "AND pid <> pg_backend_pid()" % like.replace("'", "''")).strip())
+
+    def wait_active(self, like, n=1, timeout=15.0):
+        """Wait until at least n queries matching like are running."""
+        if not wait_until(lambda: self.active_queries(like) >= n, timeout=timeout):
+            raise AssertionError("fewer than %d queries like %r running after %.0f s" % (n, like, timeout))
+
+    def wait_lock(self, table, mode="AccessExclusiveLock", timeout=15.0):
+        """Wait until some session holds mode on table."""
+        sql = ("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+               "WHERE c.relname = '%s' AND l.mode = '%s' AND l.granted" % (table, mode))
+        if not wait_until(lambda: int(self.psql(sql).strip()) > 0, timeout=timeout):
+            raise AssertionError("no %s on %s after %.0f s" % (mode, table, timeout))
+
     def close(self):
         self.stop("immediate")
         shutil.rmtree(self.base, ignore_errors=True)
@@ -501,6 +600,48 @@ def scrape_settled(admin_port, timeout=3.0):
             return cur
         prev = cur
     return prev
+
+
+def signal_blocked(pid, sig):
+    """Does process pid's main thread hold sig blocked (/proc/PID/status SigBlk)?"""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("SigBlk:"):
+                    return bool(int(line.split()[1], 16) & (1 << (int(sig) - 1)))
+    except FileNotFoundError:
+        pass
+    return False
+
+
+def tcp_sockets(local_port=None, remote_port=None, state=None):
+    """This machine's TCP sockets from /proc/net/tcp{,6}, as dicts with
+    local_port, remote_port, state ("ESTABLISHED", "LISTEN", ...), tx_queue
+    and rx_queue (for a listener: the accept queue's length)."""
+    names = {"01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "04": "FIN_WAIT1", "05": "FIN_WAIT2",
+             "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT", "09": "LAST_ACK", "0A": "LISTEN",
+             "0B": "CLOSING"}
+    out = []
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                rows = f.read().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for row in rows:
+            parts = row.split()
+            lport = int(parts[1].rsplit(":", 1)[1], 16)
+            rport = int(parts[2].rsplit(":", 1)[1], 16)
+            st = names.get(parts[3], parts[3])
+            tx, rx = (int(x, 16) for x in parts[4].split(":"))
+            if local_port is not None and lport != local_port:
+                continue
+            if remote_port is not None and rport != remote_port:
+                continue
+            if state is not None and st != state:
+                continue
+            out.append(dict(local_port=lport, remote_port=rport, state=st, tx_queue=tx, rx_queue=rx))
+    return out
 
 
 def metric_sum(samples, name, **labels):

@@ -179,6 +179,7 @@ async def handle(reader, writer):
                 await asyncio.sleep(0.1)
                 writer.write(fake)
                 await writer.drain()
+                log({"event": "late-body-sent", "t": time.time(), "target": target})
                 continue
             if path == "/close-mid":
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789")

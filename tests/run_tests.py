@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Every test of `make test` after the build, phase by phase, then one line
+for the whole run: "N passed, M failed".
+
+    python3 tests/run_tests.py [--build DIR]
+
+Phases: unit (the cmocka binaries in DIR/tests), integration
+(tests/run_integration.py). A phase that cannot run at all counts as one
+failure. Exit status 0 only when nothing failed.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def heading(name):
+    print("== %s" % name, flush=True)
+
+
+def unit(build):
+    passed, failed = 0, []
+    tests = sorted(os.path.join(ROOT, "tests", "unit", f) for f in os.listdir(os.path.join(ROOT, "tests", "unit"))
+                   if f.startswith("test_") and f.endswith(".c"))
+    for src in tests:
+        name = os.path.basename(src)[:-2]
+        binary = os.path.join(build, "tests", name)
+        r = subprocess.run([binary], capture_output=True, text=True)
+        out = r.stdout + r.stderr
+        sys.stdout.write(out)
+        ok = re.search(r"\[  PASSED  \] (\d+) test", out)
+        bad = re.search(r"\[  FAILED  \] (\d+) test", out)
+        n_ok = int(ok.group(1)) if ok else 0
+        n_bad = int(bad.group(1)) if bad else 0
+        if r.returncode != 0 and n_bad == 0:
+            n_bad = 1  # crashed, or failed before its summary
+        passed += n_ok
+        failed += ["%s: %s" % (name, t) for t in re.findall(r"\[  FAILED  \] (test_\w+)", out)] or \
+                  (["%s (exit %d)" % (name, r.returncode)] * n_bad if n_bad else [])
+    return passed, failed
+
+
+def integration(build):
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+        path = f.name
+    try:
+        env = dict(os.environ)
+        env.setdefault("PORTCULLIS_BIN", os.path.join(build, "portcullis"))
+        r = subprocess.run([sys.executable, os.path.join(HERE, "run_integration.py"), "--json", path], env=env)
+        try:
+            with open(path) as f:
+                res = json.load(f)
+        except (OSError, ValueError):
+            return 0, ["integration suite did not run (exit %d)" % r.returncode]
+        return res["passed"], res["failed"]
+    finally:
+        os.unlink(path)
+
+
+PHASES = [("unit", unit), ("integration", integration)]
+
+
+def main():
+    build = os.path.join(ROOT, "build")
+    if len(sys.argv) == 3 and sys.argv[1] == "--build":
+        build = os.path.abspath(sys.argv[2])
+    passed, failed = 0, []
+    for name, fn in PHASES:
+        heading(name)
+        p, f = fn(build)
+        passed += p
+        failed += f
+        print("%s: %d passed, %d failed" % (name, p, len(f)), flush=True)
+    if failed:
+        print("failed:")
+        for t in failed:
+            print("  " + t)
+    print("%d passed, %d failed" % (passed, len(failed)))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
