@@ -5,6 +5,7 @@
 #   make run          the demo: throwaway PostgreSQL, demo upstream, Dify rules
 #   make bench        proxy vs nginx vs HAProxy on loopback (figures, not a test)
 #   make image-test   build the container image with podman and check it end to end
+#   make flake-hunt   the integration suite RUNS times (5) with every core loaded
 
 CC      ?= cc
 PKGS    := libevent_core libpq yaml-0.1 openssl libjwt
@@ -25,7 +26,8 @@ DEP := $(OBJ:.o=.d)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all clean deps deps-bench test unit integration run bench check-sanitize fuzz fuzz-run soak image-test
+.PHONY: all clean deps deps-bench test test-run unit unit-bins integration run bench check-sanitize fuzz fuzz-run \
+        soak image-test flake-hunt
 
 all: $(BUILD)/portcullis
 
@@ -46,15 +48,27 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libportcullis.a
 deps:
 	@sh tests/deps.sh
 
+unit-bins: $(UNIT_BIN)
+
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
 integration: $(BUILD)/portcullis
 	@python3 tests/run_integration.py
 
+# deps, build, then every test phase (tests/run_tests.py), ending with one
+# line for the whole run: "N passed, M failed"
 test: deps
-	@$(MAKE) --no-print-directory all unit
-	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory test-run
+
+test-run:
+	@echo "== build"
+	@$(MAKE) --no-print-directory all unit-bins
+	@python3 tests/run_tests.py --build $(BUILD)
+
+RUNS ?= 5
+flake-hunt: all
+	@python3 tests/flake_hunt.py --runs $(RUNS)
 
 run: deps all
 	@python3 deploy/demo/demo.py
