@@ -340,7 +340,9 @@ static void dec_conclude(struct dec_request *d)
     for (size_t i = 0; i < n; i++) {
         const struct dec_wait *w = &d->waits[i];
         const char *what = "no row";
-        if (w->outcome == DEC_O_ERROR) {
+        if (w->outcome == DEC_O_LEFT_OUT) {
+            what = w->detail;
+        } else if (w->outcome == DEC_O_ERROR) {
             what = w->detail;
             errors++;
         } else if (w->outcome == DEC_O_PENDING) {
@@ -362,10 +364,11 @@ static int dec_outcome(struct dec_request *d, size_t i, enum dec_outcome o, cons
 {
     struct dec_wait *w = &d->waits[i];
     w->outcome = o;
-    if (o == DEC_O_ERROR)
+    if (o == DEC_O_ERROR || o == DEC_O_LEFT_OUT)
         snprintf(w->detail, sizeof(w->detail), "%s", err && *err ? err : "error");
     if (d->trace_outcome)
-        d->trace_outcome(d, w->policy, o == DEC_O_PASS ? 1 : o == DEC_O_FAIL ? 0 : -1, w->detail);
+        d->trace_outcome(d, w->policy, o == DEC_O_PASS ? 1 : o == DEC_O_FAIL ? 0 : o == DEC_O_LEFT_OUT ? -2 : -1,
+                         w->detail);
     size_t n = d->rule->nallow;
     for (size_t k = 0; k < n; k++) {
         enum dec_outcome ok = d->waits[k].outcome;
@@ -393,12 +396,16 @@ static void dec_query_done(struct pg_query *q, enum pg_status st, int ntuples, c
 {
     struct dec_lookup *l = (struct dec_lookup *)((char *)q - offsetof(struct dec_lookup, q));
     struct dec_ctx *ctx = l->ctx;
-    int outcome = st != PGQ_OK ? -1 : ntuples > 0 ? 1 : 0;
+    int outcome = st == PGQ_SKIPPED ? -2 : st != PGQ_OK ? -1 : ntuples > 0 ? 1 : 0;
     int slot = l->cfg->policies->p[l->policy].metric_slot;
+    enum dec_outcome o = outcome > 0 ? DEC_O_PASS : outcome == 0 ? DEC_O_FAIL :
+                         outcome == -2 ? DEC_O_LEFT_OUT : DEC_O_ERROR;
 
     dec_inflight_remove(l);
-    pc_metric_add(&ctx->m->policy_queries[slot][outcome > 0 ? PC_POL_PASS : outcome == 0 ? PC_POL_FAIL : PC_POL_ERROR], 1);
-    pc_hist_observe(&ctx->m->policy_duration, pc_now_us() - l->started);
+    if (outcome != -2) { /* a left-out policy sends no query */
+        pc_metric_add(&ctx->m->policy_queries[slot][outcome > 0 ? PC_POL_PASS : outcome == 0 ? PC_POL_FAIL : PC_POL_ERROR], 1);
+        pc_hist_observe(&ctx->m->policy_duration, pc_now_us() - l->started);
+    }
     /* Errors are never cached; neither is anything from an old generation,
      * nor an answer to a query sent before the last invalidation (it may
      * predate the revocation that caused it). */
@@ -415,8 +422,7 @@ static void dec_query_done(struct pg_query *q, enum pg_status st, int ntuples, c
     while ((w = TAILQ_FIRST(&l->waiters)) != NULL) {
         TAILQ_REMOVE(&l->waiters, w, link);
         w->lookup = NULL;
-        dec_outcome(w->req, (size_t)(w - w->req->waits), outcome > 0 ? DEC_O_PASS : outcome == 0 ? DEC_O_FAIL : DEC_O_ERROR,
-                    err);
+        dec_outcome(w->req, (size_t)(w - w->req->waits), o, err);
     }
     dec_lookup_free(l);
 }

@@ -26,8 +26,11 @@ enum dec_result { DEC_ALLOW = 1, DEC_DENY, DEC_ERROR };
 
 #define DEC_MAX_POLICIES 16
 
-/* What one policy of a decision came to. */
-enum dec_outcome { DEC_O_PENDING = 0, DEC_O_PASS, DEC_O_FAIL, DEC_O_ERROR };
+/* What one policy of a decision came to. DEC_O_LEFT_OUT: the policy does
+ * not fit the database's schema (schema.h); the decision is made without
+ * it, as if it had not passed. A rule whose policies are all left out
+ * denies: never open. */
+enum dec_outcome { DEC_O_PENDING = 0, DEC_O_PASS, DEC_O_FAIL, DEC_O_ERROR, DEC_O_LEFT_OUT };
 
 /* One policy of a decision: its wait on a lookup (shared by coalesced
  * requests) and, once known, its outcome. Reasons are built from these in
@@ -38,7 +41,7 @@ struct dec_wait {
     struct dec_lookup *lookup;
     int policy;
     enum dec_outcome outcome;
-    char detail[48];            /* DEC_O_ERROR: what went wrong */
+    char detail[64];            /* DEC_O_ERROR, DEC_O_LEFT_OUT: why */
     TAILQ_ENTRY(dec_wait) link;
 };
 
@@ -55,6 +58,7 @@ struct dec_request {
     /* explain: run every policy (no early allow) and report each one */
     int run_all;
     void (*trace_bind)(struct dec_request *d, int policy, const char *const *values, const int *lengths, size_t n);
+    /* outcome: 1 pass, 0 fail, -1 error, -2 left out */
     void (*trace_outcome)(struct dec_request *d, int policy, int outcome, const char *detail);
 
     /* out, for logs and metrics */

@@ -179,12 +179,47 @@ static int id_keys_parse(struct cfg_ctx *ctx, struct id_config *c, struct yt_nod
     return 0;
 }
 
+/* A key equal to one of identity.public_secrets is published: anyone can
+ * mint tokens with it, and no rule would protect anything. */
+static void id_refuse_public(struct cfg_ctx *ctx, const struct yt_node *n, const struct id_config *c,
+                             const struct yt_node *list, int allow)
+{
+    for (size_t i = 0; list != NULL && i < list->n; i++) {
+        const struct yt_node *p = list->items[i];
+        if (cfg_expect(ctx, p, YT_SCALAR, "a public secret") != 0 || p->len == 0)
+            continue;
+        const char *which = NULL;
+        if (c->secret != NULL && c->secret_len == p->len && memcmp(c->secret, p->str, p->len) == 0)
+            which = c->secret_file ? c->secret_file : "identity.secret";
+        for (size_t k = 0; which == NULL && k < c->nkeys; k++)
+            if (c->keys[k].secret_len == p->len && memcmp(c->keys[k].secret, p->str, p->len) == 0)
+                which = c->keys[k].id;
+        if (which == NULL)
+            continue;
+        if (allow) {
+            cfg_warn(ctx, p, "identity: the signing secret (%s) is public (listed in identity.public_secrets); "
+                             "allow_public_secret is true: anyone can mint tokens, use this for a throwaway demo only",
+                     which);
+        } else {
+            cfg_error(ctx, n, "identity: the signing secret (%s) is public: it is listed in identity.public_secrets "
+                              "(line %d), a published default. Anyone can mint tokens with it, so no rule would "
+                              "protect anything. Generate a new secret (for example: openssl rand -base64 42), "
+                              "configure it in the application and here, and restart both; for a throwaway demo "
+                              "only, set identity.allow_public_secret: true",
+                      which, p->line);
+        }
+        return;
+    }
+}
+
 void id_config_parse(struct cfg_ctx *ctx, struct yt_node *n)
 {
     static const char *const keys[] = {
         "secret", "secret_file", "keys", "algorithms", "sources", "subject_claim",
-        "issuer", "audience", "require_exp", "leeway",
+        "issuer", "audience", "require_exp", "leeway", "public_secrets", "allow_public_secret",
     };
+    const struct yt_node *public_secrets = NULL;
+    int allow_public = 0;
     struct id_config *c = pc_calloc(1, sizeof(*c));
     struct yt_node *secret_node = NULL;
     char *secret_file = NULL;
@@ -229,6 +264,11 @@ void id_config_parse(struct cfg_ctx *ctx, struct yt_node *n)
             cfg_scalar(ctx, v, CFG_BOOL, &c->require_exp, 0, 0);
         } else if (strcmp(k->str, "leeway") == 0) {
             cfg_scalar(ctx, v, CFG_DURATION, &c->leeway_ms, 0, 3600000);
+        } else if (strcmp(k->str, "public_secrets") == 0) {
+            if (cfg_expect(ctx, v, YT_SEQ, "identity.public_secrets") == 0)
+                public_secrets = v;
+        } else if (strcmp(k->str, "allow_public_secret") == 0) {
+            cfg_scalar(ctx, v, CFG_BOOL, &allow_public, 0, 0);
         } else {
             cfg_unknown_key(ctx, k, "identity", keys, PC_ARRAY_LEN(keys));
         }
@@ -248,6 +288,7 @@ void id_config_parse(struct cfg_ctx *ctx, struct yt_node *n)
                   "identity needs a non-empty secret, a secret_file, or keys");
     }
     free(secret_file);
+    id_refuse_public(ctx, n, c, public_secrets, allow_public);
 
     if (c->subject_claim == NULL)
         c->subject_claim = pc_strdup("sub");

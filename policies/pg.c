@@ -4,6 +4,7 @@
 #include "pg.h"
 #include <event2/event_struct.h>
 #include "policy.h"
+#include "schema.h"
 #include "../rules/config.h"
 #include "../proxy/log.h"
 
@@ -18,6 +19,11 @@
 
 enum pgc_state { PGC_DOWN, PGC_CONNECTING, PGC_SETUP, PGC_READY };
 
+/* Setup, in order: the session's settings, the schema (when a policy
+ * declares requirements), the schema version (when configured), then one
+ * prepare per policy that fits the schema. */
+enum pgc_step { PGS_SESSION, PGS_SCHEMA, PGS_VERSION, PGS_PREPARE };
+
 struct pg_conn {
     struct pg_pool *pool;
     int idx;
@@ -29,7 +35,17 @@ struct pg_conn {
     int ev_on;
     struct event timer;
     struct pc_config *cfg;
-    int setup_step;
+    enum pgc_step step;
+    int prep;                       /* PGS_PREPARE: the policy being prepared */
+    struct pol_schema *schema;      /* PGS_SCHEMA: what has been read */
+    struct pc_buf version;          /* PGS_VERSION: the values, joined with "," */
+    int version_rows;
+    int version_failed;
+    /* per policy of cfg: the variant prepared on this connection, or -1
+     * with what the schema lacks (pointing into cfg) */
+    int *choice;
+    const char **missing;
+    size_t nchoice;
     struct pg_query_list sent;
     int nsent;
     int retire;
@@ -140,6 +156,8 @@ static void pgc_down(struct pg_conn *c, const char *why_in, int backoff)
         c->pg = NULL;
     }
     c->fd = -1;
+    pol_schema_free(c->schema);
+    c->schema = NULL;
     if (c->was_up || c->backoff_ms == 0)
         pc_log(PC_LOG_WARN, "worker %d: database connection %d down: %s", p->worker, c->idx, why);
     c->was_up = 0;
@@ -204,7 +222,7 @@ static void pgc_start(struct pg_conn *c)
     }
     PQsetnonblocking(c->pg, 1);
     c->state = PGC_CONNECTING;
-    c->setup_step = 0;
+    c->step = PGS_SESSION;
     pgc_watch(c, EV_WRITE);
     pgc_arm(c, c->cfg->database.connect_timeout);
     pool_publish(p);
@@ -228,11 +246,21 @@ static void pgc_stmt_name(const struct pg_conn *c, int i, char name[PG_STMT_NAME
     snprintf(name, PG_STMT_NAME, "pc%llu_%d", (unsigned long long)c->cfg->generation, i);
 }
 
-/* Setup: step 0 sets the session up; steps 1..n prepare each policy. */
+/* The next policy at or after i that this connection prepares, or n. */
+static int pgc_next_prep(const struct pg_conn *c, int i)
+{
+    int n = (int)c->nchoice;
+    while (i < n && c->choice[i] < 0)
+        i++;
+    return i;
+}
+
+/* Send the current setup step's statement. */
 static int pgc_setup_send(struct pg_conn *c)
 {
     const struct pol_set *ps = c->cfg->policies;
-    if (c->setup_step == 0) {
+    switch (c->step) {
+    case PGS_SESSION: {
         struct pc_buf b = {0};
         int64_t t = c->cfg->timeouts.policy;
         pc_buf_addf(&b, "SET default_transaction_read_only = on; SET statement_timeout = %lld; "
@@ -244,10 +272,96 @@ static int pgc_setup_send(struct pg_conn *c)
         pc_buf_free(&b);
         return ok ? 0 : -1;
     }
-    int i = c->setup_step - 1;
-    char name[PG_STMT_NAME];
-    pgc_stmt_name(c, i, name);
-    return PQsendPrepare(c->pg, name, ps->p[i].sql, (int)ps->p[i].nparams, NULL) ? 0 : -1;
+    case PGS_SCHEMA:
+        c->schema = pol_schema_new();
+        return PQsendQuery(c->pg, pol_schema_sql_pg) ? 0 : -1;
+    case PGS_VERSION:
+        c->version.len = 0;
+        c->version_rows = 0;
+        c->version_failed = 0;
+        return PQsendQuery(c->pg, c->cfg->database.schema_version.query) ? 0 : -1;
+    case PGS_PREPARE: {
+        const struct pol_variant *v = &ps->p[c->prep].variants[c->choice[c->prep]];
+        char name[PG_STMT_NAME];
+        pgc_stmt_name(c, c->prep, name);
+        return PQsendPrepare(c->pg, name, v->sql, (int)v->nparams, NULL) ? 0 : -1;
+    }
+    }
+    return -1;
+}
+
+/* The schema is known (or was not needed): choose each policy's variant. */
+static void pgc_choose(struct pg_conn *c)
+{
+    const struct pol_set *ps = c->cfg->policies;
+    size_t n = ps ? ps->n : 0;
+    if (c->nchoice != n) {
+        c->choice = pc_realloc(c->choice, (n ? n : 1) * sizeof(*c->choice));
+        c->missing = pc_realloc(c->missing, (n ? n : 1) * sizeof(*c->missing));
+        c->nchoice = n;
+    }
+    pol_choose(ps, c->schema, c->choice, c->missing);
+    pol_schema_free(c->schema);
+    c->schema = NULL;
+    if (pol_report_choice(c->cfg, c->choice, c->missing))
+        pol_log_choice(c->cfg, c->choice, c->missing);
+}
+
+static void pgc_version_done(struct pg_conn *c)
+{
+    const struct pc_schema_version *sv = &c->cfg->database.schema_version;
+    const char *v = c->version_failed ? NULL : c->version_rows ? pc_buf_cstr(&c->version) : "(no row)";
+    int known = 0;
+    if (!c->version_failed && c->version_rows > 0) {
+        /* split the joined values back for the comparison */
+        char *copy = pc_strdup(v), *save = NULL;
+        const char *vals[64];
+        size_t nv = 0;
+        for (char *t = strtok_r(copy, ",", &save); t != NULL && nv < 64; t = strtok_r(NULL, ",", &save))
+            vals[nv++] = t;
+        known = pol_version_known((const char *const *)sv->known, sv->nknown, vals, nv);
+        free(copy);
+    }
+    const char *err = c->version_failed ? pc_buf_cstr(&c->version) : NULL;
+    if (pol_report_version(v, known, err))
+        pol_log_version(c->cfg, v, known, err);
+    pc_buf_free(&c->version);
+}
+
+/* The current step is complete: move to the next one. 1 when setup is
+ * complete, 0 when a step was sent, -1 on failure. */
+static int pgc_setup_advance(struct pg_conn *c)
+{
+    const struct pol_set *ps = c->cfg->policies;
+    switch (c->step) {
+    case PGS_SESSION:
+        if (ps != NULL && ps->any_requires) {
+            c->step = PGS_SCHEMA;
+            break;
+        }
+        /* fall through */
+    case PGS_SCHEMA:
+        if (c->cfg->database.schema_version.query != NULL) {
+            c->step = PGS_VERSION;
+            break;
+        }
+        /* fall through */
+    case PGS_VERSION:
+        if (c->step == PGS_VERSION)
+            pgc_version_done(c);
+        pgc_choose(c);
+        c->step = PGS_PREPARE;
+        c->prep = pgc_next_prep(c, 0);
+        if ((size_t)c->prep >= c->nchoice)
+            return 1;
+        break;
+    case PGS_PREPARE:
+        c->prep = pgc_next_prep(c, c->prep + 1);
+        if ((size_t)c->prep >= c->nchoice)
+            return 1;
+        break;
+    }
+    return pgc_setup_send(c) == 0 ? 0 : -1;
 }
 
 static void pgc_ready(struct pg_conn *c)
@@ -273,34 +387,51 @@ static void pgc_ready(struct pg_conn *c)
 
 static void pgc_setup_results(struct pg_conn *c)
 {
-    const struct pol_set *ps = c->cfg->policies;
-    size_t nsteps = 1 + (ps ? ps->n : 0);
     for (;;) {
         if (PQisBusy(c->pg))
             return;
         PGresult *r = PQgetResult(c->pg);
         if (r != NULL) {
             ExecStatusType st = PQresultStatus(r);
+            if (c->step == PGS_VERSION) {
+                /* an unreadable version is reported, never fatal */
+                if (st == PGRES_TUPLES_OK && PQnfields(r) >= 1) {
+                    for (int i = 0; i < PQntuples(r); i++)
+                        pc_buf_addf(&c->version, "%s%s", c->version_rows++ ? "," : "", PQgetvalue(r, i, 0));
+                } else if (!c->version_failed) {
+                    c->version_failed = 1;
+                    c->version.len = 0;
+                    pc_buf_adds(&c->version, st == PGRES_TUPLES_OK ? "the query returns no column"
+                                                                   : PQresultErrorMessage(r));
+                    pc_one_line((char *)pc_buf_cstr(&c->version));
+                }
+                PQclear(r);
+                continue;
+            }
             if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
                 char why[512];
-                snprintf(why, sizeof(why), "setup step %d failed: %s", c->setup_step,
-                         PQresultErrorMessage(r));
+                snprintf(why, sizeof(why), "setup (%s) failed: %s",
+                         c->step == PGS_SESSION ? "session" : c->step == PGS_SCHEMA ? "schema" :
+                         c->cfg->policies->p[c->prep].name, PQresultErrorMessage(r));
                 PQclear(r);
                 /* a policy that no longer prepares (schema changed): fail
                  * closed, retry later */
                 pgc_down(c, why, 1);
                 return;
             }
+            if (c->step == PGS_SCHEMA)
+                for (int i = 0; i < PQntuples(r); i++)
+                    pol_schema_add(c->schema, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
             PQclear(r);
             continue;
         }
         /* NULL: this step is complete */
-        c->setup_step++;
-        if ((size_t)c->setup_step >= nsteps) {
+        int rc = pgc_setup_advance(c);
+        if (rc > 0) {
             pgc_ready(c);
             return;
         }
-        if (pgc_setup_send(c) != 0) {
+        if (rc < 0) {
             pgc_down(c, PQerrorMessage(c->pg), 1);
             return;
         }
@@ -400,7 +531,7 @@ static void pgc_event_cb(evutil_socket_t fd, short what, void *arg)
             return;
         case PGRES_POLLING_OK:
             c->state = PGC_SETUP;
-            c->setup_step = 0;
+            c->step = PGS_SESSION;
             if (pgc_setup_send(c) != 0) {
                 pgc_down(c, PQerrorMessage(c->pg), 1);
                 return;
@@ -462,8 +593,16 @@ static void pgc_timer_cb(evutil_socket_t fd, short what, void *arg)
 static int pgc_send(struct pg_conn *c, struct pg_query *q)
 {
     char name[PG_STMT_NAME];
+    const struct pol_variant *v = &c->cfg->policies->p[q->policy].variants[c->choice[q->policy]];
+    const char *vals[POL_MAX_PARAMS];
+    int lens[POL_MAX_PARAMS];
+    /* the variant's $1..$n, from the policy's parameters */
+    for (size_t k = 0; k < v->nparams; k++) {
+        vals[k] = q->values[v->param[k]];
+        lens[k] = q->lengths[v->param[k]];
+    }
     pgc_stmt_name(c, q->policy, name);
-    if (!PQsendQueryPrepared(c->pg, name, q->nparams, q->values, q->lengths, NULL, 0) ||
+    if (!PQsendQueryPrepared(c->pg, name, (int)v->nparams, vals, lens, NULL, 0) ||
         !PQpipelineSync(c->pg))
         return -1;
     q->phase = 0;
@@ -514,6 +653,12 @@ static void pool_dispatch(struct pg_pool *p)
         if (best != NULL) {
             TAILQ_REMOVE(&p->waiting, q, link);
             p->rr++;
+            if (best->choice[q->policy] < 0) {
+                /* left out on this schema: answered without a query */
+                snprintf(q->err, sizeof(q->err), "left out (the database lacks %s)", best->missing[q->policy]);
+                q->done(q, PGQ_SKIPPED, 0, q->err);
+                continue;
+            }
             if (pgc_send(best, q) != 0) {
                 q->done(q, PGQ_ERROR, 0, "cannot send query");
                 pgc_down(best, PQerrorMessage(best->pg), 1);
@@ -621,6 +766,10 @@ void pg_pool_free(struct pg_pool *p)
         c->pg = NULL;
         c->state = PGC_DOWN;
         pgc_fail_queries(c, "shutting down");
+        pol_schema_free(c->schema);
+        pc_buf_free(&c->version);
+        free(c->choice);
+        free(c->missing);
         cfg_unref(c->cfg);
     }
     struct pg_query *q;

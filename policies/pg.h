@@ -23,7 +23,9 @@ struct pc_config;
 struct pg_pool;
 struct pg_conn;
 
-enum pg_status { PGQ_OK = 0, PGQ_ERROR = 1 };
+/* PGQ_SKIPPED: the policy is left out on this schema (schema.h): no
+ * query was sent, err says what the database lacks. */
+enum pg_status { PGQ_OK = 0, PGQ_ERROR = 1, PGQ_SKIPPED = 2 };
 
 struct pg_query {
     struct pc_config *cfg;          /* the generation whose statements it uses */

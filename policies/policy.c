@@ -6,22 +6,35 @@
 #include "../rules/config.h"
 #include "../proxy/metrics.h"
 #include "pg.h"
+#include "schema.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <libpq-fe.h>
 
+static void pol_variant_clear(struct pol_variant *v)
+{
+    free(v->sql);
+    free(v->param);
+    for (size_t r = 0; r < v->nrequires; r++)
+        free(v->requires[r]);
+    free(v->requires);
+}
+
 void pol_set_free(struct pol_set *ps)
 {
     if (ps == NULL)
         return;
     for (size_t i = 0; i < ps->n; i++) {
-        free(ps->p[i].name);
-        free(ps->p[i].sql);
-        for (size_t j = 0; j < ps->p[i].nparams; j++)
-            free(ps->p[i].params[j]);
-        free(ps->p[i].params);
+        struct pol_policy *p = &ps->p[i];
+        free(p->name);
+        for (size_t j = 0; j < p->nparams; j++)
+            free(p->params[j]);
+        free(p->params);
+        for (size_t v = 0; v < p->nvariants; v++)
+            pol_variant_clear(&p->variants[v]);
+        free(p->variants);
     }
     free(ps->p);
     free(ps);
@@ -217,6 +230,130 @@ fail:
     return NULL;
 }
 
+/* An identifier of the schema: [A-Za-z0-9_]+ */
+static int pol_is_ident(const char *s, size_t len)
+{
+    return len > 0 && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") == len;
+}
+
+static void pol_requires_parse(struct cfg_ctx *ctx, const char *policy, const struct yt_node *n,
+                               struct pol_variant *v)
+{
+    if (cfg_expect(ctx, n, YT_SEQ, "requires") != 0)
+        return;
+    if (n->n > POL_MAX_REQUIRES) {
+        cfg_error(ctx, n, "policy '%s': more than %d requirements", policy, POL_MAX_REQUIRES);
+        return;
+    }
+    v->requires = pc_calloc(n->n ? n->n : 1, sizeof(*v->requires));
+    for (size_t i = 0; i < n->n; i++) {
+        const struct yt_node *r = n->items[i];
+        if (cfg_expect(ctx, r, YT_SCALAR, "a requirement") != 0)
+            continue;
+        const char *dot = memchr(r->str, '.', r->len);
+        size_t tl = dot ? (size_t)(dot - r->str) : r->len;
+        if (!pol_is_ident(r->str, tl) || (dot != NULL && !pol_is_ident(dot + 1, r->len - tl - 1))) {
+            cfg_error(ctx, r, "policy '%s': a requirement is a table or table.column, found '%s'", policy, r->str);
+            continue;
+        }
+        v->requires[v->nrequires++] = pc_strdup(r->str);
+    }
+}
+
+/* Rewrite a variant's SQL and map its parameters onto the policy's. */
+static void pol_variant_sql(struct cfg_ctx *ctx, struct pol_policy *p, const struct yt_node *n,
+                            struct pol_variant *v)
+{
+    const char *why;
+    char **names = NULL;
+    size_t nn = 0;
+    if (cfg_expect(ctx, n, YT_SCALAR, "a policy's SQL") != 0)
+        return;
+    v->line = n->line;
+    v->col = n->col;
+    v->sql = pol_rewrite_sql(n->str, &names, &nn, &why);
+    if (v->sql == NULL) {
+        cfg_error(ctx, n, "policy '%s': %s", p->name, why);
+        return;
+    }
+    v->nparams = nn;
+    v->param = pc_calloc(nn ? nn : 1, sizeof(*v->param));
+    for (size_t j = 0; j < nn; j++) {
+        if (strncmp(names[j], "claims.", 7) != 0 && strchr(names[j], '.') != NULL)
+            cfg_error(ctx, n, "policy '%s': bad parameter :%s", p->name, names[j]);
+        size_t k;
+        for (k = 0; k < p->nparams; k++)
+            if (strcmp(p->params[k], names[j]) == 0)
+                break;
+        if (k == p->nparams) {
+            if (p->nparams == POL_MAX_PARAMS) {
+                cfg_error(ctx, n, "policy '%s': too many parameters", p->name);
+                k = 0;
+            } else {
+                p->params = pc_realloc(p->params, (p->nparams + 1) * sizeof(*p->params));
+                p->params[p->nparams++] = pc_strdup(names[j]);
+            }
+        }
+        v->param[j] = (int)k;
+        free(names[j]);
+    }
+    free(names);
+}
+
+/* { sql, requires } or one item of variants: */
+static void pol_variant_parse(struct cfg_ctx *ctx, struct pol_policy *p, const struct yt_node *n, int top)
+{
+    static const char *const keys[] = {"sql", "requires", "variants"};
+    struct pol_variant *v = &p->variants[p->nvariants++];
+    const struct yt_node *sql = NULL;
+    for (size_t i = 0; i < n->n; i++) {
+        const struct yt_node *k = n->keys[i], *val = n->items[i];
+        if (strcmp(k->str, "sql") == 0)
+            sql = val;
+        else if (strcmp(k->str, "requires") == 0)
+            pol_requires_parse(ctx, p->name, val, v);
+        else if (!(top && strcmp(k->str, "variants") == 0))
+            cfg_unknown_key(ctx, k, top ? "a policy" : "a policy variant", keys, top ? 3 : 2);
+    }
+    if (sql == NULL)
+        cfg_error(ctx, n, "policy '%s' needs sql:", p->name);
+    else
+        pol_variant_sql(ctx, p, sql, v);
+}
+
+static void pol_parse_one(struct cfg_ctx *ctx, struct pol_policy *p, const struct yt_node *v)
+{
+    if (v->type == YT_SCALAR) {
+        /* the short form: SQL that every schema can run */
+        p->variants = pc_calloc(1, sizeof(*p->variants));
+        p->nvariants = 1;
+        pol_variant_sql(ctx, p, v, &p->variants[0]);
+        return;
+    }
+    if (cfg_expect(ctx, v, YT_MAP, "a policy (SQL, or a mapping with sql: and requires:, or variants:)") != 0)
+        return;
+    const struct yt_node *vs = yt_get(v, "variants");
+    if (vs == NULL) {
+        p->variants = pc_calloc(1, sizeof(*p->variants));
+        pol_variant_parse(ctx, p, v, 1);
+        return;
+    }
+    if (yt_get(v, "sql") != NULL || yt_get(v, "requires") != NULL)
+        cfg_error(ctx, v, "policy '%s': either variants: or sql: and requires:, not both", p->name);
+    if (cfg_expect(ctx, vs, YT_SEQ, "variants") != 0)
+        return;
+    if (vs->n == 0 || vs->n > POL_MAX_VARIANTS) {
+        cfg_error(ctx, vs, "policy '%s': variants must list 1 to %d variants", p->name, POL_MAX_VARIANTS);
+        return;
+    }
+    p->variants = pc_calloc(vs->n, sizeof(*p->variants));
+    for (size_t i = 0; i < vs->n; i++) {
+        if (cfg_expect(ctx, vs->items[i], YT_MAP, "a policy variant (sql: and requires:)") != 0)
+            continue;
+        pol_variant_parse(ctx, p, vs->items[i], 0);
+    }
+}
+
 void pol_config_parse(struct cfg_ctx *ctx, struct yt_node *n)
 {
     struct pol_set *ps = pc_calloc(1, sizeof(*ps));
@@ -228,27 +365,17 @@ void pol_config_parse(struct cfg_ctx *ctx, struct yt_node *n)
     for (size_t i = 0; i < n->n; i++) {
         struct yt_node *k = n->keys[i], *v = n->items[i];
         struct pol_policy *p = &ps->p[ps->n];
-        const char *why;
         if (k->len == 0 || strspn(k->str, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != k->len) {
             cfg_error(ctx, k, "policy names use [A-Za-z0-9_-], found '%s'", k->str);
             continue;
         }
-        if (cfg_expect(ctx, v, YT_SCALAR, "a policy's SQL") != 0)
-            continue;
-        p->sql = pol_rewrite_sql(v->str, &p->params, &p->nparams, &why);
-        if (p->sql == NULL) {
-            cfg_error(ctx, v, "policy '%s': %s", k->str, why);
-            continue;
-        }
         p->name = pc_strdup(k->str);
-        p->metric_slot = pc_metrics_policy_slot(p->name);
         p->line = v->line;
         p->col = v->col;
-        for (size_t j = 0; j < p->nparams; j++) {
-            const char *pn = p->params[j];
-            if (strncmp(pn, "claims.", 7) != 0 && strchr(pn, '.') != NULL)
-                cfg_error(ctx, v, "policy '%s': bad parameter :%s", k->str, pn);
-        }
+        p->metric_slot = pc_metrics_policy_slot(p->name);
+        pol_parse_one(ctx, p, v);
+        for (size_t j = 0; j < p->nvariants; j++)
+            ps->any_requires |= p->variants[j].nrequires > 0;
         ps->n++;
     }
 }
@@ -282,14 +409,69 @@ static void pol_pg_message(struct pc_buf *b, const char *msg)
     b->len = start + pc_one_line(b->p + start);
 }
 
-int pol_check_database(const struct pc_config *cfg, char **errors)
+/* Read the schema's tables and columns; NULL with a message on error. */
+static struct pol_schema *pol_read_schema(PGconn *c, struct pc_buf *err)
 {
-    struct pc_buf b = {0};
+    PGresult *r = PQexec(c, pol_schema_sql_pg);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        pol_pg_message(err, PQresultErrorMessage(r));
+        PQclear(r);
+        return NULL;
+    }
+    struct pol_schema *s = pol_schema_new();
+    for (int i = 0; i < PQntuples(r); i++)
+        pol_schema_add(s, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
+    PQclear(r);
+    return s;
+}
+
+/* Run the schema version query, report it and warn when it is unknown. */
+static void pol_check_version(const struct pc_config *cfg, PGconn *c, struct pc_buf *warn)
+{
+    const struct pc_schema_version *sv = &cfg->database.schema_version;
+    if (sv->query == NULL)
+        return;
+    PGresult *r = PQexec(c, sv->query);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQnfields(r) < 1) {
+        struct pc_buf m = {0};
+        pol_pg_message(&m, PQresultStatus(r) == PGRES_TUPLES_OK ? "the query returns no column"
+                                                                 : PQresultErrorMessage(r));
+        pc_buf_addf(warn, "%s:%d:%d: warning: the schema version query failed: %s\n", cfg->file, sv->line, sv->col,
+                    pc_buf_cstr(&m));
+        pol_report_version(NULL, 0, pc_buf_cstr(&m));
+        pc_buf_free(&m);
+        PQclear(r);
+        return;
+    }
+    int n = PQntuples(r);
+    const char **vals = pc_calloc(n ? (size_t)n : 1, sizeof(*vals));
+    struct pc_buf v = {0};
+    for (int i = 0; i < n; i++) {
+        vals[i] = PQgetvalue(r, i, 0);
+        pc_buf_addf(&v, "%s%s", i ? "," : "", vals[i]);
+    }
+    int known = pol_version_known((const char *const *)sv->known, sv->nknown, vals, (size_t)n);
+    if (!known)
+        pc_buf_addf(warn, "%s:%d:%d: warning: the database's schema version is '%s', which this config was not "
+                          "checked against\n", cfg->file, sv->line, sv->col, n ? pc_buf_cstr(&v) : "(no row)");
+    pol_report_version(n ? pc_buf_cstr(&v) : "(no row)", known, NULL);
+    pc_buf_free(&v);
+    free(vals);
+    PQclear(r);
+}
+
+int pol_check_database(const struct pc_config *cfg, char **errors, char **warnings)
+{
+    struct pc_buf b = {0}, w = {0};
     const struct pol_set *ps = cfg->policies;
+    struct pol_schema *schema = NULL;
+    int *choice = NULL;
+    const char **missing = NULL;
     char timeout[32];
     int rc = 0;
 
     *errors = NULL;
+    *warnings = NULL;
     if (ps == NULL || ps->n == 0 || !cfg->database.configured)
         return 0;
     const char *keys[PG_MAX_PARAMS], *vals[PG_MAX_PARAMS];
@@ -303,22 +485,52 @@ int pol_check_database(const struct pc_config *cfg, char **errors)
         rc = 1;
         goto out;
     }
+    pol_check_version(cfg, c, &w);
+    if (ps->any_requires) {
+        struct pc_buf err = {0};
+        schema = pol_read_schema(c, &err);
+        if (schema == NULL) {
+            pc_buf_addf(&b, "%s:%d:%d: cannot read the database's schema: %s\n", cfg->file, cfg->database.line,
+                        cfg->database.col, pc_buf_cstr(&err));
+            pc_buf_free(&err);
+            rc = -1;
+            goto out;
+        }
+        pc_buf_free(&err);
+    }
+    choice = pc_calloc(ps->n, sizeof(*choice));
+    missing = pc_calloc(ps->n, sizeof(*missing));
+    pol_choose(ps, schema, choice, missing);
     for (size_t i = 0; i < ps->n; i++) {
-        PGresult *r = PQprepare(c, "", ps->p[i].sql, (int)ps->p[i].nparams, NULL);
+        const struct pol_policy *p = &ps->p[i];
+        if (choice[i] < 0) {
+            pc_buf_addf(&w, "%s:%d:%d: warning: policy '%s' is left out: the database lacks %s; rules that list it "
+                            "decide without it\n", cfg->file, p->line, p->col, p->name, missing[i]);
+            continue;
+        }
+        const struct pol_variant *v = &p->variants[choice[i]];
+        PGresult *r = PQprepare(c, "", v->sql, (int)v->nparams, NULL);
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-            pc_buf_addf(&b, "%s:%d:%d: policy '%s' does not prepare: ", cfg->file, ps->p[i].line,
-                        ps->p[i].col, ps->p[i].name);
+            pc_buf_addf(&b, "%s:%d:%d: policy '%s' does not prepare: ", cfg->file, v->line, v->col, p->name);
             pol_pg_message(&b, PQresultErrorMessage(r));
             pc_buf_addc(&b, '\n');
             rc = -1;
         }
         PQclear(r);
     }
+    if (rc == 0)
+        pol_report_choice(cfg, choice, (const char *const *)missing);
 out:
     if (c)
         PQfinish(c);
+    pol_schema_free(schema);
+    free(choice);
+    free(missing);
     if (b.len > 0)
         *errors = pc_strdup(pc_buf_cstr(&b));
+    if (w.len > 0)
+        *warnings = pc_strdup(pc_buf_cstr(&w));
     pc_buf_free(&b);
+    pc_buf_free(&w);
     return rc;
 }

@@ -18,19 +18,40 @@ struct pc_config;
 /* Named parameters in one policy's SQL; the decision engine binds this
  * many at most. */
 #define POL_MAX_PARAMS 64
+#define POL_MAX_VARIANTS 8
+#define POL_MAX_REQUIRES 16
+
+/*
+ * One way of writing a policy: SQL, and what that SQL needs from the
+ * database's schema ("table" or "table.column"). A policy has one variant
+ * or several; on each database connection the first variant whose
+ * requirements the schema meets is prepared and used. A policy none of
+ * whose variants fits is left out on that connection: rules that list it
+ * decide without it, and never fall open (see decide.h).
+ */
+struct pol_variant {
+    char *sql;          /* rewritten, with $1..$n in this variant's order */
+    size_t nparams;
+    int *param;         /* $k+1 is pol_policy.params[param[k]] */
+    char **requires;
+    size_t nrequires;
+    int line, col;
+};
 
 struct pol_policy {
     char *name;
     int line, col;
-    char *sql;          /* rewritten, with $1..$n */
-    char **params;      /* parameter names in $n order */
+    char **params;      /* every variant's parameter names: what a rule binds */
     size_t nparams;
+    struct pol_variant *variants;
+    size_t nvariants;
     int metric_slot;    /* label slot for portcullis_policy_queries_total */
 };
 
 struct pol_set {
     struct pol_policy *p;
     size_t n;
+    int any_requires;   /* some variant has requires: the schema is read */
 };
 
 void pol_config_parse(struct cfg_ctx *ctx, struct yt_node *n);
@@ -48,10 +69,13 @@ char *pol_rewrite_sql(const char *sql, char ***params, size_t *nparams, const ch
 
 /*
  * Check every policy against the database synchronously (for -t, start-up
- * and reload): connect, prepare each statement, report errors as
- * file:line:col lines into *errors. Returns 0 when all prepared, 1 when the
- * database was unreachable (with *errors saying so), -1 on policy errors.
+ * and reload): connect, read the schema when a policy declares what it
+ * needs, prepare each policy's chosen variant, and check the schema
+ * version. Errors go to *errors and warnings (policies left out, an
+ * unknown schema version) to *warnings, as file:line:col lines. Returns 0
+ * when every policy that fits the schema prepared, 1 when the database was
+ * unreachable (with *errors saying so), -1 on policy errors.
  */
-int pol_check_database(const struct pc_config *cfg, char **errors);
+int pol_check_database(const struct pc_config *cfg, char **errors, char **warnings);
 
 #endif

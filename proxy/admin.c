@@ -10,6 +10,7 @@
 #include "log.h"
 #include "resolve.h"
 #include "health.h"
+#include "../policies/schema.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -177,8 +178,20 @@ static void admin_handle(struct admin_conn *ac, const char *head, size_t len)
     }
     if (strcmp(path, "/metrics") == 0) {
         struct pc_buf b = {0};
-        pc_metrics_render(&b, ac->a->workers, ac->a->nworkers);
+        pc_metrics_render(&b, ac->a->workers, ac->a->nworkers, ac->a->cfg);
         admin_respond(ac, 200, "text/plain; version=0.0.4", b.p, b.len);
+        pc_buf_free(&b);
+        return;
+    }
+    if (strcmp(path, "/status") == 0) {
+        /* what the operator needs to know beyond readiness: the generation
+         * serving, the database's schema version, and the policies that do
+         * not fit the schema */
+        struct pc_buf b = {0};
+        pc_buf_addf(&b, "{\"generation\":%llu,", (unsigned long long)ac->a->cfg->generation);
+        pol_report_json(&b);
+        pc_buf_adds(&b, "}\n");
+        admin_respond(ac, 200, "application/json", b.p, b.len);
         pc_buf_free(&b);
         return;
     }

@@ -78,6 +78,8 @@ static void explain_outcome(struct dec_request *d, int policy, int outcome, cons
             snprintf(t->policies[k].result, sizeof(t->policies[k].result), "pass (a row)");
         else if (outcome == 0)
             snprintf(t->policies[k].result, sizeof(t->policies[k].result), "fail (no row)");
+        else if (outcome == -2)
+            snprintf(t->policies[k].result, sizeof(t->policies[k].result), "%s", detail ? detail : "left out");
         else
             snprintf(t->policies[k].result, sizeof(t->policies[k].result), "ERROR: %s", detail ? detail : "?");
     }
@@ -184,8 +186,9 @@ int pc_explain_main(int argc, char **argv)
     if (r->decision == PC_D_LOCAL) {
         printf("rule:        (none: the proxy answers %s itself)\n", r->canon.path);
     } else if (r->rule != NULL) {
-        printf("rule:        %s (%s:%d:%d)%s\n", r->rule->name, cfg->file, r->rule->line, r->rule->col,
-               r->rule->shadow ? " [shadow]" : "");
+        printf("rule:        %s (%s:%d:%d)%s%s\n", r->rule->name, cfg->file, r->rule->line, r->rule->col,
+               r->rule->shadow ? " [shadow]" : "",
+               r->rule->fallback ? " [fallback: a route the rule pack does not know]" : "");
         for (size_t i = 0; i < r->rule->ncaptures; i++) {
             const struct rule_capture *cap = &r->rule->captures[i];
             if (r->match.present[i])

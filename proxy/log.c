@@ -160,6 +160,14 @@ void pc_log_access(struct pc_req *r)
     /* metrics ride on the same once-per-request hook */
     int slot = r->rule ? r->rule->metric_slot : 0;
     pc_metric_add(&w->metrics->requests[slot][r->decision], 1);
+    if (r->rule != NULL && r->rule->fallback) {
+        /* a route the rule pack does not know: say so, every time */
+        pc_metric_add(&w->metrics->fallback[slot], 1);
+        pc_log(PC_LOG_WARN, "rule %s: %.*s %.*s is a route the rule pack does not know; it was %s (request %s)",
+               r->rule->name, (int)r->h.method_len, r->h.method, (int)PC_MIN(r->canon.path_len, 1024),
+               r->canon.path ? r->canon.path : "", r->rule->shadow ? "forwarded (shadow)" : "authorized like a "
+               "protected route", r->request_id);
+    }
     pc_hist_observe(&w->metrics->request_duration, pc_now_us() - r->t_start);
     if (!r->cfg || !r->cfg->access_log)
         return;

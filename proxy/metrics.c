@@ -4,6 +4,7 @@
 #include "metrics.h"
 #include "worker.h"
 #include "upstream.h"
+#include "../policies/schema.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -118,7 +119,7 @@ static void pc_label(struct pc_buf *b, const char *v)
     }
 }
 
-void pc_metrics_render(struct pc_buf *b, struct pc_worker **ws, int nw)
+void pc_metrics_render(struct pc_buf *b, struct pc_worker **ws, int nw, const struct pc_config *cfg)
 {
     static const char *const pol_results[PC_POL__COUNT] = {"pass", "fail", "error"};
     static const char *const uperr[PC_UPERR__COUNT] = {"refused", "timeout", "reset", "protocol"};
@@ -147,6 +148,23 @@ void pc_metrics_render(struct pc_buf *b, struct pc_worker **ws, int nw)
             pc_label(b, rnames[s]);
             pc_buf_addf(b, "\",decision=\"%s\"} %llu\n", pc_decision_names[d], (unsigned long long)v);
         }
+    }
+    pc_buf_adds(b, "# HELP portcullis_fallback_requests_total Requests that reached a fallback rule: a route "
+                   "the rule pack does not know.\n# TYPE portcullis_fallback_requests_total counter\n");
+    for (int s = 0; s < PC_METRIC_SLOTS; s++) {
+        if (rnames[s] == NULL || (s >= nr && s != PC_METRIC_SLOTS - 1))
+            continue;
+        uint64_t v = 0;
+        for (int w = 0; w < nw; w++)
+            v += ld(&ws[w]->metrics->fallback[s]);
+        int serving = 0;
+        for (size_t i = 0; cfg != NULL && cfg->rules != NULL && i < cfg->rules->n && !serving; i++)
+            serving = cfg->rules->rules[i].fallback && cfg->rules->rules[i].metric_slot == s;
+        if (v == 0 && !serving)
+            continue;
+        pc_buf_adds(b, "portcullis_fallback_requests_total{rule=\"");
+        pc_label(b, rnames[s]);
+        pc_buf_addf(b, "\"} %llu\n", (unsigned long long)v);
     }
     pc_hist_render(b, "portcullis_request_duration_seconds", "Time from request head to the end of the response.",
                    ws, nw, offsetof(struct pc_metrics, request_duration));
@@ -216,6 +234,7 @@ void pc_metrics_render(struct pc_buf *b, struct pc_worker **ws, int nw)
     pc_buf_addf(b, "# HELP portcullis_config_generation The config generation in use.\n"
                    "# TYPE portcullis_config_generation gauge\n"
                    "portcullis_config_generation %llu\n", (unsigned long long)ld(&pc_generation));
+    pol_report_metrics(b);
     pc_buf_addf(b, "# HELP portcullis_build_info Build information.\n"
                    "# TYPE portcullis_build_info gauge\n"
                    "portcullis_build_info{version=\"%s\"} 1\n", PC_VERSION);

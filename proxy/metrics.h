@@ -28,6 +28,7 @@ enum pc_policy_result { PC_POL_PASS, PC_POL_FAIL, PC_POL_ERROR, PC_POL__COUNT };
 
 struct pc_metrics {
     uint64_t requests[PC_METRIC_SLOTS][16];  /* [rule slot][decision] */
+    uint64_t fallback[PC_METRIC_SLOTS];      /* [rule slot]: requests that reached a fallback: rule */
     uint64_t policy_queries[PC_METRIC_SLOTS][PC_POL__COUNT];
     struct pc_hist request_duration;
     struct pc_hist policy_duration;
@@ -52,7 +53,10 @@ void pc_metrics_reload(int ok);
 void pc_metrics_set_generation(uint64_t gen);
 
 struct pc_worker;
-/* Render every worker's metrics in Prometheus text format. */
-void pc_metrics_render(struct pc_buf *b, struct pc_worker **workers, int nworkers);
+struct pc_config;
+/* Render every worker's metrics in Prometheus text format. cfg is the
+ * generation serving: its fallback rules are exported even at 0, so that
+ * an alert sees the counter before the first request reaches one. */
+void pc_metrics_render(struct pc_buf *b, struct pc_worker **workers, int nworkers, const struct pc_config *cfg);
 
 #endif

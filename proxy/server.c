@@ -47,8 +47,15 @@ struct pc_config *pc_server_load_config(const char *path, int *db_rc, char **err
     *db_rc = 0;
     if (cfg == NULL)
         return NULL;
-    char *dberr = NULL;
-    int rc = pol_check_database(cfg, &dberr);
+    char *dberr = NULL, *dbwarn = NULL;
+    int rc = pol_check_database(cfg, &dberr, &dbwarn);
+    if (dbwarn != NULL) {
+        /* policies left out, an unknown schema version: with the config's own */
+        char *all = pc_sprintf("%s%s", cfg->warnings ? cfg->warnings : "", dbwarn);
+        free(cfg->warnings);
+        free(dbwarn);
+        cfg->warnings = all;
+    }
     if (rc < 0) {
         *errors = dberr;
         cfg_unref(cfg);

@@ -41,9 +41,7 @@ void cfg_error(struct cfg_ctx *ctx, const struct yt_node *at, const char *fmt, .
     ctx->nerrors++;
 }
 
-static void cfg_warning(struct cfg_ctx *ctx, const struct yt_node *at, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void cfg_warning(struct cfg_ctx *ctx, const struct yt_node *at, const char *fmt, ...)
+void cfg_warn(struct cfg_ctx *ctx, const struct yt_node *at, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -148,6 +146,8 @@ int cfg_scalar(struct cfg_ctx *ctx, const struct yt_node *n, enum cfg_ftype t, v
         }
         cfg_error(ctx, n, "expected true or false, found '%s'", n->str);
         return -1;
+    case CFG_CUSTOM:
+        break; /* a row's own parse function */
     }
     return -1;
 }
@@ -169,6 +169,10 @@ void cfg_fields(struct cfg_ctx *ctx, const struct yt_node *map,
             continue;
         }
         void *dst = (char *)base + fields[f].offset;
+        if (fields[f].type == CFG_CUSTOM) {
+            fields[f].parse(ctx, v, dst);
+            continue;
+        }
         if (fields[f].type == CFG_STR)
             free(*(char **)dst);
         cfg_scalar(ctx, v, fields[f].type, dst, fields[f].min, fields[f].max);
@@ -307,7 +311,7 @@ static void sec_upstream(struct cfg_ctx *ctx, struct yt_node *n)
         if (rc < 0)
             cfg_error(ctx, n, "upstream: %s", err);
         else if (rc > 0)
-            cfg_warning(ctx, n, "upstream: %s; it is resolved again while serving", err);
+            cfg_warn(ctx, n, "upstream: %s; it is resolved again while serving", err);
     }
     free(tmp);
 }
@@ -343,14 +347,14 @@ static void sec_workers(struct cfg_ctx *ctx, struct yt_node *n)
 
 #define TO(f) offsetof(struct pc_timeouts, f)
 static const struct cfg_field timeout_fields[] = {
-    {"header", CFG_DURATION, TO(header), 1, 86400000},
-    {"connect", CFG_DURATION, TO(connect), 1, 86400000},
-    {"upstream", CFG_DURATION, TO(upstream), 1, 7 * 86400000LL},
-    {"idle", CFG_DURATION, TO(idle), 1, 86400000},
-    {"drain", CFG_DURATION, TO(drain), 0, 86400000},
-    {"body", CFG_DURATION, TO(body), 1, 86400000},
-    {"keepalive", CFG_DURATION, TO(keepalive), 0, 86400000},
-    {"policy", CFG_DURATION, TO(policy), 1, 600000},
+    {"header", CFG_DURATION, TO(header), 1, 86400000, NULL},
+    {"connect", CFG_DURATION, TO(connect), 1, 86400000, NULL},
+    {"upstream", CFG_DURATION, TO(upstream), 1, 7 * 86400000LL, NULL},
+    {"idle", CFG_DURATION, TO(idle), 1, 86400000, NULL},
+    {"drain", CFG_DURATION, TO(drain), 0, 86400000, NULL},
+    {"body", CFG_DURATION, TO(body), 1, 86400000, NULL},
+    {"keepalive", CFG_DURATION, TO(keepalive), 0, 86400000, NULL},
+    {"policy", CFG_DURATION, TO(policy), 1, 600000, NULL},
 };
 #undef TO
 
@@ -363,9 +367,9 @@ static void sec_timeouts(struct cfg_ctx *ctx, struct yt_node *n)
 
 #define LO(f) offsetof(struct pc_limits, f)
 static const struct cfg_field limit_fields[] = {
-    {"header_bytes", CFG_SIZE, LO(header_bytes), 1024, 1024 * 1024},
-    {"body_bytes", CFG_SIZE, LO(body_bytes), 0, INT64_MAX},
-    {"connections", CFG_INT, LO(connections), 0, 10000000},
+    {"header_bytes", CFG_SIZE, LO(header_bytes), 1024, 1024 * 1024, NULL},
+    {"body_bytes", CFG_SIZE, LO(body_bytes), 0, INT64_MAX, NULL},
+    {"connections", CFG_INT, LO(connections), 0, 10000000, NULL},
 };
 #undef LO
 
@@ -426,10 +430,10 @@ static void sec_default(struct cfg_ctx *ctx, struct yt_node *n)
 
 #define CO(f) offsetof(struct pc_cache, f)
 static const struct cfg_field cache_fields[] = {
-    {"ttl", CFG_DURATION, CO(ttl), 0, 86400000},
-    {"max_entries", CFG_INT, CO(max_entries), 1, 100000000},
-    {"invalidate_channel", CFG_STR, CO(invalidate_channel), 0, 0},
-    {"token_ttl", CFG_DURATION, CO(token_ttl), 0, 86400000},
+    {"ttl", CFG_DURATION, CO(ttl), 0, 86400000, NULL},
+    {"max_entries", CFG_INT, CO(max_entries), 1, 100000000, NULL},
+    {"invalidate_channel", CFG_STR, CO(invalidate_channel), 0, 0, NULL},
+    {"token_ttl", CFG_DURATION, CO(token_ttl), 0, 86400000, NULL},
 };
 #undef CO
 
@@ -444,17 +448,49 @@ static void sec_cache(struct cfg_ctx *ctx, struct yt_node *n)
                   "cache.invalidate_channel must be a lower-case identifier ([a-z0-9_])");
 }
 
+static void sec_schema_version(struct cfg_ctx *ctx, const struct yt_node *n, void *dst)
+{
+    static const char *const keys[] = {"query", "known"};
+    struct pc_schema_version *sv = dst;
+    if (cfg_expect(ctx, n, YT_MAP, "database.schema_version") != 0)
+        return;
+    sv->line = n->line;
+    sv->col = n->col;
+    for (size_t i = 0; i < n->n; i++) {
+        const struct yt_node *k = n->keys[i], *v = n->items[i];
+        if (strcmp(k->str, "query") == 0) {
+            free(sv->query);
+            sv->query = NULL;
+            cfg_scalar(ctx, v, CFG_STR, &sv->query, 0, 0);
+        } else if (strcmp(k->str, "known") == 0) {
+            if (cfg_expect(ctx, v, YT_SEQ, "database.schema_version.known") != 0)
+                continue;
+            sv->known = pc_calloc(v->n ? v->n : 1, sizeof(*sv->known));
+            for (size_t j = 0; j < v->n; j++)
+                if (cfg_scalar(ctx, v->items[j], CFG_STR, &sv->known[sv->nknown], 0, 0) == 0)
+                    sv->nknown++;
+        } else {
+            cfg_unknown_key(ctx, k, "database.schema_version", keys, PC_ARRAY_LEN(keys));
+        }
+    }
+    if (sv->query == NULL || sv->query[0] == '\0')
+        cfg_error(ctx, n, "database.schema_version needs a query");
+    if (sv->nknown == 0)
+        cfg_error(ctx, n, "database.schema_version needs known: [the versions this config was checked against]");
+}
+
 #define DO(f) offsetof(struct pc_database, f)
 static const struct cfg_field database_fields[] = {
-    {"url", CFG_STR, DO(url), 0, 0},
-    {"host", CFG_STR, DO(host), 0, 0},
-    {"port", CFG_STR, DO(port), 0, 0},
-    {"dbname", CFG_STR, DO(dbname), 0, 0},
-    {"user", CFG_STR, DO(user), 0, 0},
-    {"password", CFG_STR, DO(password), 0, 0},
-    {"sslmode", CFG_STR, DO(sslmode), 0, 0},
-    {"pool", CFG_INT, DO(pool), 1, 256},
-    {"connect_timeout", CFG_DURATION, DO(connect_timeout), 1, 600000},
+    {"url", CFG_STR, DO(url), 0, 0, NULL},
+    {"host", CFG_STR, DO(host), 0, 0, NULL},
+    {"port", CFG_STR, DO(port), 0, 0, NULL},
+    {"dbname", CFG_STR, DO(dbname), 0, 0, NULL},
+    {"user", CFG_STR, DO(user), 0, 0, NULL},
+    {"password", CFG_STR, DO(password), 0, 0, NULL},
+    {"sslmode", CFG_STR, DO(sslmode), 0, 0, NULL},
+    {"pool", CFG_INT, DO(pool), 1, 256, NULL},
+    {"connect_timeout", CFG_DURATION, DO(connect_timeout), 1, 600000, NULL},
+    {"schema_version", CFG_CUSTOM, DO(schema_version), 0, 0, sec_schema_version},
 };
 #undef DO
 
@@ -642,6 +678,10 @@ void cfg_free(struct pc_config *c)
         memset(c->database.password, 0, strlen(c->database.password));
     free(c->database.password);
     free(c->database.sslmode);
+    free(c->database.schema_version.query);
+    for (size_t i = 0; i < c->database.schema_version.nknown; i++)
+        free(c->database.schema_version.known[i]);
+    free(c->database.schema_version.known);
     free(c->cache.invalidate_channel);
     free(c);
 }

@@ -53,12 +53,22 @@ struct pc_limits {
     int64_t connections; /* 0 = unlimited */
 };
 
+/* database.schema_version: a query whose rows name the schema's version,
+ * and the versions the config was checked against. */
+struct pc_schema_version {
+    char *query;
+    char **known;
+    size_t nknown;
+    int line, col;
+};
+
 struct pc_database {
     char *url;          /* conninfo or postgresql:// URI */
     /* libpq keywords given one by one: no quoting, and they override url */
     char *host, *port, *dbname, *user, *password, *sslmode;
     int64_t pool;
     int64_t connect_timeout;
+    struct pc_schema_version schema_version; /* query == NULL: not checked */
     int configured;     /* a database section is present */
     int line, col;
 };
@@ -110,6 +120,9 @@ struct cfg_ctx {
 
 void cfg_error(struct cfg_ctx *ctx, const struct yt_node *at, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* A warning: the config still loads; printed at start-up, on reload and by -t. */
+void cfg_warn(struct cfg_ctx *ctx, const struct yt_node *at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 enum cfg_ftype {
     CFG_STR,        /* char * */
@@ -117,6 +130,7 @@ enum cfg_ftype {
     CFG_SIZE,       /* uint64_t bytes */
     CFG_INT,        /* int64_t */
     CFG_BOOL,       /* int */
+    CFG_CUSTOM,     /* parsed by the row's parse function */
 };
 
 struct cfg_field {
@@ -124,6 +138,7 @@ struct cfg_field {
     enum cfg_ftype type;
     size_t offset;
     int64_t min, max;       /* CFG_INT / CFG_DURATION / CFG_SIZE bounds when max > 0 */
+    void (*parse)(struct cfg_ctx *ctx, const struct yt_node *n, void *dst); /* CFG_CUSTOM */
 };
 
 /* Parse map keys into base+offset per the table; unknown keys are errors. */

@@ -621,7 +621,7 @@ static unsigned rule_method_bit(const char *m)
 
 static void rule_parse_one(struct cfg_ctx *ctx, struct yt_node *n, struct rule *r)
 {
-    static const char *const keys[] = {"name", "path", "methods", "allow", "action", "query", "shadow"};
+    static const char *const keys[] = {"name", "path", "methods", "allow", "action", "query", "shadow", "fallback"};
     struct yt_node *path = NULL, *allow = NULL, *action = NULL, *query = NULL;
 
     r->line = n->line;
@@ -665,6 +665,8 @@ static void rule_parse_one(struct cfg_ctx *ctx, struct yt_node *n, struct rule *
                 query = v;
         } else if (strcmp(k->str, "shadow") == 0) {
             cfg_scalar(ctx, v, CFG_BOOL, &r->shadow, 0, 0);
+        } else if (strcmp(k->str, "fallback") == 0) {
+            cfg_scalar(ctx, v, CFG_BOOL, &r->fallback, 0, 0);
         } else {
             cfg_unknown_key(ctx, k, "a rule", keys, PC_ARRAY_LEN(keys));
         }

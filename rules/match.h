@@ -68,6 +68,7 @@ struct rule {
     struct rule_capture *captures;
     size_t ncaptures;
     int shadow;
+    int fallback;               /* a catch-all for routes the pack does not know: logged and counted */
     int needs_claims;           /* a policy binds claims.<name> */
     int metric_slot;            /* label slot for portcullis_requests_total */
 };

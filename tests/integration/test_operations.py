@@ -383,3 +383,83 @@ class TestReasonOrder(unittest.TestCase):
 
     def test_an_allow_names_the_first_passing_policy_in_rule_order(self):
         self.assertEqual(set(self.reasons("/both-pass")), {"policy slow_yes: row"})
+
+
+FALLBACK_CONFIG = """
+listen: 127.0.0.1:{port}
+upstream: http://127.0.0.1:{upstream}
+workers: 2
+admin_listen: 127.0.0.1:{admin_port}
+identity:
+  secret: "%s"
+  subject_claim: user_id
+  sources: ["header:Authorization"]
+database:
+  url: "{dburl}"
+policies:
+%srules:
+  - name: known-editor-route
+    path: /apps/{app_id:uuid}/model-config
+    action: forward
+  - name: unknown-app-route
+    path: /apps/{app_id:uuid}/**
+    allow: [owner, admin]
+    fallback: true
+  - name: unknown-trial-route
+    path: /trial/{app_id:uuid}/**
+    allow: [owner, admin]
+    fallback: true
+    shadow: true
+  - name: open
+    path: /**
+    action: forward
+""" % (SECRET, policies_yaml("owner", "admin"))
+
+
+class TestFallback(unittest.TestCase):
+    """A catch-all for routes a rule pack does not know: authorized like a
+    protected route, and every request that reaches it is logged with its
+    route and counted."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = shared_pg()
+        cls.up = Upstream()
+        cls.proxy = Proxy(FALLBACK_CONFIG, upstream=cls.up.port, dburl=cls.pg.url)
+        wait_until(lambda: http(cls.proxy.port, "GET", "/readyz").status == 200, timeout=10)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.close()
+        cls.up.close()
+
+    def fallback_count(self, rule):
+        return metric_sum(scrape_settled(self.proxy.admin_port), "portcullis_fallback_requests_total", rule=rule)
+
+    def test_an_unknown_route_is_authorized_like_a_protected_one_logged_and_counted(self):
+        before = self.fallback_count("unknown-app-route")
+        path = "/apps/%s/new-log-export" % APP
+        self.assertEqual(http(self.proxy.port, "GET", path, headers=bearer("normal_a")).status, 403)
+        self.assertEqual(http(self.proxy.port, "GET", path, headers=bearer("admin_a")).status, 200)
+        self.assertEqual(http(self.proxy.port, "GET", path).status, 401)
+        self.assertEqual(self.fallback_count("unknown-app-route") - before, 3)
+        self.proxy.wait_stderr("rule unknown-app-route: GET %s is a route the rule pack does not know; it was "
+                               "authorized like a protected route" % path)
+        # a known route is neither
+        self.assertEqual(http(self.proxy.port, "GET", "/apps/%s/model-config" % APP, headers=bearer("normal_a")).status,
+                         200)
+        self.assertEqual(self.fallback_count("unknown-app-route") - before, 3)
+
+    def test_a_shadow_fallback_forwards_but_still_logs_and_counts(self):
+        before = self.fallback_count("unknown-trial-route")
+        path = "/trial/%s/whatever" % APP
+        self.assertEqual(http(self.proxy.port, "GET", path, headers=bearer("normal_a") + [("X-Request-Id", "fbs-1")])
+                         .status, 200)
+        self.assertEqual(self.fallback_count("unknown-trial-route") - before, 1)
+        self.assertEqual(self.proxy.access_lines(["fbs-1"])["fbs-1"]["decision"], "shadow_deny")
+        self.proxy.wait_stderr("rule unknown-trial-route: GET %s is a route the rule pack does not know; it was "
+                               "forwarded (shadow)" % path)
+
+    def test_explain_says_a_route_is_unknown(self):
+        r = run_portcullis("explain", "-c", self.proxy.config_path, "GET", "/apps/%s/other" % APP)
+        self.assertIn("[fallback: a route the rule pack does not know]", r.stdout)

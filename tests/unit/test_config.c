@@ -753,7 +753,7 @@ static void test_policies_without_database_is_an_error(void **state)
     assert_int_equal(c->database.line, 4);
     assert_int_equal(c->database.col, 3);
     assert_int_equal(c->policies->n, 1);
-    assert_string_equal(c->policies->p[0].sql, "SELECT 1 WHERE $1 = 'x'");
+    assert_string_equal(c->policies->p[0].variants[0].sql, "SELECT 1 WHERE $1 = 'x'");
     cfg_unref(c);
 }
 
@@ -1093,6 +1093,125 @@ static void test_config_from_a_file_path(void **state)
     free(errs);
 }
 
+
+/* ---- policies that declare what they need from the schema ---- */
+
+#define DB "database:\n  url: postgres:///app\n"
+
+static void test_a_policy_with_requires_and_variants_is_parsed(void **state)
+{
+    (void)state;
+    struct pc_config *c = EXPECT_OK(BASE DB "policies:\n"
+                                     "  plain: SELECT 1 WHERE :subject = 'x'\n"
+                                     "  one:\n"
+                                     "    requires: [agents, agents.app_id]\n"
+                                     "    sql: SELECT 1 FROM agents WHERE id::text = :agent_id AND :subject <> ''\n"
+                                     "  several:\n"
+                                     "    variants:\n"
+                                     "      - requires: [apps.maintainer]\n"
+                                     "        sql: SELECT 1 FROM apps WHERE maintainer::text = :subject AND id = :app_id\n"
+                                     "      - sql: SELECT 1 FROM apps WHERE created_by::text = :subject\n");
+    const struct pol_set *ps = c->policies;
+    assert_int_equal(ps->n, 3);
+    assert_true(ps->any_requires);
+    assert_int_equal(ps->p[0].nvariants, 1);
+    assert_int_equal(ps->p[0].variants[0].nrequires, 0);
+    assert_int_equal(ps->p[1].nvariants, 1);
+    assert_int_equal(ps->p[1].variants[0].nrequires, 2);
+    assert_string_equal(ps->p[1].variants[0].requires[1], "agents.app_id");
+    /* the rule binds every variant's parameters; each variant maps its $n */
+    const struct pol_policy *p = &ps->p[2];
+    assert_int_equal(p->nvariants, 2);
+    assert_int_equal(p->nparams, 2);
+    assert_string_equal(p->params[0], "subject");
+    assert_string_equal(p->params[1], "app_id");
+    assert_string_equal(p->variants[0].sql, "SELECT 1 FROM apps WHERE maintainer::text = $1 AND id = $2");
+    assert_int_equal(p->variants[0].param[0], 0);
+    assert_int_equal(p->variants[0].param[1], 1);
+    assert_string_equal(p->variants[1].sql, "SELECT 1 FROM apps WHERE created_by::text = $1");
+    assert_int_equal(p->variants[1].nparams, 1);
+    assert_int_equal(p->variants[1].param[0], 0);
+    assert_int_equal(p->variants[1].line, 14);
+    cfg_unref(c);
+}
+
+static void test_malformed_policy_requirements_name_file_line_col(void **state)
+{
+    (void)state;
+    EXPECT_ERROR(BASE DB "policies:\n  p:\n    requires: [agents.app_id.x]\n    sql: SELECT 1\n", "7:16",
+                 "a requirement is a table or table.column, found 'agents.app_id.x'");
+    EXPECT_ERROR(BASE DB "policies:\n  p:\n    requires: [\"apps; drop\"]\n    sql: SELECT 1\n", "7:16",
+                 "a requirement is a table or table.column");
+    EXPECT_ERROR(BASE DB "policies:\n  p:\n    requires: [apps]\n", "7:5", "policy 'p' needs sql:");
+    EXPECT_ERROR(BASE DB "policies:\n  p:\n    sqll: SELECT 1\n", "7:5", "unknown key 'sqll' in a policy (did you mean 'sql'?)");
+    EXPECT_ERROR(BASE DB "policies:\n  p:\n    sql: SELECT 1\n    variants:\n      - sql: SELECT 2\n", "7:5",
+                 "either variants: or sql: and requires:, not both");
+    EXPECT_ERROR(BASE DB "policies:\n  p:\n    variants: []\n", "7:15", "variants must list 1 to 8 variants");
+    EXPECT_ERROR(BASE DB "policies:\n  p:\n    variants:\n      - requires: [apps]\n        variants: []\n", "9:9",
+                 "unknown key 'variants' in a policy variant");
+}
+
+static void test_the_schema_version_check_is_configured(void **state)
+{
+    (void)state;
+    struct pc_config *c = EXPECT_OK(BASE "database:\n  url: postgres:///app\n  schema_version:\n"
+                                         "    query: SELECT version_num FROM alembic_version\n"
+                                         "    known: [a4f2d8c9b731, d9e8f7a6b5c4]\n");
+    const struct pc_schema_version *sv = &c->database.schema_version;
+    assert_string_equal(sv->query, "SELECT version_num FROM alembic_version");
+    assert_int_equal(sv->nknown, 2);
+    assert_string_equal(sv->known[1], "d9e8f7a6b5c4");
+    assert_int_equal(sv->line, 6);
+    cfg_unref(c);
+    EXPECT_ERROR(BASE "database:\n  url: x\n  schema_version:\n    known: [a]\n", "6:5",
+                 "database.schema_version needs a query");
+    EXPECT_ERROR(BASE "database:\n  url: x\n  schema_version:\n    query: SELECT 1\n", "6:5",
+                 "database.schema_version needs known:");
+    EXPECT_ERROR(BASE "database:\n  url: x\n  schema_version:\n    query: SELECT 1\n    knwon: [a]\n", "7:5",
+                 "unknown key 'knwon' in database.schema_version (did you mean 'known'?)");
+}
+
+static void test_a_fallback_rule_is_marked(void **state)
+{
+    (void)state;
+    struct pc_config *c = EXPECT_OK(BASE "rules:\n  - {name: known, path: /a/x, action: forward}\n"
+                                         "  - {name: unknown, path: /a/**, action: deny, fallback: true}\n");
+    assert_false(c->rules->rules[0].fallback);
+    assert_true(c->rules->rules[1].fallback);
+    cfg_unref(c);
+    EXPECT_ERROR(BASE "rules:\n  - {name: u, path: /a/**, action: deny, fallback: yes}\n", "4:52",
+                 "expected true or false, found 'yes'");
+}
+
+/* A published default key: anyone can mint tokens with it. */
+static void test_a_public_secret_is_refused_unless_explicitly_allowed(void **state)
+{
+    (void)state;
+    const char *published = "sk-9f73s3ljTXVcMT3Blb3ljTqtsKiGHXVcMT3BlbkFJLK7U";
+    char text[1024];
+    snprintf(text, sizeof(text), BASE "identity:\n  secret: \"%s\"\n  public_secrets: [\"%s\", other]\n",
+             published, published);
+    EXPECT_ERROR(text, "4:3", "the signing secret (identity.secret) is public");
+    assert_non_null(strstr(g_errors, "openssl rand"));
+    assert_null(strstr(g_errors, published + 3));   /* the message never quotes the secret */
+    /* a key of keys: too */
+    snprintf(text, sizeof(text), BASE "identity:\n  keys: [{id: k1, secret: \"%s\"}]\n  public_secrets: [\"%s\"]\n",
+             published, published);
+    EXPECT_ERROR(text, "4:3", "the signing secret (k1) is public");
+    /* a throwaway demo may say so */
+    snprintf(text, sizeof(text), BASE "identity:\n  secret: \"%s\"\n  public_secrets: [\"%s\"]\n"
+                                      "  allow_public_secret: true\n", published, published);
+    struct pc_config *c = EXPECT_OK(text);
+    assert_non_null(c->warnings);
+    assert_non_null(strstr(c->warnings, "portcullis.yaml:5:20: identity: the signing secret (identity.secret) is public"));
+    cfg_unref(c);
+    /* any other secret loads */
+    snprintf(text, sizeof(text), BASE "identity:\n  secret: fresh-key\n  public_secrets: [\"%s\"]\n", published);
+    c = EXPECT_OK(text);
+    assert_null(c->warnings);
+    cfg_unref(c);
+}
+
 int main(void)
 {
     pc_hash_init();
@@ -1153,6 +1272,11 @@ int main(void)
         cmocka_unit_test(test_identity_keys_are_loaded_with_ids_and_secret_files),
         cmocka_unit_test(test_identity_scalar_options_are_parsed),
         cmocka_unit_test(test_config_from_a_file_path),
+        cmocka_unit_test(test_a_policy_with_requires_and_variants_is_parsed),
+        cmocka_unit_test(test_malformed_policy_requirements_name_file_line_col),
+        cmocka_unit_test(test_the_schema_version_check_is_configured),
+        cmocka_unit_test(test_a_fallback_rule_is_marked),
+        cmocka_unit_test(test_a_public_secret_is_refused_unless_explicitly_allowed),
     };
     return cmocka_run_group_tests_name("config", tests, setup_secret_files, teardown_secret_files);
 }
