@@ -30,7 +30,9 @@ void id_config_free(struct id_config *c)
         free(c->sources[i].name);
     free(c->sources);
     free(c->subject_claim);
-    free(c->issuer);
+    for (size_t i = 0; i < c->nissuers; i++)
+        free(c->issuers[i]);
+    free(c->issuers);
     free(c->audience);
     free(c);
 }
@@ -179,6 +181,35 @@ static int id_keys_parse(struct cfg_ctx *ctx, struct id_config *c, struct yt_nod
     return 0;
 }
 
+/* issuer: one value, or a list of accepted values (an application that
+ * sets iss from its edition, such as Dify's SELF_HOSTED and CLOUD). */
+static void id_issuers_parse(struct cfg_ctx *ctx, const struct yt_node *v, struct id_config *c)
+{
+    if (yt_is_null(v))
+        return;
+    if (v->type == YT_SCALAR) {
+        c->issuers = pc_calloc(1, sizeof(*c->issuers));
+        if (cfg_scalar(ctx, v, CFG_STR, &c->issuers[0], 0, 0) == 0)
+            c->nissuers = 1;
+        return;
+    }
+    if (cfg_expect(ctx, v, YT_SEQ, "identity.issuer (a value or a list)") != 0)
+        return;
+    if (v->n == 0)
+        cfg_error(ctx, v, "identity.issuer must not be an empty list (leave it out not to check iss)");
+    c->issuers = pc_calloc(v->n ? v->n : 1, sizeof(*c->issuers));
+    for (size_t i = 0; i < v->n; i++) {
+        const struct yt_node *it = v->items[i];
+        if (cfg_expect(ctx, it, YT_SCALAR, "an issuer") != 0)
+            continue;
+        if (it->len == 0) {
+            cfg_error(ctx, it, "an issuer must not be empty");
+            continue;
+        }
+        c->issuers[c->nissuers++] = pc_strndup(it->str, it->len);
+    }
+}
+
 /* A key equal to one of identity.public_secrets is published: anyone can
  * mint tokens with it, and no rule would protect anything. */
 static void id_refuse_public(struct cfg_ctx *ctx, const struct yt_node *n, const struct id_config *c,
@@ -255,8 +286,7 @@ void id_config_parse(struct cfg_ctx *ctx, struct yt_node *n)
         } else if (strcmp(k->str, "subject_claim") == 0) {
             cfg_scalar(ctx, v, CFG_STR, &c->subject_claim, 0, 0);
         } else if (strcmp(k->str, "issuer") == 0) {
-            if (!yt_is_null(v))
-                cfg_scalar(ctx, v, CFG_STR, &c->issuer, 0, 0);
+            id_issuers_parse(ctx, v, c);
         } else if (strcmp(k->str, "audience") == 0) {
             if (!yt_is_null(v))
                 cfg_scalar(ctx, v, CFG_STR, &c->audience, 0, 0);

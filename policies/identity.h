@@ -47,7 +47,8 @@ struct id_config {
     struct id_source *sources;
     size_t nsources;
     char *subject_claim;
-    char *issuer;
+    char **issuers;              /* iss must be one of these (none: not checked) */
+    size_t nissuers;
     char *audience;
     int require_exp;
     int64_t leeway_ms;

@@ -250,10 +250,12 @@ int tok_verify(const struct id_config *cfg, const char *tok, size_t len, double 
             goto out;
         }
     }
-    if (cfg->issuer != NULL) {
+    if (cfg->nissuers > 0) {
         const struct json_value *iss = json_get(jp, "iss");
-        if (iss == NULL || iss->type != JSON_STRING ||
-            !pc_memeq(iss->str, iss->len, cfg->issuer, strlen(cfg->issuer))) {
+        int ok = 0;
+        for (size_t i = 0; iss != NULL && iss->type == JSON_STRING && i < cfg->nissuers && !ok; i++)
+            ok = pc_memeq(iss->str, iss->len, cfg->issuers[i], strlen(cfg->issuers[i]));
+        if (!ok) {
             *why = "wrong issuer";
             goto out;
         }

@@ -892,7 +892,7 @@ static void test_identity_defaults(void **state)
     assert_int_equal(c->identity->require_exp, 1);
     assert_int_equal(c->identity->leeway_ms, 30000);
     assert_string_equal(c->identity->subject_claim, "sub");
-    assert_null(c->identity->issuer);
+    assert_int_equal(c->identity->nissuers, 0);
     assert_null(c->identity->audience);
     assert_int_equal(c->identity->nsources, 1);
     assert_int_equal(c->identity->sources[0].kind, ID_SRC_HEADER);
@@ -1055,13 +1055,14 @@ static void test_identity_scalar_options_are_parsed(void **state)
                                          "  require_exp: false\n  leeway: 0s\n");
     const struct id_config *id = c->identity;
     assert_string_equal(id->subject_claim, "user_id");
-    assert_string_equal(id->issuer, "https://auth.example");
+    assert_int_equal(id->nissuers, 1);
+    assert_string_equal(id->issuers[0], "https://auth.example");
     assert_string_equal(id->audience, "api");
     assert_int_equal(id->require_exp, 0);
     assert_int_equal(id->leeway_ms, 0);
     cfg_unref(c);
     c = EXPECT_OK(BASE "identity:\n  secret: s\n  issuer: null\n  audience: ~\n");
-    assert_null(c->identity->issuer);
+    assert_int_equal(c->identity->nissuers, 0);
     assert_null(c->identity->audience);
     cfg_unref(c);
     EXPECT_ERROR(BASE "identity:\n  secret: s\n  leeway: 2h\n", "5:11", "duration '2h' out of range");
@@ -1212,6 +1213,20 @@ static void test_a_public_secret_is_refused_unless_explicitly_allowed(void **sta
     cfg_unref(c);
 }
 
+
+/* Dify sets iss from EDITION: a pack accepts every edition's value */
+static void test_identity_issuer_may_list_several_values(void **state)
+{
+    (void)state;
+    struct pc_config *c = EXPECT_OK(BASE "identity:\n  secret: s\n  issuer: [SELF_HOSTED, CLOUD]\n");
+    assert_int_equal(c->identity->nissuers, 2);
+    assert_string_equal(c->identity->issuers[1], "CLOUD");
+    cfg_unref(c);
+    EXPECT_ERROR(BASE "identity:\n  secret: s\n  issuer: []\n", "5:11", "identity.issuer must not be an empty list");
+    EXPECT_ERROR(BASE "identity:\n  secret: s\n  issuer: [a, \"\"]\n", "5:15", "an issuer must not be empty");
+    EXPECT_ERROR(BASE "identity:\n  secret: s\n  issuer: {a: b}\n", "5:11", "identity.issuer (a value or a list)");
+}
+
 int main(void)
 {
     pc_hash_init();
@@ -1276,6 +1291,7 @@ int main(void)
         cmocka_unit_test(test_malformed_policy_requirements_name_file_line_col),
         cmocka_unit_test(test_the_schema_version_check_is_configured),
         cmocka_unit_test(test_a_fallback_rule_is_marked),
+        cmocka_unit_test(test_identity_issuer_may_list_several_values),
         cmocka_unit_test(test_a_public_secret_is_refused_unless_explicitly_allowed),
     };
     return cmocka_run_group_tests_name("config", tests, setup_secret_files, teardown_secret_files);

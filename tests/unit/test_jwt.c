@@ -680,7 +680,9 @@ static void test_wrong_issuer_is_rejected_when_issuer_is_configured(void **state
 {
     (void)state;
     struct id_config c = base_cfg();
-    c.issuer = "https://auth.example";
+    char *one[] = {"https://auth.example"};
+    c.issuers = one;
+    c.nissuers = 1;
     char *ok = mint("{\"sub\":\"u\",\"exp\":1800000000,\"iss\":\"https://auth.example\"}");
     char *wrong = mint("{\"sub\":\"u\",\"exp\":1800000000,\"iss\":\"https://evil.example\"}");
     char *prefix = mint("{\"sub\":\"u\",\"exp\":1800000000,\"iss\":\"https://auth.example.evil\"}");
@@ -691,8 +693,19 @@ static void test_wrong_issuer_is_rejected_when_issuer_is_configured(void **state
     EXPECT_REJECT_CFG(&c, prefix, NOW, "wrong issuer");
     EXPECT_REJECT_CFG(&c, missing, NOW, "wrong issuer");
     EXPECT_REJECT_CFG(&c, notstr, NOW, "wrong issuer");
+    /* one of several: any listed value is accepted, nothing else */
+    char *several[] = {"SELF_HOSTED", "https://auth.example"};
+    c.issuers = several;
+    c.nissuers = 2;
+    assert_int_equal(verify_cfg(&c, ok, NOW), 0);
+    char *cloud = mint("{\"sub\":\"u\",\"exp\":1800000000,\"iss\":\"SELF_HOSTED\"}");
+    assert_int_equal(verify_cfg(&c, cloud, NOW), 0);
+    EXPECT_REJECT_CFG(&c, wrong, NOW, "wrong issuer");
+    EXPECT_REJECT_CFG(&c, missing, NOW, "wrong issuer");
+    free(cloud);
     /* without an issuer configured, iss is not looked at */
-    c.issuer = NULL;
+    c.issuers = NULL;
+    c.nissuers = 0;
     assert_int_equal(verify_cfg(&c, wrong, NOW), 0);
     free(ok);
     free(wrong);
