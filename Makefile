@@ -25,7 +25,7 @@ DEP := $(OBJ:.o=.d)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all clean deps deps-bench test unit integration run bench check-sanitize fuzz fuzz-run soak image-test
+.PHONY: all clean deps deps-bench test tools-test unit integration run bench check-sanitize fuzz fuzz-run soak image-test
 
 all: $(BUILD)/portcullis
 
@@ -54,7 +54,13 @@ integration: $(BUILD)/portcullis
 
 test: deps
 	@$(MAKE) --no-print-directory all unit
+	@$(MAKE) --no-print-directory tools-test
 	@$(MAKE) --no-print-directory integration
+
+# tools/dify-routes.py: its Dify-history tests run when the Dify mirror is
+# present (DIFY_GIT), and are skipped, saying so, when it is not
+tools-test:
+	@python3 -m unittest discover -s tests/tools -p 'test_*.py' -v
 
 run: deps all
 	@python3 deploy/demo/demo.py
