@@ -27,7 +27,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all clean deps deps-bench test test-run unit unit-bins integration run bench check-sanitize fuzz fuzz-run \
-        soak image-test flake-hunt
+        soak image-test flake-hunt tools-test
 
 all: $(BUILD)/portcullis
 
@@ -69,6 +69,11 @@ test-run:
 RUNS ?= 5
 flake-hunt: all
 	@python3 tests/flake_hunt.py --runs $(RUNS)
+
+# tools/dify-routes.py: its Dify-history tests run when the Dify mirror is
+# present (DIFY_GIT), and are skipped, saying so, when it is not
+tools-test:
+	@python3 -m unittest discover -s tests/tools -p 'test_*.py' -v
 
 run: deps all
 	@python3 deploy/demo/demo.py

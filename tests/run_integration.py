@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Run the integration suite (tests/integration/test_*.py) with unittest.
 
-    python3 tests/run_integration.py [-k PATTERN] [--json FILE] [module ...]
+    python3 tests/run_integration.py [-k PATTERN] [--json FILE] [--dir DIR] [module ...]
+
+--dir runs the test_*.py of another directory (tests/tools, ...) the same way.
 
 --json FILE writes {"passed": N, "failed": [test ids], "skipped": N} there
 (tests/run_tests.py and tests/flake_hunt.py read it).
@@ -23,9 +25,13 @@ def main():
     args = sys.argv[1:]
     pattern = None
     json_out = None
-    while len(args) >= 2 and args[0] in ("-k", "--json"):
+    test_dir = os.path.join(HERE, "integration")
+    while len(args) >= 2 and args[0] in ("-k", "--json", "--dir"):
         if args[0] == "-k":
             pattern = args[1]
+        elif args[0] == "--dir":
+            test_dir = os.path.abspath(args[1])
+            sys.path.insert(0, test_dir)
         else:
             json_out = args[1]
         args = args[2:]
@@ -35,8 +41,7 @@ def main():
     if args:
         suite = unittest.TestSuite(loader.loadTestsFromName(a) for a in args)
     else:
-        suite = loader.discover(os.path.join(HERE, "integration"), pattern="test_*.py",
-                                top_level_dir=os.path.join(HERE, "integration"))
+        suite = loader.discover(test_dir, pattern="test_*.py", top_level_dir=test_dir)
     result = unittest.TextTestRunner(verbosity=2, failfast=False).run(suite)
     if json_out:
         import json

@@ -45,24 +45,28 @@ def unit(build):
     return passed, failed
 
 
-def integration(build):
-    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
-        path = f.name
-    try:
-        env = dict(os.environ)
-        env.setdefault("PORTCULLIS_BIN", os.path.join(build, "portcullis"))
-        r = subprocess.run([sys.executable, os.path.join(HERE, "run_integration.py"), "--json", path], env=env)
+def unittest_dir(name):
+    """A phase that runs tests/<name>/test_*.py with run_integration.py."""
+    def phase(build):
+        with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+            path = f.name
         try:
-            with open(path) as f:
-                res = json.load(f)
-        except (OSError, ValueError):
-            return 0, ["integration suite did not run (exit %d)" % r.returncode]
-        return res["passed"], res["failed"]
-    finally:
-        os.unlink(path)
+            env = dict(os.environ)
+            env.setdefault("PORTCULLIS_BIN", os.path.join(build, "portcullis"))
+            r = subprocess.run([sys.executable, os.path.join(HERE, "run_integration.py"), "--json", path,
+                                "--dir", os.path.join(HERE, name)], env=env)
+            try:
+                with open(path) as f:
+                    res = json.load(f)
+            except (OSError, ValueError):
+                return 0, ["%s suite did not run (exit %d)" % (name, r.returncode)]
+            return res["passed"], res["failed"]
+        finally:
+            os.unlink(path)
+    return phase
 
 
-PHASES = [("unit", unit), ("integration", integration)]
+PHASES = [("unit", unit), ("tools", unittest_dir("tools")), ("integration", unittest_dir("integration"))]
 
 
 def main():
