@@ -5,6 +5,7 @@
 #   make run          the demo: throwaway PostgreSQL, demo upstream, Dify rules
 #   make bench        proxy vs nginx vs HAProxy on loopback (figures, not a test)
 #   make image-test   build the container image with podman and check it end to end
+#   make deploy-test  the Dify compose drop-in against Dify's own nginx and compose files
 
 CC      ?= cc
 PKGS    := libevent_core libpq yaml-0.1 openssl libjwt
@@ -25,7 +26,7 @@ DEP := $(OBJ:.o=.d)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all clean deps deps-bench test unit integration run bench check-sanitize fuzz fuzz-run soak image-test
+.PHONY: all clean deps deps-bench test unit integration deploy-test run bench check-sanitize fuzz fuzz-run soak image-test
 
 all: $(BUILD)/portcullis
 
@@ -52,9 +53,15 @@ unit: $(UNIT_BIN)
 integration: $(BUILD)/portcullis
 	@python3 tests/run_integration.py
 
+# Dify's templates and compose files are read from a Dify git repository
+# ($$DIFY_REPO); without one every deploy test is skipped and says why.
+deploy-test: $(BUILD)/portcullis
+	@PORTCULLIS_BIN=$(CURDIR)/$(BUILD)/portcullis python3 tests/deploy/test_dropin.py
+
 test: deps
 	@$(MAKE) --no-print-directory all unit
 	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory deploy-test
 
 run: deps all
 	@python3 deploy/demo/demo.py

@@ -3,10 +3,13 @@
 # they are missing. Called by `make test` (and `make bench`, with "bench").
 set -eu
 
+# nginx-light, python3-yaml, gettext-base (envsubst), util-linux (unshare),
+# iproute2: tests/deploy renders Dify's nginx templates and runs real nginx
 PKGS="build-essential pkg-config libevent-dev libpq-dev libyaml-dev libssl-dev libjwt-dev
-      libcmocka-dev postgresql-15 python3 curl"
+      libcmocka-dev postgresql-15 python3 curl
+      nginx-light python3-yaml gettext-base util-linux iproute2"
 if [ "${1:-}" = "bench" ]; then
-    PKGS="$PKGS wrk nginx-light haproxy"
+    PKGS="$PKGS wrk haproxy"
 fi
 if [ "${1:-}" = "fuzz" ]; then
     PKGS="$PKGS clang libclang-rt-14-dev"
