@@ -321,6 +321,7 @@ ADDR = {
     "plugin_daemon": "127.0.1.4",
     "api": "127.0.2.1",                   # the real api: "api-backend" on default
     "api_websocket": "127.0.2.2",         # "api-websocket-backend" on default
+    "portcullis_hardened": "127.0.1.9",
 }
 PORT = {"web": 3000, "plugin_daemon": 5002, "api": 5001, "api_websocket": 5001}
 
@@ -485,9 +486,10 @@ class Portcullis:
     merged compose model, in its own mount namespace whose /etc/hosts is its
     own view (the default network: api-backend, api-websocket-backend)."""
 
-    def __init__(self, name, environment):
+    def __init__(self, name, environment, user=None):
         self.name = name
         self.addr = ADDR[name]
+        self.user = user
         env = {"PATH": "/usr/sbin:/usr/bin:/bin",
                "SECRET_KEY": "dropin-test-" + os.urandom(16).hex(),
                "DB_HOST": "db_postgres"}
@@ -502,10 +504,17 @@ class Portcullis:
 
     def start(self):
         hosts = os.path.join(TMP, "hosts-portcullis")
+        script = 'mount --bind "$0" /etc/hosts && exec "$1" -c "$2"'
+        if self.user:
+            # as the compose service runs it: read_only root filesystem,
+            # cap_drop ALL, no-new-privileges, its user
+            uid, gid = self.user.split(":")
+            script = ('mount --bind "$0" /etc/hosts && mount -o remount,bind,ro / && '
+                      'exec setpriv --reuid %s --regid %s --clear-groups --inh-caps=-all '
+                      '--bounding-set=-all --no-new-privs "$1" -c "$2"' % (uid, gid))
         self.proc = subprocess.Popen(
             ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-             'mount --bind "$0" /etc/hosts && exec "$1" -c "$2"', hosts, PORTCULLIS,
-             os.path.join(ROOT, "rules", "dify.yaml")],
+             script, hosts, PORTCULLIS, os.path.join(ROOT, "rules", "dify.yaml")],
             env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True).start()
         self.stderr = []
@@ -615,10 +624,10 @@ class DifyNginx:
 COUNTER = [0]
 
 
-def request(method, path, headers=None, port=80):
+def request(method, path, headers=None, port=80, host="127.0.0.1"):
     COUNTER[0] += 1
     rid = "dropin-%d" % COUNTER[0]
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn = http.client.HTTPConnection(host, port, timeout=10)
     h = {"Host": "dify.test", "X-Request-Id": rid}
     h.update(headers or {})
     conn.request(method, path, headers=h)
@@ -885,6 +894,44 @@ class FailClosedTests(unittest.TestCase):
             nginx.stop()
 
 
+class HardenedContainerTests(unittest.TestCase):
+    """The portcullis service's hardening keys do not stop it from serving."""
+
+    @classmethod
+    def setUpClass(cls):
+        Services.up()
+
+    def test_portcullis_serves_on_a_read_only_root_without_capabilities_as_its_user(self):
+        model, _ = merged("HEAD", OVERRIDE)
+        svc = model["services"]["portcullis"]
+        self.assertIs(svc["read_only"], True)
+        self.assertEqual(svc["cap_drop"], ["ALL"])
+        pc = Portcullis("portcullis_hardened", svc["environment"], user=svc["user"])
+        pc.start()
+        try:
+            with open("/proc/%d/status" % pc.proc.pid) as f:
+                status = dict(line.split(":", 1) for line in f if ":" in line)
+            self.assertEqual(status["Uid"].split()[0], svc["user"].split(":")[0])
+            self.assertEqual(int(status["CapEff"], 16), 0)
+            self.assertEqual(int(status["CapBnd"], 16), 0)
+            rid, status_code, body, _h = request("GET", PROBE, port=pc.port, host=pc.addr)
+            self.assertTrue(console_goes_through_portcullis(status_code, body), body)
+            rid, status_code, body, _h = request("GET", "/v1/x", port=pc.port, host=pc.addr)
+            self.assertEqual(status_code, 200)
+            self.assertEqual([x[0] for x in seen_by(rid)], ["api"])
+            # the compose healthcheck command, under the same restrictions
+            test = svc["healthcheck"]["test"][1:]
+            addr = test[2].replace("127.0.0.1", pc.addr)
+            uid, gid = svc["user"].split(":")
+            rc = subprocess.call(["setpriv", "--reuid", uid, "--regid", gid, "--clear-groups",
+                                  "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs",
+                                  PORTCULLIS, "healthcheck", addr, test[3]],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.assertEqual(rc, 0)
+        finally:
+            pc.stop()
+
+
 def _version_class(label, commit, override):
     name = "NginxRouting_%s" % label.replace(".", "_")
     return type(name, (NginxRoutingBase,), {"label": label, "commit": commit, "override": override,
@@ -895,6 +942,7 @@ for _label, _commit, _override in VERSIONS:
     globals()["NginxRouting_" + _label.replace(".", "_")] = unittest.skipIf(NS_SKIP, NS_SKIP)(
         _version_class(_label, _commit, _override))
 FailClosedTests = unittest.skipIf(NS_SKIP, NS_SKIP)(FailClosedTests)
+HardenedContainerTests = unittest.skipIf(NS_SKIP, NS_SKIP)(HardenedContainerTests)
 del NginxRoutingBase
 
 
