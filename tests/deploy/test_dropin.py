@@ -503,6 +503,7 @@ class Portcullis:
         self.proc = None
 
     def start(self):
+        self.stop()
         hosts = os.path.join(TMP, "hosts-portcullis")
         script = 'mount --bind "$0" /etc/hosts && exec "$1" -c "$2"'
         if self.user:
@@ -554,6 +555,7 @@ class Portcullis:
         if self.proc:
             self.proc.stdout.close()
             self.proc.stderr.close()
+            self.proc = None
 
 
 # ------------------------------------------------------------ nginx
