@@ -6,6 +6,7 @@
 #   make bench        proxy vs nginx vs HAProxy on loopback (figures, not a test)
 #   make image-test   build the container image with podman and check it end to end
 #   make flake-hunt   the integration suite RUNS times (5) with every core loaded
+#   make deploy-test  the Dify compose drop-in against Dify's own nginx and compose files
 
 CC      ?= cc
 PKGS    := libevent_core libpq yaml-0.1 openssl libjwt
@@ -27,7 +28,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all clean deps deps-bench test test-run unit unit-bins integration run bench check-sanitize fuzz fuzz-run \
-        soak image-test flake-hunt tools-test
+        soak image-test flake-hunt tools-test deploy-test
 
 all: $(BUILD)/portcullis
 
@@ -74,6 +75,11 @@ flake-hunt: all
 # present (DIFY_GIT), and are skipped, saying so, when it is not
 tools-test:
 	@python3 -m unittest discover -s tests/tools -p 'test_*.py' -v
+
+# Dify's templates and compose files are read from a Dify git repository
+# ($$DIFY_REPO); without one every deploy test is skipped and says why.
+deploy-test: $(BUILD)/portcullis
+	@PORTCULLIS_BIN=$(CURDIR)/$(BUILD)/portcullis python3 tests/deploy/test_dropin.py
 
 run: deps all
 	@python3 deploy/demo/demo.py

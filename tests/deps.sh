@@ -12,10 +12,16 @@
 #   never use; when this install created it, it is dropped again.
 set -eu
 
+# nginx-light, python3-yaml, gettext-base (envsubst), util-linux (unshare),
+# iproute2: tests/deploy renders Dify's nginx templates and runs real nginx;
+# python3-flask, python3-werkzeug, gunicorn: Dify's own routing stack, the
+# upstream of the Dify pack's tests
 PKGS="build-essential pkg-config libevent-dev libpq-dev libyaml-dev libssl-dev libjwt-dev
-      libcmocka-dev postgresql-15 python3 curl"
+      libcmocka-dev postgresql-15 python3 curl
+      nginx-light python3-yaml gettext-base util-linux iproute2
+      python3-flask python3-werkzeug gunicorn"
 case "${1:-}" in
-    bench) PKGS="$PKGS wrk nginx-light haproxy" ;;
+    bench) PKGS="$PKGS wrk haproxy" ;;
     fuzz) PKGS="$PKGS clang libclang-rt-14-dev" ;;
 esac
 

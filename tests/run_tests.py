@@ -66,7 +66,26 @@ def unittest_dir(name):
     return phase
 
 
-PHASES = [("unit", unit), ("tools", unittest_dir("tools")), ("integration", unittest_dir("integration"))]
+def deploy(build):
+    """tests/deploy/test_dropin.py, which runs itself in private namespaces."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+        path = f.name
+    try:
+        env = dict(os.environ, PC_TEST_JSON=path)
+        env.setdefault("PORTCULLIS_BIN", os.path.join(build, "portcullis"))
+        r = subprocess.run([sys.executable, os.path.join(HERE, "deploy", "test_dropin.py")], env=env)
+        try:
+            with open(path) as f:
+                res = json.load(f)
+        except (OSError, ValueError):
+            return 0, ["deploy suite did not run (exit %d)" % r.returncode]
+        return res["passed"], res["failed"]
+    finally:
+        os.unlink(path)
+
+
+PHASES = [("unit", unit), ("tools", unittest_dir("tools")), ("integration", unittest_dir("integration")),
+          ("deploy", deploy)]
 
 
 def main():
