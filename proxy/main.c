@@ -278,7 +278,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "warning: %s", errors);
     free(errors);
     if (test && cfg->warnings != NULL)
-        fprintf(stderr, "warning: %s", cfg->warnings);
+        fputs(cfg->warnings, stderr); /* "file:line:col: warning: ..." lines */
     if (test) {
         printf("%s: configuration OK (%zu rules, %zu policies%s)\n", path,
                cfg->rules ? cfg->rules->n : 0, cfg->policies ? cfg->policies->n : 0,

@@ -19,11 +19,11 @@
 /* One "file:line:col: message" line. Messages quote config values, which
  * may hold line breaks and other control characters: those are escaped, so
  * that one message stays one line. */
-static void cfg_vmessage(struct pc_buf *out, const char *file, const struct yt_node *at, const char *fmt,
-                         va_list ap)
+static void cfg_vmessage(struct pc_buf *out, const char *file, const struct yt_node *at, const char *kind,
+                         const char *fmt, va_list ap)
 {
     struct pc_buf m = {0};
-    pc_buf_addf(out, "%s:%d:%d: ", file, at ? at->line : 1, at ? at->col : 1);
+    pc_buf_addf(out, "%s:%d:%d: %s", file, at ? at->line : 1, at ? at->col : 1, kind);
     pc_buf_vaddf(&m, fmt, ap);
     pc_buf_add_printable(out, m.p, m.len);
     pc_buf_addc(out, '\n');
@@ -36,7 +36,7 @@ void cfg_error(struct cfg_ctx *ctx, const struct yt_node *at, const char *fmt, .
     if (ctx->nerrors >= 50)
         return;
     va_start(ap, fmt);
-    cfg_vmessage(&ctx->errors, ctx->file, at, fmt, ap);
+    cfg_vmessage(&ctx->errors, ctx->file, at, "", fmt, ap);
     va_end(ap);
     ctx->nerrors++;
 }
@@ -45,7 +45,7 @@ void cfg_warn(struct cfg_ctx *ctx, const struct yt_node *at, const char *fmt, ..
 {
     va_list ap;
     va_start(ap, fmt);
-    cfg_vmessage(&ctx->warnings, ctx->file, at, fmt, ap);
+    cfg_vmessage(&ctx->warnings, ctx->file, at, "warning: ", fmt, ap);
     va_end(ap);
 }
 

@@ -30,7 +30,9 @@ def token(user):
 
 def main():
     print("starting a throwaway PostgreSQL with the Dify-shaped demo schema...", flush=True)
-    pg = PG(os.path.join(ROOT, "tests", "fixtures", "dify.sql"))
+    pg = PG()
+    for part in ("schema", "data"):  # Dify's real schema (main) and the demo people
+        pg.psql_file(os.path.join(ROOT, "tests", "fixtures", "dify-%s-main.pg.sql" % part))
     pg.psql_file(os.path.join(ROOT, "policies", "invalidate.sql"))
     up = Upstream(dify=True)
     env = dict(os.environ,

@@ -2,7 +2,7 @@
 """Host-side fixtures for tests/image/image_test.sh.
 
   fixtures.py serve
-      Start a throwaway PostgreSQL loaded with tests/fixtures/dify.sql and a
+      Start a throwaway PostgreSQL with Dify's schema (main) and the fixture rows, and a
       Dify-routed test upstream, then print shell assignments (PG_PORT,
       UPSTREAM_PORT, PROXY_PORT, ADMIN_PORT, SECRET_KEY, APP_ID,
       OWNER_TOKEN, MEMBER_TOKEN) and a final READY line. Runs until SIGTERM,
@@ -38,7 +38,9 @@ def serve():
         signal.signal(sig, lambda *_: stop.set())
     pg = up = None
     try:
-        pg = PG(os.path.join(ROOT, "tests", "fixtures", "dify.sql"))
+        pg = PG()
+        for part in ("schema", "data"):
+            pg.psql_file(os.path.join(ROOT, "tests", "fixtures", "dify-%s-main.pg.sql" % part))
         up = Upstream(dify=True)
         secret = "sk-image-test-" + secrets.token_hex(16)
         out = {

@@ -3,7 +3,7 @@
 #
 #   1. podman (set up by ../shared/tools/container-env.sh when it is not yet)
 #   2. podman build --format docker --isolation=chroot -t $IMAGE .
-#   3. a throwaway PostgreSQL (tests/fixtures/dify.sql) and a Dify-routed test
+#   3. a throwaway PostgreSQL (Dify's schema, tests/fixtures/dify-*-main.pg.sql) and a Dify-routed test
 #      upstream on the host (tests/image/fixtures.py)
 #   4. the image on --network=host, configured only by environment variables
 #      as rules/dify.yaml reads them, then: /healthz, one denial and one allow

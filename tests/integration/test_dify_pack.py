@@ -6,7 +6,7 @@ import tempfile
 import time
 import unittest
 
-from harness import PG, ROOT, Proxy, Upstream, free_port, http, mint, run_portcullis, shared_pg, wait_until
+from harness import PG, ROOT, Proxy, Upstream, dify_pg, free_port, http, mint, run_portcullis, wait_until
 from fixture import APPS, CONVERSATION, MESSAGE, RUN, USERS, may_read_logs
 
 PACK = os.path.join(ROOT, "rules", "dify.yaml")
@@ -20,7 +20,6 @@ ROUTES = [
     ("/completion-conversations/{conversation}", ["GET", "DELETE"]),
     ("/chat-messages", ["GET"]),
     ("/messages/{message}", ["GET"]),
-    ("/chat-messages/{message}/suggested-questions", ["GET"]),
     ("/feedbacks/export", ["GET"]),
     ("/agent/logs", ["GET"]),
     ("/workflow-app-logs", ["GET"]),
@@ -34,7 +33,7 @@ ROUTES = [
     ("/advanced-chat/workflow-runs/count", ["GET"]),
     ("/conversation-variables", ["GET"]),
     ("/annotations/export", ["GET"]),
-    ("/api-keys", ["GET"]),
+    ("/api-keys", ["GET", "POST"]),
     ("/trace-config", ["GET", "POST", "PATCH", "DELETE"]),
 ]
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
@@ -63,7 +62,7 @@ def dify_env(pg, up, port, admin_port, secret=SECRET):
 class DifyPackCase(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.pg = shared_pg()
+        cls.pg = dify_pg()
         cls.up = Upstream(dify=True)
         port, admin = free_port(), free_port()
         with open(PACK) as f:
@@ -164,7 +163,9 @@ class TestEveryRouteEveryRole(DifyPackCase):
 class TestDatabasePassword(unittest.TestCase):
     def test_a_password_with_spaces_and_quotes_needs_no_escaping(self):
         password = "p w'\"x\\y=z"
-        pg = PG(os.path.join(ROOT, "tests", "fixtures", "dify.sql"), password=password)
+        pg = PG(password=password)
+        for part in ("schema", "data"):
+            pg.psql_file(os.path.join(ROOT, "tests", "fixtures", "dify-%s-main.pg.sql" % part))
         up = Upstream(dify=True)
         port, admin = free_port(), free_port()
         env = dify_env(pg, up, port, admin)
@@ -189,7 +190,7 @@ class TestDatabasePassword(unittest.TestCase):
 
 class TestSecretFile(unittest.TestCase):
     def test_an_empty_secret_key_falls_back_to_difys_generated_key_file(self):
-        pg = shared_pg()
+        pg = dify_pg()
         up = Upstream(dify=True)
         d = tempfile.mkdtemp()
         key = os.path.join(d, ".dify_secret_key")

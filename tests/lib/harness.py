@@ -578,6 +578,24 @@ def shared_pg():
     return _shared_pg
 
 
+_dify_pgs = {}
+
+
+def dify_pg(shape="main"):
+    """A cluster with Dify's real schema of one shape (tests/fixtures/
+    dify-schema-<shape>.pg.sql: 0.13.0, 1.14.1, 1.15.0, main) and the
+    fixture's people and apps as rows (dify-data-<shape>.pg.sql), shared by
+    the test run. Tests that change rows or stop it start their own."""
+    if shape not in _dify_pgs:
+        pg = PG()
+        pg.psql_file(os.path.join(ROOT, "tests", "fixtures", "dify-schema-%s.pg.sql" % shape))
+        pg.psql_file(os.path.join(ROOT, "tests", "fixtures", "dify-data-%s.pg.sql" % shape))
+        _dify_pgs[shape] = pg
+        import atexit
+        atexit.register(pg.close)
+    return _dify_pgs[shape]
+
+
 def scrape(admin_port):
     """The admin listener's /metrics as [(name, {label: value}, value)]."""
     samples = []

@@ -408,7 +408,7 @@ static void test_an_upstream_name_that_does_not_resolve_is_a_warning(void **stat
     assert_int_equal(c->upstream.resolved, 0);
     assert_int_equal(c->upstream.numeric, 0);
     assert_non_null(c->warnings);
-    assert_non_null(strstr(c->warnings, "portcullis.yaml:2:11: upstream: cannot resolve 'no-such-host.invalid'"));
+    assert_non_null(strstr(c->warnings, "portcullis.yaml:2:11: warning: upstream: cannot resolve 'no-such-host.invalid'"));
     cfg_unref(c);
     c = EXPECT_OK("listen: :8080\nupstream: http://127.0.0.1:5001\n");
     assert_int_equal(c->upstream.numeric, 1);
@@ -1204,7 +1204,7 @@ static void test_a_public_secret_is_refused_unless_explicitly_allowed(void **sta
                                       "  allow_public_secret: true\n", published, published);
     struct pc_config *c = EXPECT_OK(text);
     assert_non_null(c->warnings);
-    assert_non_null(strstr(c->warnings, "portcullis.yaml:5:20: identity: the signing secret (identity.secret) is public"));
+    assert_non_null(strstr(c->warnings, "portcullis.yaml:5:20: warning: identity: the signing secret (identity.secret) is public"));
     cfg_unref(c);
     /* any other secret loads */
     snprintf(text, sizeof(text), BASE "identity:\n  secret: fresh-key\n  public_secrets: [\"%s\"]\n", published);
