@@ -18,7 +18,7 @@ PC_CFLAGS = $(CFLAGS) -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wformat=2 -Wno-for
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread -lm
 BUILD   ?= build
 
-SRC := $(wildcard proxy/*.c rules/*.c policies/*.c)
+SRC := $(wildcard lib/*.c policies/*.c rules/*.c proxy/*.c)
 LIB_SRC := $(filter-out proxy/main.c,$(SRC))
 OBJ := $(SRC:%.c=$(BUILD)/obj/%.o)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)

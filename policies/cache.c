@@ -2,7 +2,7 @@
  * portcullis: bounded LRU with expiry (see cache.h).
  */
 #include "cache.h"
-#include "../proxy/util.h"
+#include "../lib/base.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -3,7 +3,7 @@
  */
 #include "identity.h"
 #include "../rules/config.h"
-#include "../rules/canon.h"
+#include "../lib/url.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -508,14 +508,14 @@ static void id_cookie_cb(void *arg, const char *name, size_t nl, const char *val
 static void id_collect_query(struct id_collect_ctx *cc, const char *q, size_t len)
 {
     size_t pos = 0;
-    struct canon_qpair qp;
-    while (canon_query_next(q, len, &pos, &qp)) {
+    struct url_qpair qp;
+    while (url_query_next(q, len, &pos, &qp)) {
         for (size_t s = 0; s < cc->cfg->nsources; s++) {
             const struct id_source *src = &cc->cfg->sources[s];
-            if (src->kind != ID_SRC_QUERY || !canon_query_key_is(&qp, src->name, src->name_len))
+            if (src->kind != ID_SRC_QUERY || !url_query_key_is(&qp, src->name, src->name_len))
                 continue;
             char *val = pc_malloc(qp.val_len + 1);
-            long dvl = canon_pct_decode(qp.val, qp.val_len, val, 1, 0);
+            long dvl = url_pct_decode(qp.val, qp.val_len, val, 1, 0);
             val[dvl] = '\0';
             id_push(cc, (int)s, val, (size_t)dvl, val);
         }

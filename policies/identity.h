@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 #include "jwt.h"
-#include "../proxy/h1.h"
+#include "../lib/h1.h"
 
 struct cfg_ctx;
 struct yt_node;

@@ -2,7 +2,7 @@
  * portcullis: strict JSON reader.
  */
 #include "json.h"
-#include "../proxy/util.h"
+#include "../lib/base.h"
 
 #include <math.h>
 #include <stdlib.h>

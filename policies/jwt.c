@@ -4,7 +4,7 @@
 #include "jwt.h"
 #include "identity.h"
 #include "json.h"
-#include "../proxy/util.h"
+#include "../lib/base.h"
 
 #include <math.h>
 #include <stdlib.h>

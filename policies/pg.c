@@ -6,7 +6,7 @@
 #include "policy.h"
 #include "schema.h"
 #include "../rules/config.h"
-#include "../proxy/log.h"
+#include "../lib/log.h"
 
 #include <errno.h>
 #include <stdio.h>

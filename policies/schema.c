@@ -5,7 +5,7 @@
 #include "schema.h"
 #include "policy.h"
 #include "../rules/config.h"
-#include "../proxy/log.h"
+#include "../lib/log.h"
 
 #include <pthread.h>
 #include <stdlib.h>

@@ -7,7 +7,7 @@
 #include "worker.h"
 #include "metrics.h"
 #include "reply.h"
-#include "log.h"
+#include "../lib/log.h"
 #include "resolve.h"
 #include "health.h"
 #include "../policies/schema.h"

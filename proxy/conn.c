@@ -14,7 +14,7 @@
 #include "reply.h"
 #include "health.h"
 #include "judge.h"
-#include "log.h"
+#include "accesslog.h"
 #include "metrics.h"
 #include "../policies/identity.h"
 #include "../policies/tokcache.h"

@@ -12,7 +12,7 @@
 #include "worker.h"
 #include "upstream.h"
 #include "reply.h"
-#include "log.h"
+#include "../lib/log.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -7,7 +7,7 @@
  *   portcullis explain ...          evaluate one request without forwarding it
  */
 #include "server.h"
-#include "log.h"
+#include "../lib/log.h"
 #include "explain.h"
 #include "../rules/config.h"
 #include "../rules/match.h"

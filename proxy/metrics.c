@@ -20,9 +20,6 @@ static int pc_rule_nslots, pc_policy_nslots;
 
 static uint64_t pc_reloads_ok, pc_reloads_failed, pc_generation;
 
-static const double pc_hist_bounds[PC_HIST_BUCKETS - 1] = {
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
-};
 
 static int pc_slot(char **names, int *n, const char *name)
 {
@@ -55,18 +52,6 @@ int pc_metrics_rule_slot(const char *name)
 int pc_metrics_policy_slot(const char *name)
 {
     return pc_slot(pc_policy_names, &pc_policy_nslots, name);
-}
-
-void pc_hist_observe(struct pc_hist *h, int64_t us)
-{
-    double s = (double)us / 1e6;
-    int i;
-    for (i = 0; i < PC_HIST_BUCKETS - 1; i++)
-        if (s <= pc_hist_bounds[i])
-            break;
-    pc_metric_add(&h->buckets[i], 1);
-    pc_metric_add(&h->count, 1);
-    pc_metric_add(&h->sum_us, (uint64_t)(us > 0 ? us : 0));
 }
 
 void pc_metrics_reload(int ok)

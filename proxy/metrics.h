@@ -12,17 +12,10 @@
 
 #include <stdint.h>
 
-#include "util.h"
+#include "../lib/base.h"
+#include "../lib/hist.h"
 
 #define PC_METRIC_SLOTS 256
-#define PC_HIST_BUCKETS 15
-
-struct pc_hist {
-    uint64_t buckets[PC_HIST_BUCKETS]; /* last one is +Inf */
-    uint64_t count;
-    uint64_t sum_us;
-};
-
 enum pc_upstream_error { PC_UPERR_REFUSED, PC_UPERR_TIMEOUT, PC_UPERR_RESET, PC_UPERR_PROTOCOL, PC_UPERR__COUNT };
 enum pc_policy_result { PC_POL_PASS, PC_POL_FAIL, PC_POL_ERROR, PC_POL__COUNT };
 
@@ -40,13 +33,6 @@ struct pc_metrics {
  * "(none)" (no rule matched), the last slot is "(other)" on overflow. */
 int pc_metrics_rule_slot(const char *name);
 int pc_metrics_policy_slot(const char *name);
-
-static inline void pc_metric_add(uint64_t *c, uint64_t n)
-{
-    __atomic_add_fetch(c, n, __ATOMIC_RELAXED);
-}
-
-void pc_hist_observe(struct pc_hist *h, int64_t us);
 
 /* Process-wide values. */
 void pc_metrics_reload(int ok);

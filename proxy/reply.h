@@ -4,7 +4,7 @@
 #ifndef PC_REPLY_H
 #define PC_REPLY_H
 
-#include "util.h"
+#include "../lib/base.h"
 
 const char *pc_reason_phrase(int status);
 const char *pc_status_code_name(int status);

@@ -2,7 +2,7 @@
  * portcullis: background resolution of the upstream's name (see resolve.h).
  */
 #include "resolve.h"
-#include "log.h"
+#include "../lib/log.h"
 #include "../rules/config.h"
 
 #include <netdb.h>

@@ -18,8 +18,8 @@
 #include <event2/event_struct.h>
 #include <event2/buffer.h>
 
-#include "h1.h"
-#include "util.h"
+#include "../lib/h1.h"
+#include "../lib/base.h"
 #include "../rules/canon.h"
 #include "../rules/config.h"
 #include "../rules/match.h"

@@ -13,6 +13,8 @@
 
 #include <stddef.h>
 
+#include "../lib/url.h"
+
 struct canon_result {
     /* decoded canonical path, in the caller's buffer; NUL-terminated */
     char *path;
@@ -37,20 +39,5 @@ int canon_target(const char *target, size_t target_len, int is_options,
 /* Re-encode a canonical path for the upstream. dst needs 3*len+1 bytes.
  * Returns the encoded length. */
 size_t canon_encode(const char *path, size_t len, char *dst);
-
-/* Percent-decode in place-style into dst (dst may equal src). Returns the
- * decoded length, or -1 on a malformed escape. plus_is_space for queries. */
-long canon_pct_decode(const char *src, size_t len, char *dst, int plus_is_space, int strict);
-
-/* One pair of a raw query string, as Werkzeug splits it: on '&', then at
- * the first '='; a pair without '=' has an empty value. */
-struct canon_qpair {
-    const char *key, *val; /* raw, pointing into the query */
-    size_t key_len, val_len;
-};
-/* The next non-empty pair at or after *pos (start at 0). 1, or 0 at the end. */
-int canon_query_next(const char *q, size_t len, size_t *pos, struct canon_qpair *p);
-/* Does the pair's key decode ('%XX' and '+') to exactly name? No length limit. */
-int canon_query_key_is(const struct canon_qpair *p, const char *name, size_t name_len);
 
 #endif

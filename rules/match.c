@@ -527,15 +527,15 @@ int rule_match(const struct rule_set *rs, enum h1_method method, const char *pat
         }
         /* query capture: '&'-separated pairs, decoded as Werkzeug does */
         size_t pos = 0;
-        struct canon_qpair qp;
-        while (canon_query_next(query, query_len, &pos, &qp)) {
-            if (!canon_query_key_is(&qp, cap->query_key, cap->query_key_len))
+        struct url_qpair qp;
+        while (url_query_next(query, query_len, &pos, &qp)) {
+            if (!url_query_key_is(&qp, cap->query_key, cap->query_key_len))
                 continue;
             if (m->present[c]) {
                 *why = "query parameter repeated; it designates one resource";
                 return 400;
             }
-            n = canon_pct_decode(qp.val, qp.val_len, buf + o, 1, 0);
+            n = url_pct_decode(qp.val, qp.val_len, buf + o, 1, 0);
             if (memchr(buf + o, '\0', (size_t)n) != NULL || !rule_type_ok(cap->ptype, buf + o, (size_t)n) ||
                 (n = rule_normal_form(buf + o, (size_t)n, cap->ptype)) < 0) {
                 *why = "query parameter does not have the expected form";
@@ -603,20 +603,14 @@ static int rule_add_capture(struct cfg_ctx *ctx, struct yt_node *at, struct rule
     return 0;
 }
 
+/* The bit of a method rules may name; 0 for one they may not (CONNECT is
+ * refused by the parser, and anything else never matches a rule). */
 static unsigned rule_method_bit(const char *m)
 {
-    static const struct {
-        const char *s;
-        enum h1_method id;
-    } ms[] = {
-        {"GET", H1_M_GET}, {"HEAD", H1_M_HEAD}, {"POST", H1_M_POST}, {"PUT", H1_M_PUT},
-        {"DELETE", H1_M_DELETE}, {"PATCH", H1_M_PATCH}, {"OPTIONS", H1_M_OPTIONS},
-        {"TRACE", H1_M_TRACE},
-    };
-    for (size_t i = 0; i < PC_ARRAY_LEN(ms); i++)
-        if (strcmp(m, ms[i].s) == 0)
-            return RULE_METHOD_BIT(ms[i].id);
-    return 0;
+    enum h1_method id = h1_method_from_name(m, strlen(m));
+    if (id == H1_M_OTHER || id == H1_M_CONNECT)
+        return 0;
+    return RULE_METHOD_BIT(id);
 }
 
 static void rule_parse_one(struct cfg_ctx *ctx, struct yt_node *n, struct rule *r)

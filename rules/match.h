@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../proxy/h1.h"
+#include "../lib/h1.h"
 
 struct cfg_ctx;
 struct yt_node;

@@ -14,7 +14,7 @@
  *    "/../", never ends with "/." or "/..", never contains bytes < 0x20,
  *    0x7f, '?', '#' or NUL;
  *  - canon_encode(path) uses only unreserved/sub-delim/':'/'@'/'/' bytes
- *    and upper-case %XX, decodes (canon_pct_decode, strict) back to the
+ *    and upper-case %XX, decodes (url_pct_decode, strict) back to the
  *    path, and canonicalises again to the same path;
  *  - rule_match picks the first rule in file order that matches (checked
  *    against a linear scan of the templates, independent of the trie);
@@ -32,7 +32,7 @@
 #include "../../rules/canon.h"
 #include "../../rules/config.h"
 #include "../../rules/match.h"
-#include "../../proxy/util.h"
+#include "../../lib/base.h"
 
 static const char rules_yaml[] =
     "listen: 127.0.0.1:8080\n"
@@ -282,7 +282,7 @@ static void check_encode(const char *p, size_t len)
         }
     }
     char *dec = malloc(el + 1);
-    long dl = canon_pct_decode(enc, el, dec, 0, 1);
+    long dl = url_pct_decode(enc, el, dec, 0, 1);
     FZ_CHECK(dl >= 0 && (size_t)dl == len && memcmp(dec, p, len) == 0, "encoded path decodes differently");
     /* the upstream's reading of the encoded path is the same path */
     char *again = malloc(el + 2);

@@ -31,7 +31,7 @@
 #include "../../rules/match.h"
 #include "../../policies/identity.h"
 #include "../../policies/policy.h"
-#include "../../proxy/util.h"
+#include "../../lib/base.h"
 
 #define FILE_NAME "fuzz.yaml"
 

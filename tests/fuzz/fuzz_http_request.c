@@ -20,8 +20,8 @@
 
 #include <string.h>
 
-#include "../../proxy/h1.h"
-#include "../../proxy/util.h"
+#include "../../lib/h1.h"
+#include "../../lib/base.h"
 #include "../../rules/canon.h"
 #include "../../rules/config.h"
 #include "../../policies/identity.h"

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "../../policies/cache.h"
-#include "../../proxy/util.h"
+#include "../../lib/base.h"
 
 /* ------------------------------------------------------------------ */
 /* values with a recording free function                                */

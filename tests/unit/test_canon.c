@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "../../rules/canon.h"
-#include "../../proxy/util.h"
+#include "../../lib/base.h"
 
 #define REJECT 0
 #define ACCEPT 1
@@ -215,7 +215,7 @@ static const char *check_invariants(const char *target, size_t tlen, const struc
     char *enc = malloc(3 * n + 1), *dec = malloc(3 * n + 1), *ref = malloc(3 * n + 1);
     size_t el = canon_encode(p, n, enc);
     const char *bad = NULL;
-    long dl = canon_pct_decode(enc, el, dec, 0, 1);
+    long dl = url_pct_decode(enc, el, dec, 0, 1);
     if (enc[el] != '\0' || strlen(enc) != el)
         bad = "canon_encode output is not NUL-terminated at its length";
     else if (dl < 0)
@@ -389,21 +389,21 @@ static void test_canon_pct_decode_strict_refuses_malformed_and_lenient_keeps_the
 {
     (void)state;
     char dst[32];
-    assert_int_equal(canon_pct_decode("%4", 2, dst, 0, 1), -1);
-    assert_int_equal(canon_pct_decode("a%zz", 4, dst, 0, 1), -1);
-    assert_int_equal(canon_pct_decode("%", 1, dst, 0, 1), -1);
-    long n = canon_pct_decode("a%zz%", 5, dst, 0, 0);
+    assert_int_equal(url_pct_decode("%4", 2, dst, 0, 1), -1);
+    assert_int_equal(url_pct_decode("a%zz", 4, dst, 0, 1), -1);
+    assert_int_equal(url_pct_decode("%", 1, dst, 0, 1), -1);
+    long n = url_pct_decode("a%zz%", 5, dst, 0, 0);
     assert_int_equal(n, 5);
     assert_memory_equal(dst, "a%zz%", 5);
-    n = canon_pct_decode("a+b%2B%41", 9, dst, 1, 1);
+    n = url_pct_decode("a+b%2B%41", 9, dst, 1, 1);
     assert_int_equal(n, 5);
     assert_memory_equal(dst, "a b+A", 5);
-    n = canon_pct_decode("a+b", 3, dst, 0, 1);
+    n = url_pct_decode("a+b", 3, dst, 0, 1);
     assert_int_equal(n, 3);
     assert_memory_equal(dst, "a+b", 3);
     /* in place */
     char inplace[] = "%2Fx%2f";
-    n = canon_pct_decode(inplace, 7, inplace, 0, 1);
+    n = url_pct_decode(inplace, 7, inplace, 0, 1);
     assert_int_equal(n, 3);
     assert_memory_equal(inplace, "/x/", 3);
 }
@@ -562,7 +562,7 @@ static void test_canon_encode_escapes_every_byte_outside_the_raw_set(void **stat
         assert_int_equal(el, rl);
         assert_memory_equal(enc, ref, el);
         char dec[8];
-        assert_int_equal(canon_pct_decode(enc, el, dec, 0, 1), 2);
+        assert_int_equal(url_pct_decode(enc, el, dec, 0, 1), 2);
         assert_memory_equal(dec, p, 2);
     }
     char enc[8];

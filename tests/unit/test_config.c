@@ -17,12 +17,12 @@
 #include <netinet/in.h>
 
 #include "../../rules/config.h"
-#include "../../rules/yaml.h"
+#include "../../lib/yaml.h"
 #include "../../rules/match.h"
 #include "../../policies/identity.h"
 #include "../../policies/jwt.h"
 #include "../../policies/policy.h"
-#include "../../proxy/util.h"
+#include "../../lib/base.h"
 
 #define CFG_FILE "portcullis.yaml"
 #define BASE "listen: \"127.0.0.1:8080\"\nupstream: \"http://127.0.0.1:9000\"\n"

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../proxy/h1.h"
+#include "../../lib/h1.h"
 
 /* ------------------------------------------------------------------ */
 /* helpers                                                              */

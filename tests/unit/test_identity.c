@@ -15,8 +15,8 @@
 #include <string.h>
 
 #include "../../policies/identity.h"
-#include "../../proxy/h1.h"
-#include "../../proxy/util.h"
+#include "../../lib/h1.h"
+#include "../../lib/base.h"
 
 /* ---- id_parse_cookies ---- */
 

@@ -20,7 +20,7 @@
 #include "../../policies/json.h"
 #include "../../policies/jwt.h"
 #include "../../rules/config.h"
-#include "../../proxy/util.h"
+#include "../../lib/base.h"
 
 #define NOW 1700000000.0
 #define SECRET "test-secret-0123456789"

@@ -16,7 +16,7 @@
 
 #include "../../rules/config.h"
 #include "../../rules/match.h"
-#include "../../proxy/util.h"
+#include "../../lib/base.h"
 
 /*
  * Every config below is this header followed by a rules list; rules

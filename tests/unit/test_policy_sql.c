@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "../../policies/policy.h"
-#include "../../proxy/util.h"
+#include "../../lib/base.h"
 
 static char *g_sql;
 static char **g_params;

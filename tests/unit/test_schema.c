@@ -13,7 +13,7 @@
 
 #include "../../policies/policy.h"
 #include "../../policies/schema.h"
-#include "../../proxy/util.h"
+#include "../../lib/base.h"
 
 static char *req_agents[] = {"agents"};
 static char *req_backing[] = {"agents", "agents.backing_app_id"};

@@ -2,7 +2,7 @@
  * portcullis: YAML tree with marks, built on libyaml's event API.
  */
 #include "yaml.h"
-#include "../proxy/util.h"
+#include "base.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -2,7 +2,7 @@
  * portcullis: strict HTTP/1.1 parser (RFC 9112), written for this project.
  */
 #include "h1.h"
-#include "util.h"
+#include "base.h"
 
 #include <string.h>
 
@@ -241,7 +241,7 @@ static int h1_framing(const struct h1_header *h, size_t n, struct h1_framing *f,
     return 0;
 }
 
-static enum h1_method h1_method_id(const char *m, size_t l)
+enum h1_method h1_method_from_name(const char *m, size_t l)
 {
     static const struct {
         const char *s;
@@ -303,7 +303,7 @@ int h1_parse_request(const char *p, size_t len, struct h1_request *r, const char
     }
     r->method = p;
     r->method_len = i;
-    r->method_id = h1_method_id(p, i);
+    r->method_id = h1_method_from_name(p, i);
     size_t ts = ++i;
     while (i < len && (unsigned char)p[i] > 0x20 && (unsigned char)p[i] < 0x7f)
         i++;

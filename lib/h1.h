@@ -99,6 +99,10 @@ int h1_parse_request(const char *p, size_t len, struct h1_request *r, const char
 /* Parse a response head. Returns 0 or -1 with *why. */
 int h1_parse_response(const char *p, size_t len, struct h1_response *r, const char **why);
 
+/* The one table of method names: H1_M_OTHER for any other (exact, case
+ * sensitive: a lower-case "get" is not GET). */
+enum h1_method h1_method_from_name(const char *name, size_t len);
+
 /* Does the response to this request carry a body? (RFC 9112 6.3) */
 int h1_response_has_body(const struct h1_response *r, enum h1_method req_method);
 
