@@ -139,35 +139,154 @@ int cfg_scalar(struct cfg_ctx *ctx, const struct yt_node *n, enum cfg_ftype t, v
         }
         cfg_error(ctx, n, "expected true or false, found '%s'", n->str);
         return -1;
+    case CFG_ENUM:
     case CFG_CUSTOM:
-        break; /* a row's own parse function */
+        break; /* cfg_rows: choices, or a row's own parse function */
     }
     return -1;
 }
 
-void cfg_fields(struct cfg_ctx *ctx, const struct yt_node *map,
-                const struct cfg_field *fields, size_t nfields, void *base)
+/* One of the row's choices, by name. */
+static int cfg_enum(struct cfg_ctx *ctx, const struct yt_node *v, const char *where, const struct cfg_row *r,
+                    int *dst)
+{
+    struct pc_buf names = {0};
+    if (cfg_expect(ctx, v, YT_SCALAR, r->key) != 0)
+        return -1;
+    for (int i = 0; r->choices[i] != NULL; i++) {
+        if (strcmp(v->str, r->choices[i]) == 0) {
+            *dst = i;
+            pc_buf_free(&names);
+            return 0;
+        }
+        pc_buf_addf(&names, "%s%s", i ? ", " : "", r->choices[i]);
+    }
+    cfg_error(ctx, v, "%s.%s must be one of %s, found '%s'", where, r->key, pc_buf_cstr(&names), v->str);
+    pc_buf_free(&names);
+    return -1;
+}
+
+void cfg_rows(struct cfg_ctx *ctx, const struct yt_node *map, const char *where, const struct cfg_row *rows,
+              size_t nrows, void *base)
 {
     const char *names[32];
-    for (size_t i = 0; i < nfields && i < 32; i++)
-        names[i] = fields[i].key;
+    for (size_t i = 0; i < nrows && i < 32; i++)
+        names[i] = rows[i].key;
+    if (cfg_expect(ctx, map, YT_MAP, where) != 0)
+        return;
     for (size_t i = 0; i < map->n; i++) {
         const struct yt_node *k = map->keys[i], *v = map->items[i];
         size_t f;
-        for (f = 0; f < nfields; f++)
-            if (strcmp(k->str, fields[f].key) == 0)
+        for (f = 0; f < nrows; f++)
+            if (strcmp(k->str, rows[f].key) == 0)
                 break;
-        if (f == nfields) {
-            cfg_unknown_key(ctx, k, "this section", names, PC_MIN(nfields, (size_t)32));
+        if (f == nrows) {
+            cfg_unknown_key(ctx, k, where, names, PC_MIN(nrows, (size_t)32));
             continue;
         }
-        void *dst = (char *)base + fields[f].offset;
-        if (fields[f].type == CFG_CUSTOM) {
-            fields[f].parse(ctx, v, dst);
+        void *dst = (char *)base + rows[f].offset;
+        if (rows[f].type == CFG_CUSTOM) {
+            rows[f].parse(ctx, v, dst);
             continue;
         }
-        if (fields[f].type == CFG_STR)
+        if (rows[f].type == CFG_ENUM) {
+            cfg_enum(ctx, v, where, &rows[f], dst);
+            continue;
+        }
+        if (rows[f].type == CFG_STR) {
             free(*(char **)dst);
-        cfg_scalar(ctx, v, fields[f].type, dst, fields[f].min, fields[f].max);
+            *(char **)dst = NULL;
+        }
+        cfg_scalar(ctx, v, rows[f].type, dst, rows[f].min, rows[f].max);
+    }
+}
+
+void cfg_rows_defaults(const struct cfg_row *rows, size_t nrows, void *base)
+{
+    for (size_t i = 0; i < nrows; i++) {
+        const struct cfg_row *r = &rows[i];
+        if (r->def == NULL || r->type == CFG_CUSTOM)
+            continue;
+        struct yt_node n = {.type = YT_SCALAR, .line = 1, .col = 1, .str = (char *)r->def, .len = strlen(r->def)};
+        struct cfg_ctx quiet = {.file = "(default)"};
+        void *dst = (char *)base + r->offset;
+        if (r->type == CFG_STR)
+            free(*(char **)dst);
+        if (r->type == CFG_ENUM)
+            cfg_enum(&quiet, &n, "(default)", r, dst);
+        else
+            cfg_scalar(&quiet, &n, r->type, dst, r->min, r->max);
+        /* a default that does not parse is a bug in a row table */
+        if (quiet.nerrors > 0)
+            abort();
+        pc_buf_free(&quiet.errors);
+    }
+}
+
+static void cfg_value_print(struct pc_buf *b, const struct cfg_row *r, const void *base)
+{
+    const void *v = (const char *)base + r->offset;
+    switch (r->type) {
+    case CFG_STR: {
+        const char *s = *(char *const *)v;
+        if (s == NULL) {
+            pc_buf_adds(b, "null");
+        } else {
+            pc_buf_addc(b, '"');
+            pc_buf_add_json_str(b, s, strlen(s));
+            pc_buf_addc(b, '"');
+        }
+        return;
+    }
+    case CFG_DURATION: {
+        int64_t ms = *(const int64_t *)v;
+        if (ms % 1000 == 0)
+            pc_buf_addf(b, "%llds", (long long)(ms / 1000));
+        else
+            pc_buf_addf(b, "%lldms", (long long)ms);
+        return;
+    }
+    case CFG_SIZE: {
+        uint64_t n = *(const uint64_t *)v;
+        if (n != 0 && n % (1024 * 1024) == 0)
+            pc_buf_addf(b, "%lluMiB", (unsigned long long)(n / (1024 * 1024)));
+        else if (n != 0 && n % 1024 == 0)
+            pc_buf_addf(b, "%lluKiB", (unsigned long long)(n / 1024));
+        else
+            pc_buf_addf(b, "%llu", (unsigned long long)n);
+        return;
+    }
+    case CFG_INT:
+        pc_buf_addf(b, "%lld", (long long)*(const int64_t *)v);
+        return;
+    case CFG_BOOL:
+        pc_buf_adds(b, *(const int *)v ? "true" : "false");
+        return;
+    case CFG_ENUM:
+        pc_buf_adds(b, r->choices[*(const int *)v]);
+        return;
+    case CFG_CUSTOM:
+        return;
+    }
+}
+
+void cfg_rows_print(struct pc_buf *b, const char *indent, const struct cfg_row *rows, size_t nrows,
+                    const void *base)
+{
+    for (size_t i = 0; i < nrows; i++) {
+        const struct cfg_row *r = &rows[i];
+        if (r->type == CFG_CUSTOM) {
+            pc_buf_addf(b, "%s# %s: %s\n", indent, r->key, r->doc ? r->doc : "");
+            continue;
+        }
+        if (r->type == CFG_STR && strcmp(r->key, "password") == 0) {
+            pc_buf_addf(b, "%s%s: %s", indent, r->key, *(char *const *)((const char *)base + r->offset) ? "(set)" : "null");
+        } else {
+            pc_buf_addf(b, "%s%s: ", indent, r->key);
+            cfg_value_print(b, r, base);
+        }
+        if (r->doc != NULL)
+            pc_buf_addf(b, "    # %s", r->doc);
+        pc_buf_addc(b, '\n');
     }
 }

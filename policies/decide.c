@@ -12,11 +12,10 @@
 #include "cache.h"
 #include "jwt.h"
 #include "json.h"
-#include "pg.h"
+#include "db.h"
+#include "gen.h"
 #include "policy.h"
-#include "../rules/config.h"
-#include "../rules/match.h"
-#include "../proxy/metrics.h"
+#include "../lib/base.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,8 +27,8 @@
 
 struct dec_lookup {
     struct dec_ctx *ctx;
-    struct pg_query q;
-    struct pc_config *cfg;
+    struct db_query q;
+    struct pol_gen *cfg;
     int policy;
     char *key;
     size_t klen;
@@ -46,63 +45,77 @@ struct dec_lookup {
 
 struct dec_ctx {
     struct event_base *base;
-    struct pc_config *cfg;
-    struct pg_pool *pool;
+    struct pol_gen *cfg;
+    const struct db_driver *drv;
+    struct db_pool *pool;
     struct lru *cache;
     struct dec_lookup *inflight[DEC_INFLIGHT_BUCKETS];
-    struct pc_metrics *m;
+    struct dec_counters *m;   /* published: see decide.h */
     int worker_id, nworkers;
-    int ready;                /* atomic */
-    int configured;           /* atomic */
-    uint64_t cache_entries;   /* atomic copy of lru_count */
+    int fixed_drv;            /* drv given by the caller (tests), not chosen per generation */
     uint64_t inval_seq;       /* bumped by every invalidation */
     struct pc_buf key;
 };
 
 /* ---- pool lifecycle ---- */
 
+static void dec_publish_entries(struct dec_ctx *ctx)
+{
+    __atomic_store_n(&ctx->m->cache_entries, (uint64_t)lru_count(ctx->cache), __ATOMIC_RELAXED);
+}
+
 static void dec_on_invalidate(void *arg)
 {
     struct dec_ctx *ctx = arg;
     lru_clear(ctx->cache);
     ctx->inval_seq++; /* answers to queries sent before now are not cached */
-    __atomic_store_n(&ctx->cache_entries, 0, __ATOMIC_RELAXED);
+    dec_publish_entries(ctx);
 }
 
-static void dec_on_state(void *arg, int up)
+static void dec_on_state(void *arg, const struct db_state *st)
 {
     struct dec_ctx *ctx = arg;
-    __atomic_store_n(&ctx->ready, up > 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&ctx->m->db_up, st->up, __ATOMIC_RELAXED);
+    __atomic_store_n(&ctx->m->db_connecting, st->connecting, __ATOMIC_RELAXED);
+    __atomic_store_n(&ctx->m->db_down, st->down, __ATOMIC_RELAXED);
+    __atomic_store_n(&ctx->m->db_ready, st->up > 0, __ATOMIC_RELAXED);
 }
 
-static int dec_share(const struct pc_config *cfg, int worker_id, int nworkers)
+static int dec_share(const struct pol_gen *cfg, int worker_id, int nworkers)
 {
     /* the pool is split between workers; each gets at least one */
-    int pool = (int)cfg->database.pool;
+    int pool = (int)cfg->db.pool;
     int n = pool / nworkers + (worker_id < pool % nworkers ? 1 : 0);
     return n < 1 ? 1 : n;
 }
 
 static void dec_build_pool(struct dec_ctx *ctx)
 {
-    struct pc_config *cfg = ctx->cfg;
-    int configured = cfg->policies != NULL && cfg->policies->n > 0 && cfg->database.configured;
-    __atomic_store_n(&ctx->configured, configured, __ATOMIC_RELAXED);
+    struct pol_gen *cfg = ctx->cfg;
+    int configured = pol_gen_active(cfg);
+    __atomic_store_n(&ctx->m->db_configured, configured, __ATOMIC_RELAXED);
     if (!configured) {
-        __atomic_store_n(&ctx->ready, 1, __ATOMIC_RELAXED);
+        struct db_state none = {0, 0, 0};
+        dec_on_state(ctx, &none);
+        __atomic_store_n(&ctx->m->db_ready, 1, __ATOMIC_RELAXED);
         return;
     }
-    ctx->pool = pg_pool_new(ctx->base, ctx->worker_id, dec_share(cfg, ctx->worker_id, ctx->nworkers), cfg, 1,
-                            dec_on_invalidate, dec_on_state, ctx);
+    if (!ctx->fixed_drv)
+        ctx->drv = db_driver_for(cfg);
+    struct db_events ev = {dec_on_invalidate, dec_on_state, ctx};
+    ctx->pool = ctx->drv->pool_new(ctx->base, ctx->worker_id, dec_share(cfg, ctx->worker_id, ctx->nworkers), cfg,
+                                   1, &ev);
 }
 
-struct dec_ctx *dec_ctx_new(struct event_base *base, int worker_id, int nworkers, struct pc_config *cfg,
-                            struct pc_metrics *m)
+struct dec_ctx *dec_ctx_new(struct event_base *base, int worker_id, int nworkers, struct pol_gen *cfg,
+                            const struct db_driver *drv, struct dec_counters *m)
 {
     struct dec_ctx *ctx = pc_calloc(1, sizeof(*ctx));
     ctx->base = base;
-    ctx->cfg = cfg_ref(cfg);
+    ctx->cfg = pol_gen_ref(cfg);
     ctx->m = m;
+    ctx->drv = drv;
+    ctx->fixed_drv = drv != NULL;
     ctx->worker_id = worker_id;
     ctx->nworkers = nworkers;
     size_t max = cfg->cache.max_entries / (size_t)nworkers;
@@ -111,49 +124,48 @@ struct dec_ctx *dec_ctx_new(struct event_base *base, int worker_id, int nworkers
     return ctx;
 }
 
-void dec_ctx_set_config(struct dec_ctx *ctx, struct pc_config *cfg)
+void dec_ctx_set_config(struct dec_ctx *ctx, struct pol_gen *cfg)
 {
-    struct pc_config *old = ctx->cfg;
-    ctx->cfg = cfg_ref(cfg);
+    struct pol_gen *old = ctx->cfg;
+    ctx->cfg = pol_gen_ref(cfg);
     /* a reload invalidates every cached decision */
     lru_free(ctx->cache);
     size_t max = cfg->cache.max_entries / (size_t)ctx->nworkers;
     ctx->cache = lru_new(max ? max : 1, NULL);
-    __atomic_store_n(&ctx->cache_entries, 0, __ATOMIC_RELAXED);
-    int configured = cfg->policies != NULL && cfg->policies->n > 0 && cfg->database.configured;
-    if (ctx->pool != NULL && configured &&
+    dec_publish_entries(ctx);
+    const struct db_driver *drv = ctx->fixed_drv ? ctx->drv : db_driver_for(cfg);
+    if (ctx->pool != NULL && pol_gen_active(cfg) && drv == ctx->drv &&
         dec_share(cfg, ctx->worker_id, ctx->nworkers) == dec_share(old, ctx->worker_id, ctx->nworkers)) {
-        pg_pool_set_config(ctx->pool, cfg);
+        ctx->drv->pool_set_gen(ctx->pool, cfg);
     } else {
-        pg_pool_free(ctx->pool);
+        if (ctx->pool != NULL)
+            ctx->drv->pool_free(ctx->pool);
         ctx->pool = NULL;
         dec_build_pool(ctx);
     }
-    cfg_unref(old);
+    pol_gen_unref(old);
 }
 
-
-int dec_ctx_ready(const struct dec_ctx *ctx)
+int dec_counters_ready(const struct dec_counters *c)
 {
-    return __atomic_load_n(&ctx->ready, __ATOMIC_RELAXED);
+    return __atomic_load_n(&c->db_ready, __ATOMIC_RELAXED);
 }
 
-int dec_ctx_db_configured(const struct dec_ctx *ctx)
+int dec_counters_configured(const struct dec_counters *c)
 {
-    return __atomic_load_n(&ctx->configured, __ATOMIC_RELAXED);
+    return __atomic_load_n(&c->db_configured, __ATOMIC_RELAXED);
 }
 
-void dec_ctx_stats(const struct dec_ctx *ctx, struct dec_stats *st)
+void dec_plan_clear(struct dec_plan *p)
 {
-    memset(st, 0, sizeof(*st));
-    st->cache_entries = __atomic_load_n(&ctx->cache_entries, __ATOMIC_RELAXED);
-    if (ctx->pool != NULL) {
-        struct pg_pool_state ps;
-        pg_pool_state(ctx->pool, &ps);
-        st->db_connected = ps.up;
-        st->db_connecting = ps.connecting;
-        st->db_down = ps.down;
+    for (size_t i = 0; i < p->nsteps; i++) {
+        for (size_t b = 0; b < p->steps[i].nbinds; b++)
+            free(p->steps[i].binds[b].claim);
+        free(p->steps[i].binds);
     }
+    free(p->steps);
+    p->steps = NULL;
+    p->nsteps = 0;
 }
 
 /* ---- keys and parameters ---- */
@@ -176,29 +188,27 @@ struct dec_vals {
     size_t n;
 };
 
-_Static_assert(DEC_MAX_POLICIES == RULE_MAX_ALLOW, "a decision waits on every policy of an allow: list");
-
-static void dec_bind(const struct dec_request *d, const struct rule_allow *ra, const struct json_value *claims,
+static void dec_bind(const struct dec_request *d, const struct dec_step *ra, const struct json_value *claims,
                      struct dec_vals *out)
 {
     out->n = ra->nbinds;
     for (size_t i = 0; i < out->n; i++) {
-        const struct rule_bind *b = &ra->binds[i];
+        const struct dec_bind *b = &ra->binds[i];
         out->v[i] = NULL;
         out->len[i] = 0;
         out->owned[i] = NULL;
         switch (b->kind) {
-        case BIND_SUBJECT:
+        case DEC_B_SUBJECT:
             out->v[i] = d->subject;
             out->len[i] = (int)d->subject_len;
             break;
-        case BIND_CAPTURE:
-            if (d->match->present[b->capture]) {
-                out->v[i] = d->match->values[b->capture];
-                out->len[i] = (int)d->match->lens[b->capture];
+        case DEC_B_CAPTURE:
+            if (d->capture_present[b->capture]) {
+                out->v[i] = d->captures[b->capture];
+                out->len[i] = (int)d->capture_lens[b->capture];
             }
             break;
-        case BIND_CLAIM: {
+        case DEC_B_CLAIM: {
             int is_null = 1;
             char *v = NULL;
             if (claims != NULL)
@@ -219,13 +229,13 @@ static void dec_vals_release(struct dec_vals *vals)
     vals->n = 0;
 }
 
-static void dec_build_key(struct pc_buf *b, const struct dec_request *d, const struct rule_allow *ra,
+static void dec_build_key(struct pc_buf *b, const struct dec_request *d, const struct dec_step *ra,
                           const struct dec_vals *vals)
 {
-    const struct pol_policy *p = &d->cfg->policies->p[ra->policy];
+    const struct pol_policy *p = &d->cfg->set->p[ra->policy];
     b->len = 0;
     pc_buf_add(b, &d->cfg->generation, sizeof(d->cfg->generation));
-    dec_key_part(b, d->rule->name, strlen(d->rule->name), 1);
+    dec_key_part(b, d->plan->name, strlen(d->plan->name), 1);
     dec_key_part(b, p->name, strlen(p->name), 1);
     dec_key_part(b, d->subject, d->subject_len, 1);
     for (size_t i = 0; i < vals->n; i++)
@@ -260,7 +270,7 @@ static void dec_lookup_free(struct dec_lookup *l)
     free(l->values);
     free(l->lengths);
     free(l->key);
-    cfg_unref(l->cfg);
+    pol_gen_unref(l->cfg);
     free(l);
 }
 
@@ -274,7 +284,7 @@ static void dec_detach(struct dec_request *d)
         evtimer_del(&d->timer);
         d->timer_on = 0;
     }
-    for (size_t i = 0; i < d->rule->nallow; i++) {
+    for (size_t i = 0; i < d->plan->nsteps; i++) {
         struct dec_wait *w = &d->waits[i];
         if (w->lookup != NULL) {
             TAILQ_REMOVE(&w->lookup->waiters, w, link);
@@ -326,8 +336,8 @@ static void dec_reason_add(struct dec_request *d, const char *policy, const char
  * the order in which the database answered. */
 static void dec_conclude(struct dec_request *d)
 {
-    size_t n = d->rule->nallow;
-    const struct pol_policy *ps = d->cfg->policies->p;
+    size_t n = d->plan->nsteps;
+    const struct pol_policy *ps = d->cfg->set->p;
     int errors = 0;
     d->reason[0] = '\0';
     for (size_t i = 0; i < n; i++) {
@@ -369,7 +379,7 @@ static int dec_outcome(struct dec_request *d, size_t i, enum dec_outcome o, cons
     if (d->trace_outcome)
         d->trace_outcome(d, w->policy, o == DEC_O_PASS ? 1 : o == DEC_O_FAIL ? 0 : o == DEC_O_LEFT_OUT ? -2 : -1,
                          w->detail);
-    size_t n = d->rule->nallow;
+    size_t n = d->plan->nsteps;
     for (size_t k = 0; k < n; k++) {
         enum dec_outcome ok = d->waits[k].outcome;
         if (ok == DEC_O_PENDING)
@@ -392,19 +402,19 @@ static void dec_timer_cb(evutil_socket_t fd, short what, void *arg)
     dec_conclude(d);
 }
 
-static void dec_query_done(struct pg_query *q, enum pg_status st, int ntuples, const char *err)
+static void dec_query_done(struct db_query *q, enum db_status st, int ntuples, const char *err)
 {
     struct dec_lookup *l = (struct dec_lookup *)((char *)q - offsetof(struct dec_lookup, q));
     struct dec_ctx *ctx = l->ctx;
-    int outcome = st == PGQ_SKIPPED ? -2 : st != PGQ_OK ? -1 : ntuples > 0 ? 1 : 0;
-    int slot = l->cfg->policies->p[l->policy].metric_slot;
+    int outcome = st == DBQ_SKIPPED ? -2 : st != DBQ_OK ? -1 : ntuples > 0 ? 1 : 0;
+    int slot = l->cfg->set->p[l->policy].metric_slot;
     enum dec_outcome o = outcome > 0 ? DEC_O_PASS : outcome == 0 ? DEC_O_FAIL :
                          outcome == -2 ? DEC_O_LEFT_OUT : DEC_O_ERROR;
 
     dec_inflight_remove(l);
     if (outcome != -2) { /* a left-out policy sends no query */
-        pc_metric_add(&ctx->m->policy_queries[slot][outcome > 0 ? PC_POL_PASS : outcome == 0 ? PC_POL_FAIL : PC_POL_ERROR], 1);
-        pc_hist_observe(&ctx->m->policy_duration, pc_now_us() - l->started);
+        pc_metric_add(&ctx->m->queries[slot][outcome > 0 ? DEC_Q_PASS : outcome == 0 ? DEC_Q_FAIL : DEC_Q_ERROR], 1);
+        pc_hist_observe(&ctx->m->query_duration, pc_now_us() - l->started);
     }
     /* Errors are never cached; neither is anything from an old generation,
      * nor an answer to a query sent before the last invalidation (it may
@@ -412,7 +422,7 @@ static void dec_query_done(struct pg_query *q, enum pg_status st, int ntuples, c
     if (outcome >= 0 && l->cfg == ctx->cfg && l->inval_seq == ctx->inval_seq && ctx->cfg->cache.ttl > 0) {
         lru_put_h(ctx->cache, l->key, l->klen, l->hash, outcome ? DEC_PASS : DEC_FAIL,
                 pc_now_ms() + ctx->cfg->cache.ttl);
-        __atomic_store_n(&ctx->cache_entries, lru_count(ctx->cache), __ATOMIC_RELAXED);
+        dec_publish_entries(ctx);
     }
     /* One waiter at a time, straight off the lookup's own list: a decision
      * that finishes (or a request freed by its callback) unlinks its other
@@ -429,7 +439,7 @@ static void dec_query_done(struct pg_query *q, enum pg_status st, int ntuples, c
 
 void dec_start(struct dec_ctx *ctx, struct dec_request *d)
 {
-    const struct rule *r = d->rule;
+    const struct dec_plan *r = d->plan;
     int64_t now_ms = pc_now_ms();
     int64_t now_us = pc_now_us();
 
@@ -447,16 +457,16 @@ void dec_start(struct dec_ctx *ctx, struct dec_request *d)
     }
 
     /* every slot pending first, so that early outcomes cannot finish early */
-    size_t n = r->nallow;
+    size_t n = r->nsteps;
     for (size_t i = 0; i < n; i++) {
         d->waits[i].lookup = NULL;
-        d->waits[i].policy = r->allow[i].policy;
+        d->waits[i].policy = r->steps[i].policy;
         d->waits[i].outcome = DEC_O_PENDING;
         d->waits[i].detail[0] = '\0';
     }
 
     for (size_t i = 0; i < n; i++) {
-        const struct rule_allow *ra = &r->allow[i];
+        const struct dec_step *ra = &r->steps[i];
         struct dec_vals vals;
         dec_bind(d, ra, claims, &vals);
         if (d->trace_bind)
@@ -478,7 +488,7 @@ void dec_start(struct dec_ctx *ctx, struct dec_request *d)
         d->cache_hit = 0;
 
         struct dec_lookup *l = dec_inflight_find(ctx, ctx->key.p, ctx->key.len, h);
-        if (l != NULL && (now_us - l->started > d->cfg->timeouts.policy * 1000 || l->inval_seq != ctx->inval_seq)) {
+        if (l != NULL && (now_us - l->started > d->cfg->policy_timeout * 1000 || l->inval_seq != ctx->inval_seq)) {
             /* too old to join, or sent before an invalidation: start afresh */
             dec_inflight_remove(l);
             l = NULL;
@@ -488,7 +498,7 @@ void dec_start(struct dec_ctx *ctx, struct dec_request *d)
         } else {
             l = pc_calloc(1, sizeof(*l));
             l->ctx = ctx;
-            l->cfg = cfg_ref(d->cfg);
+            l->cfg = pol_gen_ref(d->cfg);
             l->policy = ra->policy;
             l->key = pc_malloc(ctx->key.len);
             memcpy(l->key, ctx->key.p, ctx->key.len);
@@ -508,21 +518,21 @@ void dec_start(struct dec_ctx *ctx, struct dec_request *d)
             l->started = now_us;
             l->inval_seq = ctx->inval_seq;
             TAILQ_INIT(&l->waiters);
-            l->q.cfg = l->cfg;
+            l->q.gen = l->cfg;
             l->q.policy = ra->policy;
             l->q.nparams = (int)vals.n;
             l->q.values = (const char *const *)l->values;
             l->q.lengths = l->lengths;
             l->q.done = dec_query_done;
-            if (ctx->pool == NULL || pg_pool_submit(ctx->pool, &l->q) != 0) {
-                int slot = d->cfg->policies->p[ra->policy].metric_slot;
-                pc_metric_add(&ctx->m->policy_queries[slot][PC_POL_ERROR], 1);
+            if (ctx->pool == NULL || ctx->drv->submit(ctx->pool, &l->q) != 0) {
+                int slot = d->cfg->set->p[ra->policy].metric_slot;
+                pc_metric_add(&ctx->m->queries[slot][DEC_Q_ERROR], 1);
                 dec_lookup_free(l);
                 if (dec_outcome(d, i, DEC_O_ERROR, "database unavailable"))
                     goto out;
                 continue;
             }
-            /* pg_pool_submit never completes a query synchronously */
+            /* submit never completes a query synchronously (db.h) */
             l->hnext = ctx->inflight[h % DEC_INFLIGHT_BUCKETS];
             ctx->inflight[h % DEC_INFLIGHT_BUCKETS] = l;
             l->in_table = 1;
@@ -533,7 +543,7 @@ void dec_start(struct dec_ctx *ctx, struct dec_request *d)
         TAILQ_INSERT_TAIL(&l->waiters, w, link);
     }
     {
-        int64_t t = d->cfg->timeouts.policy;
+        int64_t t = d->cfg->policy_timeout;
         struct timeval tv = {(time_t)(t / 1000), (suseconds_t)((t % 1000) * 1000)};
         evtimer_add(&d->timer, &tv);
         d->timer_on = 1;

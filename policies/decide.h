@@ -16,15 +16,46 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
-struct pc_config;
-struct rule;
-struct rule_match;
+#include "../lib/hist.h"
+
+struct pol_gen;
 struct dec_ctx;
 struct dec_lookup;
+struct db_driver;
 
 enum dec_result { DEC_ALLOW = 1, DEC_DENY, DEC_ERROR };
 
 #define DEC_MAX_POLICIES 16
+
+/*
+ * The binding plan: what rules/ compiles an allow: list into. One step per
+ * policy, in the order the rule lists them; each binds the policy's
+ * parameters (pol_policy.params, in order) to the subject, a capture of
+ * the request, or a claim of the verified token. The engine never sees a
+ * rule, only its plan.
+ */
+enum dec_bind_kind { DEC_B_CAPTURE, DEC_B_SUBJECT, DEC_B_CLAIM };
+
+struct dec_bind {
+    enum dec_bind_kind kind;
+    int capture;                /* DEC_B_CAPTURE: index into the request's captures */
+    char *claim;                /* DEC_B_CLAIM: claim name */
+};
+
+struct dec_step {
+    int policy;                 /* index into pol_gen.set */
+    struct dec_bind *binds;     /* one per policy parameter */
+    size_t nbinds;
+};
+
+struct dec_plan {
+    const char *name;           /* the rule's name: part of every cache key */
+    struct dec_step *steps;
+    size_t nsteps;
+    int needs_claims;           /* some step binds a claim */
+};
+
+void dec_plan_clear(struct dec_plan *p);
 
 /* What one policy of a decision came to. DEC_O_LEFT_OUT: the policy does
  * not fit the database's schema (schema.h); the decision is made without
@@ -47,9 +78,11 @@ struct dec_wait {
 
 struct dec_request {
     /* in */
-    struct pc_config *cfg;
-    const struct rule *rule;
-    const struct rule_match *match;
+    struct pol_gen *cfg;
+    const struct dec_plan *plan;
+    const char *const *captures;    /* bound capture values (NUL-terminated) */
+    const size_t *capture_lens;
+    const int *capture_present;     /* absent captures are SQL NULL */
     const char *subject;
     size_t subject_len;
     const char *payload;        /* claims JSON, for claims.<name> */
@@ -72,26 +105,40 @@ struct dec_request {
     struct dec_wait waits[DEC_MAX_POLICIES];
 };
 
-struct pc_metrics;
-struct dec_ctx *dec_ctx_new(struct event_base *base, int worker_id, int nworkers,
-                            struct pc_config *cfg, struct pc_metrics *m);
+/*
+ * What an engine publishes for other threads (metrics, readiness): plain
+ * counters and gauges that the owning worker updates with relaxed atomics
+ * and others only read. The memory is the caller's and outlives the engine;
+ * nothing else of the engine is ever touched by another thread.
+ */
+enum dec_q_result { DEC_Q_PASS, DEC_Q_FAIL, DEC_Q_ERROR, DEC_Q__COUNT };
+
+struct dec_counters {
+    uint64_t queries[PC_LABEL_SLOTS][DEC_Q__COUNT]; /* [policy metric slot][result] */
+    struct pc_hist query_duration;
+    uint64_t cache_hits, cache_misses;
+    uint64_t cache_entries;     /* gauge */
+    int db_up, db_connecting, db_down;
+    int db_configured;          /* the generation runs policies */
+    int db_ready;               /* a connection is up, or none is needed */
+};
+
+/* An engine for one worker (worker_id of nworkers share gen->db.pool
+ * connections), talking to the database through drv (NULL: the one the
+ * generation names, policy.h db_driver_for). */
+struct dec_ctx *dec_ctx_new(struct event_base *base, int worker_id, int nworkers, struct pol_gen *gen,
+                            const struct db_driver *drv, struct dec_counters *counters);
 /* A new config generation: rebuild database connections if needed and
  * empty the cache. */
-void dec_ctx_set_config(struct dec_ctx *ctx, struct pc_config *cfg);
-/* Is at least one database connection up (or no database configured)? */
-int dec_ctx_ready(const struct dec_ctx *ctx);
-int dec_ctx_db_configured(const struct dec_ctx *ctx);
+void dec_ctx_set_config(struct dec_ctx *ctx, struct pol_gen *gen);
 
 /* Start a decision; d->done is called exactly once, possibly before this
  * returns (cache hit), unless dec_cancel() is called first. */
 void dec_start(struct dec_ctx *ctx, struct dec_request *d);
 void dec_cancel(struct dec_request *d);
 
-/* Counters for metrics. */
-struct dec_stats {
-    uint64_t cache_entries;
-    int db_connected, db_connecting, db_down;
-};
-void dec_ctx_stats(const struct dec_ctx *ctx, struct dec_stats *st);
+/* Readiness from published counters (any thread). */
+int dec_counters_ready(const struct dec_counters *c);
+int dec_counters_configured(const struct dec_counters *c);
 
 #endif

@@ -2,7 +2,8 @@
  * portcullis: identity config and credential collection.
  */
 #include "identity.h"
-#include "../rules/config.h"
+#include "../lib/cfg.h"
+#include "../lib/base.h"
 #include "../lib/url.h"
 
 #include <errno.h>
@@ -243,7 +244,7 @@ static void id_refuse_public(struct cfg_ctx *ctx, const struct yt_node *n, const
     }
 }
 
-void id_config_parse(struct cfg_ctx *ctx, struct yt_node *n)
+void id_config_parse(struct cfg_ctx *ctx, const struct yt_node *n, struct id_config **out)
 {
     static const char *const keys[] = {
         "secret", "secret_file", "keys", "algorithms", "sources", "subject_claim",
@@ -255,8 +256,8 @@ void id_config_parse(struct cfg_ctx *ctx, struct yt_node *n)
     struct yt_node *secret_node = NULL;
     char *secret_file = NULL;
 
-    id_config_free(ctx->cfg->identity);
-    ctx->cfg->identity = c;
+    id_config_free(*out);
+    *out = c;
     c->algorithms = TOK_HS256;
     c->require_exp = 1;
     c->leeway_ms = 30000;
@@ -624,4 +625,28 @@ void id_creds_clear(struct id_cred *c, int n)
         free(c[i].owned);
         c[i].owned = NULL;
     }
+}
+
+void id_config_print(struct pc_buf *b, const char *indent, const struct id_config *c)
+{
+    static const char *const kinds[] = {"cookie", "header", "query"};
+    pc_buf_addf(b, "%ssecret: %s\n", indent, c->secret ? "(set)" : "null");
+    if (c->secret_file != NULL)
+        pc_buf_addf(b, "%ssecret_file: \"%s\"\n", indent, c->secret_file);
+    pc_buf_addf(b, "%skeys: %zu    # by kid\n", indent, c->nkeys);
+    pc_buf_addf(b, "%salgorithms: [", indent);
+    const char *names[] = {"HS256", "HS384", "HS512"};
+    for (unsigned i = 0, n = 0; i < 3; i++)
+        if (c->algorithms & (1u << i))
+            pc_buf_addf(b, "%s%s", n++ ? ", " : "", names[i]);
+    pc_buf_addf(b, "]\n%ssources: [", indent);
+    for (size_t i = 0; i < c->nsources; i++)
+        pc_buf_addf(b, "%s\"%s:%s\"", i ? ", " : "", kinds[c->sources[i].kind], c->sources[i].name);
+    pc_buf_addf(b, "]\n%ssubject_claim: \"%s\"\n%sissuer: [", indent, c->subject_claim, indent);
+    for (size_t i = 0; i < c->nissuers; i++)
+        pc_buf_addf(b, "%s\"%s\"", i ? ", " : "", c->issuers[i]);
+    pc_buf_addf(b, "]\n%saudience: %s%s%s\n", indent, c->audience ? "\"" : "", c->audience ? c->audience : "null",
+                c->audience ? "\"" : "");
+    pc_buf_addf(b, "%srequire_exp: %s\n%sleeway: %lldms\n", indent, c->require_exp ? "true" : "false", indent,
+                (long long)c->leeway_ms);
 }

@@ -54,8 +54,12 @@ struct id_config {
     int64_t leeway_ms;
 };
 
-void id_config_parse(struct cfg_ctx *ctx, struct yt_node *n);
+/* The `identity` section, into *out. */
+void id_config_parse(struct cfg_ctx *ctx, const struct yt_node *n, struct id_config **out);
 void id_config_free(struct id_config *c);
+/* The effective identity section, as YAML lines (secrets never printed). */
+struct pc_buf;
+void id_config_print(struct pc_buf *b, const char *indent, const struct id_config *c);
 
 #define ID_MAX_CREDS 8
 

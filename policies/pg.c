@@ -5,7 +5,8 @@
 #include <event2/event_struct.h>
 #include "policy.h"
 #include "schema.h"
-#include "../rules/config.h"
+#include "gen.h"
+#include "../lib/base.h"
 #include "../lib/log.h"
 
 #include <errno.h>
@@ -25,7 +26,7 @@ enum pgc_state { PGC_DOWN, PGC_CONNECTING, PGC_SETUP, PGC_READY };
 enum pgc_step { PGS_SESSION, PGS_SCHEMA, PGS_VERSION, PGS_PREPARE };
 
 struct pg_conn {
-    struct pg_pool *pool;
+    struct db_pool *pool;
     int idx;
     PGconn *pg;
     int fd;
@@ -34,7 +35,7 @@ struct pg_conn {
     short ev_what;
     int ev_on;
     struct event timer;
-    struct pc_config *cfg;
+    struct pol_gen *cfg;
     enum pgc_step step;
     int prep;                       /* PGS_PREPARE: the policy being prepared */
     struct pol_schema *schema;      /* PGS_SCHEMA: what has been read */
@@ -46,37 +47,34 @@ struct pg_conn {
     int *choice;
     const char **missing;
     size_t nchoice;
-    struct pg_query_list sent;
+    struct db_query_list sent;
     int nsent;
     int retire;
     int backoff_ms;
     int was_up;
 };
 
-struct pg_pool {
+struct db_pool {
     struct event_base *base;
-    struct pc_config *cfg;
+    struct pol_gen *cfg;
     int n;
     struct pg_conn *conns;
-    struct pg_query_list waiting;
+    struct db_query_list waiting;
     int listener;                   /* conn 0 LISTENs when set */
     int worker;                     /* for log lines */
     struct event dispatch_ev;       /* runs pool_dispatch on the next loop turn */
     int dispatch_pending;
     int rr;
-    void (*on_invalidate)(void *arg);
-    void (*on_state)(void *arg, int up);
-    void *arg;
-    int st_up, st_connecting, st_down;  /* atomic copies for other threads */
+    struct db_events ev;            /* to the pool's owner, on its thread */
 };
 
 static void pgc_event_cb(evutil_socket_t fd, short what, void *arg);
 static void pgc_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void pgc_start(struct pg_conn *c);
-static void pool_dispatch(struct pg_pool *p);
-static void pool_schedule(struct pg_pool *p);
+static void pool_dispatch(struct db_pool *p);
+static void pool_schedule(struct db_pool *p);
 
-static void pool_publish(struct pg_pool *p)
+static void pool_publish(struct db_pool *p)
 {
     int up = 0, connecting = 0, down = 0;
     for (int i = 0; i < p->n; i++) {
@@ -87,18 +85,9 @@ static void pool_publish(struct pg_pool *p)
         case PGC_DOWN: down++; break;
         }
     }
-    __atomic_store_n(&p->st_up, up, __ATOMIC_RELAXED);
-    __atomic_store_n(&p->st_connecting, connecting, __ATOMIC_RELAXED);
-    __atomic_store_n(&p->st_down, down, __ATOMIC_RELAXED);
-    if (p->on_state)
-        p->on_state(p->arg, up);
-}
-
-void pg_pool_state(const struct pg_pool *p, struct pg_pool_state *st)
-{
-    st->up = __atomic_load_n(&p->st_up, __ATOMIC_RELAXED);
-    st->connecting = __atomic_load_n(&p->st_connecting, __ATOMIC_RELAXED);
-    st->down = __atomic_load_n(&p->st_down, __ATOMIC_RELAXED);
+    struct db_state st = {up, connecting, down};
+    if (p->ev.state)
+        p->ev.state(p->ev.arg, &st);
 }
 
 static void pgc_watch(struct pg_conn *c, short what)
@@ -127,21 +116,21 @@ static void pgc_arm(struct pg_conn *c, int64_t ms)
 
 static void pgc_fail_queries(struct pg_conn *c, const char *why)
 {
-    struct pg_query_list list;
+    struct db_query_list list;
     TAILQ_INIT(&list);
     TAILQ_CONCAT(&list, &c->sent, link);
     c->nsent = 0;
-    struct pg_query *q;
+    struct db_query *q;
     while ((q = TAILQ_FIRST(&list)) != NULL) {
         TAILQ_REMOVE(&list, q, link);
-        q->done(q, PGQ_ERROR, 0, why);
+        q->done(q, DBQ_ERROR, 0, why);
     }
 }
 
 /* Drop the connection; queries on it fail. Reconnect after a backoff. */
 static void pgc_down(struct pg_conn *c, const char *why_in, int backoff)
 {
-    struct pg_pool *p = c->pool;
+    struct db_pool *p = c->pool;
     char why[256];
     /* why_in is often PQerrorMessage(c->pg), which PQfinish frees */
     snprintf(why, sizeof(why), "%s", why_in ? why_in : "?");
@@ -174,7 +163,7 @@ static void pgc_down(struct pg_conn *c, const char *why_in, int backoff)
     pool_schedule(p); /* fails waiting queries if nothing can take them */
 }
 
-void pg_conn_params(const struct pc_database *db, const char *appname, const char **keys,
+void pg_conn_params(const struct pol_db *db, const char *appname, const char **keys,
                     const char **vals, char *timeout, size_t timeout_len)
 {
     size_t n = 0;
@@ -207,14 +196,14 @@ void pg_conn_params(const struct pc_database *db, const char *appname, const cha
 
 static void pgc_start(struct pg_conn *c)
 {
-    struct pg_pool *p = c->pool;
+    struct db_pool *p = c->pool;
     char timeout[24];
     if (c->cfg != p->cfg) {
-        cfg_unref(c->cfg);
-        c->cfg = cfg_ref(p->cfg);
+        pol_gen_unref(c->cfg);
+        c->cfg = pol_gen_ref(p->cfg);
     }
     const char *keys[PG_MAX_PARAMS], *vals[PG_MAX_PARAMS];
-    pg_conn_params(&c->cfg->database, "portcullis", keys, vals, timeout, sizeof(timeout));
+    pg_conn_params(&c->cfg->db, "portcullis", keys, vals, timeout, sizeof(timeout));
     c->pg = PQconnectStartParams(keys, vals, 1);
     if (c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD) {
         pgc_down(c, c->pg ? PQerrorMessage(c->pg) : "out of memory", 1);
@@ -224,7 +213,7 @@ static void pgc_start(struct pg_conn *c)
     c->state = PGC_CONNECTING;
     c->step = PGS_SESSION;
     pgc_watch(c, EV_WRITE);
-    pgc_arm(c, c->cfg->database.connect_timeout);
+    pgc_arm(c, c->cfg->db.connect_timeout);
     pool_publish(p);
 }
 
@@ -258,11 +247,11 @@ static int pgc_next_prep(const struct pg_conn *c, int i)
 /* Send the current setup step's statement. */
 static int pgc_setup_send(struct pg_conn *c)
 {
-    const struct pol_set *ps = c->cfg->policies;
+    const struct pol_set *ps = c->cfg->set;
     switch (c->step) {
     case PGS_SESSION: {
         struct pc_buf b = {0};
-        int64_t t = c->cfg->timeouts.policy;
+        int64_t t = c->cfg->policy_timeout;
         pc_buf_addf(&b, "SET default_transaction_read_only = on; SET statement_timeout = %lld; "
                         "SET lock_timeout = %lld; SET idle_in_transaction_session_timeout = %lld",
                     (long long)t, (long long)t, (long long)(t * 2));
@@ -279,7 +268,7 @@ static int pgc_setup_send(struct pg_conn *c)
         c->version.len = 0;
         c->version_rows = 0;
         c->version_failed = 0;
-        return PQsendQuery(c->pg, c->cfg->database.schema_version.query) ? 0 : -1;
+        return PQsendQuery(c->pg, c->cfg->db.schema_version.query) ? 0 : -1;
     case PGS_PREPARE: {
         const struct pol_variant *v = &ps->p[c->prep].variants[c->choice[c->prep]];
         char name[PG_STMT_NAME];
@@ -293,7 +282,7 @@ static int pgc_setup_send(struct pg_conn *c)
 /* The schema is known (or was not needed): choose each policy's variant. */
 static void pgc_choose(struct pg_conn *c)
 {
-    const struct pol_set *ps = c->cfg->policies;
+    const struct pol_set *ps = c->cfg->set;
     size_t n = ps ? ps->n : 0;
     if (c->nchoice != n) {
         c->choice = pc_realloc(c->choice, (n ? n : 1) * sizeof(*c->choice));
@@ -309,7 +298,7 @@ static void pgc_choose(struct pg_conn *c)
 
 static void pgc_version_done(struct pg_conn *c)
 {
-    const struct pc_schema_version *sv = &c->cfg->database.schema_version;
+    const struct pol_schema_version *sv = &c->cfg->db.schema_version;
     const char *v = c->version_failed ? NULL : c->version_rows ? pc_buf_cstr(&c->version) : "(no row)";
     int known = 0;
     if (!c->version_failed && c->version_rows > 0) {
@@ -332,7 +321,7 @@ static void pgc_version_done(struct pg_conn *c)
  * complete, 0 when a step was sent, -1 on failure. */
 static int pgc_setup_advance(struct pg_conn *c)
 {
-    const struct pol_set *ps = c->cfg->policies;
+    const struct pol_set *ps = c->cfg->set;
     switch (c->step) {
     case PGS_SESSION:
         if (ps != NULL && ps->any_requires) {
@@ -341,7 +330,7 @@ static int pgc_setup_advance(struct pg_conn *c)
         }
         /* fall through */
     case PGS_SCHEMA:
-        if (c->cfg->database.schema_version.query != NULL) {
+        if (c->cfg->db.schema_version.query != NULL) {
             c->step = PGS_VERSION;
             break;
         }
@@ -380,8 +369,8 @@ static void pgc_ready(struct pg_conn *c)
     pgc_watch(c, EV_READ);
     pool_publish(c->pool);
     /* the listener may have missed notifications while it was down */
-    if (c->idx == 0 && c->pool->listener && c->cfg->cache.invalidate_channel != NULL && c->pool->on_invalidate)
-        c->pool->on_invalidate(c->pool->arg);
+    if (c->idx == 0 && c->pool->listener && c->cfg->cache.invalidate_channel != NULL && c->pool->ev.invalidate)
+        c->pool->ev.invalidate(c->pool->ev.arg);
     pool_schedule(c->pool);
 }
 
@@ -412,7 +401,7 @@ static void pgc_setup_results(struct pg_conn *c)
                 char why[512];
                 snprintf(why, sizeof(why), "setup (%s) failed: %s",
                          c->step == PGS_SESSION ? "session" : c->step == PGS_SCHEMA ? "schema" :
-                         c->cfg->policies->p[c->prep].name, PQresultErrorMessage(r));
+                         c->cfg->set->p[c->prep].name, PQresultErrorMessage(r));
                 PQclear(r);
                 /* a policy that no longer prepares (schema changed): fail
                  * closed, retry later */
@@ -443,7 +432,7 @@ static void pgc_setup_results(struct pg_conn *c)
 
 static void pgc_results(struct pg_conn *c)
 {
-    struct pg_query *q;
+    struct db_query *q;
     int nulls = 0;
     while ((q = TAILQ_FIRST(&c->sent)) != NULL) {
         if (PQisBusy(c->pg))
@@ -458,10 +447,10 @@ static void pgc_results(struct pg_conn *c)
                 continue;
             ExecStatusType st = PQresultStatus(r);
             if (st == PGRES_TUPLES_OK) {
-                q->st = PGQ_OK;
+                q->st = DBQ_OK;
                 q->ntuples = PQntuples(r);
             } else {
-                q->st = PGQ_ERROR;
+                q->st = DBQ_ERROR;
                 const char *msg = st == PGRES_PIPELINE_ABORTED ? "pipeline aborted" : PQresultErrorMessage(r);
                 snprintf(q->err, sizeof(q->err), "%s", msg);
                 pc_one_line(q->err);
@@ -509,8 +498,8 @@ static void pgc_notifies(struct pg_conn *c)
         PQfreemem(n);
         any = 1;
     }
-    if (any && c->pool->on_invalidate)
-        c->pool->on_invalidate(c->pool->arg);
+    if (any && c->pool->ev.invalidate)
+        c->pool->ev.invalidate(c->pool->ev.arg);
 }
 
 static void pgc_event_cb(evutil_socket_t fd, short what, void *arg)
@@ -575,10 +564,10 @@ static void pgc_timer_cb(evutil_socket_t fd, short what, void *arg)
         pgc_down(c, "connect timeout", 1);
         return;
     case PGC_READY: {
-        struct pg_query *q = TAILQ_FIRST(&c->sent);
+        struct db_query *q = TAILQ_FIRST(&c->sent);
         if (q == NULL)
             return;
-        int64_t limit = 2 * c->cfg->timeouts.policy + 1000;
+        int64_t limit = 2 * c->cfg->policy_timeout + 1000;
         int64_t age = pc_now_ms() - q->sent_at;
         if (age >= limit) {
             pgc_down(c, "a query is far past the policy budget; connection presumed wedged", 1);
@@ -590,10 +579,10 @@ static void pgc_timer_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static int pgc_send(struct pg_conn *c, struct pg_query *q)
+static int pgc_send(struct pg_conn *c, struct db_query *q)
 {
     char name[PG_STMT_NAME];
-    const struct pol_variant *v = &c->cfg->policies->p[q->policy].variants[c->choice[q->policy]];
+    const struct pol_variant *v = &c->cfg->set->p[q->policy].variants[c->choice[q->policy]];
     const char *vals[POL_MAX_PARAMS];
     int lens[POL_MAX_PARAMS];
     /* the variant's $1..$n, from the policy's parameters */
@@ -607,11 +596,11 @@ static int pgc_send(struct pg_conn *c, struct pg_query *q)
         return -1;
     q->phase = 0;
     q->sent_at = pc_now_ms();
-    q->st = PGQ_ERROR;
+    q->st = DBQ_ERROR;
     q->ntuples = 0;
     q->err[0] = '\0';
     if (c->nsent == 0)
-        pgc_arm(c, 2 * c->cfg->timeouts.policy + 1000);
+        pgc_arm(c, 2 * c->cfg->policy_timeout + 1000);
     TAILQ_INSERT_TAIL(&c->sent, q, link);
     c->nsent++;
     return 0;
@@ -622,7 +611,7 @@ static int pgc_send(struct pg_conn *c, struct pg_query *q)
  * will restart on it: an old-generation connection still finishing its
  * queries, or one replaced by a reload and reconnecting at once. Not one
  * waiting out a backoff after a failure: then the answer is 503 now. */
-static int pool_can_take(const struct pg_pool *p, const struct pc_config *cfg)
+static int pool_can_take(const struct db_pool *p, const struct pol_gen *cfg)
 {
     for (int i = 0; i < p->n; i++) {
         const struct pg_conn *c = &p->conns[i];
@@ -638,15 +627,15 @@ static int pool_can_take(const struct pg_pool *p, const struct pc_config *cfg)
 
 /* Send waiting queries to ready connections of their generation; fail
  * those that no connection can take (pool_can_take). */
-static void pool_dispatch(struct pg_pool *p)
+static void pool_dispatch(struct db_pool *p)
 {
-    struct pg_query *q, *next;
+    struct db_query *q, *next;
     for (q = TAILQ_FIRST(&p->waiting); q != NULL; q = next) {
         next = TAILQ_NEXT(q, link);
         struct pg_conn *best = NULL;
         for (int k = 0; k < p->n; k++) {
             struct pg_conn *c = &p->conns[(p->rr + k) % p->n];
-            if (c->cfg == q->cfg && c->state == PGC_READY && !c->retire &&
+            if (c->cfg == q->gen && c->state == PGC_READY && !c->retire &&
                 (best == NULL || c->nsent < best->nsent))
                 best = c;
         }
@@ -656,25 +645,25 @@ static void pool_dispatch(struct pg_pool *p)
             if (best->choice[q->policy] < 0) {
                 /* left out on this schema: answered without a query */
                 snprintf(q->err, sizeof(q->err), "left out (the database lacks %s)", best->missing[q->policy]);
-                q->done(q, PGQ_SKIPPED, 0, q->err);
+                q->done(q, DBQ_SKIPPED, 0, q->err);
                 continue;
             }
             if (pgc_send(best, q) != 0) {
-                q->done(q, PGQ_ERROR, 0, "cannot send query");
+                q->done(q, DBQ_ERROR, 0, "cannot send query");
                 pgc_down(best, PQerrorMessage(best->pg), 1);
                 return;
             }
             pgc_flush(best);
             continue;
         }
-        if (!pool_can_take(p, q->cfg)) {
+        if (!pool_can_take(p, q->gen)) {
             TAILQ_REMOVE(&p->waiting, q, link);
-            q->done(q, PGQ_ERROR, 0, "database unavailable");
+            q->done(q, DBQ_ERROR, 0, "database unavailable");
         }
     }
 }
 
-static void pool_schedule(struct pg_pool *p)
+static void pool_schedule(struct db_pool *p)
 {
     if (!p->dispatch_pending) {
         p->dispatch_pending = 1;
@@ -684,16 +673,16 @@ static void pool_schedule(struct pg_pool *p)
 
 static void pool_dispatch_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct pg_pool *p = arg;
+    struct db_pool *p = arg;
     PC_UNUSED(fd);
     PC_UNUSED(what);
     p->dispatch_pending = 0;
     pool_dispatch(p);
 }
 
-int pg_pool_submit(struct pg_pool *p, struct pg_query *q)
+static int pg_pool_submit(struct db_pool *p, struct db_query *q)
 {
-    if (!pool_can_take(p, q->cfg))
+    if (!pool_can_take(p, q->gen))
         return -1;
     TAILQ_INSERT_TAIL(&p->waiting, q, link);
     /* Sent on the next loop turn: callers never see a completion from
@@ -702,19 +691,16 @@ int pg_pool_submit(struct pg_pool *p, struct pg_query *q)
     return 0;
 }
 
-struct pg_pool *pg_pool_new(struct event_base *base, int worker, int nconns, struct pc_config *cfg, int listener,
-                            void (*on_invalidate)(void *arg), void (*on_state)(void *arg, int up),
-                            void *arg)
+static struct db_pool *pg_pool_new(struct event_base *base, int worker, int nconns, struct pol_gen *cfg, int listener,
+                                   const struct db_events *ev)
 {
-    struct pg_pool *p = pc_calloc(1, sizeof(*p));
+    struct db_pool *p = pc_calloc(1, sizeof(*p));
     p->base = base;
     p->worker = worker;
-    p->cfg = cfg_ref(cfg);
+    p->cfg = pol_gen_ref(cfg);
     p->n = nconns;
     p->listener = listener;
-    p->on_invalidate = on_invalidate;
-    p->on_state = on_state;
-    p->arg = arg;
+    p->ev = *ev;
     TAILQ_INIT(&p->waiting);
     event_assign(&p->dispatch_ev, base, -1, 0, pool_dispatch_cb, p);
     p->conns = pc_calloc((size_t)nconns, sizeof(*p->conns));
@@ -723,7 +709,7 @@ struct pg_pool *pg_pool_new(struct event_base *base, int worker, int nconns, str
         c->pool = p;
         c->idx = i;
         c->fd = -1;
-        c->cfg = cfg_ref(cfg);
+        c->cfg = pol_gen_ref(cfg);
         TAILQ_INIT(&c->sent);
         evtimer_assign(&c->timer, base, pgc_timer_cb, c);
         pgc_start(c);
@@ -731,10 +717,10 @@ struct pg_pool *pg_pool_new(struct event_base *base, int worker, int nconns, str
     return p;
 }
 
-void pg_pool_set_config(struct pg_pool *p, struct pc_config *cfg)
+static void pg_pool_set_config(struct db_pool *p, struct pol_gen *cfg)
 {
-    cfg_unref(p->cfg);
-    p->cfg = cfg_ref(cfg);
+    pol_gen_unref(p->cfg);
+    p->cfg = pol_gen_ref(cfg);
     for (int i = 0; i < p->n; i++) {
         struct pg_conn *c = &p->conns[i];
         if (c->state == PGC_DOWN) {
@@ -751,7 +737,7 @@ void pg_pool_set_config(struct pg_pool *p, struct pc_config *cfg)
     pool_schedule(p);
 }
 
-void pg_pool_free(struct pg_pool *p)
+static void pg_pool_free(struct db_pool *p)
 {
     if (p == NULL)
         return;
@@ -770,14 +756,23 @@ void pg_pool_free(struct pg_pool *p)
         pc_buf_free(&c->version);
         free(c->choice);
         free(c->missing);
-        cfg_unref(c->cfg);
+        pol_gen_unref(c->cfg);
     }
-    struct pg_query *q;
+    struct db_query *q;
     while ((q = TAILQ_FIRST(&p->waiting)) != NULL) {
         TAILQ_REMOVE(&p->waiting, q, link);
-        q->done(q, PGQ_ERROR, 0, "shutting down");
+        q->done(q, DBQ_ERROR, 0, "shutting down");
     }
-    cfg_unref(p->cfg);
+    pol_gen_unref(p->cfg);
     free(p->conns);
     free(p);
 }
+
+const struct db_driver db_driver_pg = {
+    .name = "postgresql",
+    .pool_new = pg_pool_new,
+    .pool_free = pg_pool_free,
+    .pool_set_gen = pg_pool_set_config,
+    .submit = pg_pool_submit,
+    .check = pg_check,
+};

@@ -3,15 +3,14 @@
  * synchronous database check used by -t, start-up and reload.
  */
 #include "policy.h"
-#include "../rules/config.h"
-#include "../proxy/metrics.h"
-#include "pg.h"
+#include "gen.h"
+#include "../lib/base.h"
+#include "db.h"
 #include "schema.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <libpq-fe.h>
 
 static void pol_variant_clear(struct pol_variant *v)
 {
@@ -354,16 +353,16 @@ static void pol_parse_one(struct cfg_ctx *ctx, struct pol_policy *p, const struc
     }
 }
 
-void pol_config_parse(struct cfg_ctx *ctx, struct yt_node *n)
+void pol_set_parse(struct cfg_ctx *ctx, const struct yt_node *n, struct pol_gen *gen)
 {
     struct pol_set *ps = pc_calloc(1, sizeof(*ps));
-    pol_set_free(ctx->cfg->policies);
-    ctx->cfg->policies = ps;
+    pol_set_free(gen->set);
+    gen->set = ps;
     if (cfg_expect(ctx, n, YT_MAP, "policies") != 0)
         return;
     ps->p = pc_calloc(n->n ? n->n : 1, sizeof(*ps->p));
     for (size_t i = 0; i < n->n; i++) {
-        struct yt_node *k = n->keys[i], *v = n->items[i];
+        const struct yt_node *k = n->keys[i], *v = n->items[i];
         struct pol_policy *p = &ps->p[ps->n];
         if (k->len == 0 || strspn(k->str, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != k->len) {
             cfg_error(ctx, k, "policy names use [A-Za-z0-9_-], found '%s'", k->str);
@@ -372,7 +371,6 @@ void pol_config_parse(struct cfg_ctx *ctx, struct yt_node *n)
         p->name = pc_strdup(k->str);
         p->line = v->line;
         p->col = v->col;
-        p->metric_slot = pc_metrics_policy_slot(p->name);
         pol_parse_one(ctx, p, v);
         for (size_t j = 0; j < p->nvariants; j++)
             ps->any_requires |= p->variants[j].nrequires > 0;
@@ -380,157 +378,23 @@ void pol_config_parse(struct cfg_ctx *ctx, struct yt_node *n)
     }
 }
 
-void pol_config_finish(struct cfg_ctx *ctx, struct yt_node *root)
+void pol_gen_finish(struct cfg_ctx *ctx, struct pol_gen *gen, const struct yt_node *policies)
 {
-    struct pol_set *ps = ctx->cfg->policies;
-    if (ps != NULL && ps->n > 0 && !ctx->cfg->database.configured)
-        cfg_error(ctx, yt_get(root, "policies"), "policies need a database section");
-    if (ctx->cfg->identity == NULL) {
-        /* rules with allow: need identity; checked here so that the error
-         * points at the first such rule */
-        struct yt_node *rules = yt_get(root, "rules");
-        if (rules != NULL && rules->type == YT_SEQ) {
-            for (size_t i = 0; i < rules->n; i++) {
-                struct yt_node *a = yt_get(rules->items[i], "allow");
-                if (a != NULL) {
-                    cfg_error(ctx, a, "rules with allow: need an identity section");
-                    break;
-                }
-            }
-        }
-    }
+    if (gen->set != NULL && gen->set->n > 0 && !gen->db.configured)
+        cfg_error(ctx, policies, "policies need a database section");
 }
 
-static void pol_pg_message(struct pc_buf *b, const char *msg)
+int pol_check_database(const struct pol_gen *gen, char **errors, char **warnings)
 {
-    size_t start = b->len;
-    pc_buf_adds(b, msg);
-    pc_buf_cstr(b);
-    b->len = start + pc_one_line(b->p + start);
-}
-
-/* Read the schema's tables and columns; NULL with a message on error. */
-static struct pol_schema *pol_read_schema(PGconn *c, struct pc_buf *err)
-{
-    PGresult *r = PQexec(c, pol_schema_sql_pg);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        pol_pg_message(err, PQresultErrorMessage(r));
-        PQclear(r);
-        return NULL;
-    }
-    struct pol_schema *s = pol_schema_new();
-    for (int i = 0; i < PQntuples(r); i++)
-        pol_schema_add(s, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
-    PQclear(r);
-    return s;
-}
-
-/* Run the schema version query, report it and warn when it is unknown. */
-static void pol_check_version(const struct pc_config *cfg, PGconn *c, struct pc_buf *warn)
-{
-    const struct pc_schema_version *sv = &cfg->database.schema_version;
-    if (sv->query == NULL)
-        return;
-    PGresult *r = PQexec(c, sv->query);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQnfields(r) < 1) {
-        struct pc_buf m = {0};
-        pol_pg_message(&m, PQresultStatus(r) == PGRES_TUPLES_OK ? "the query returns no column"
-                                                                 : PQresultErrorMessage(r));
-        pc_buf_addf(warn, "%s:%d:%d: warning: the schema version query failed: %s\n", cfg->file, sv->line, sv->col,
-                    pc_buf_cstr(&m));
-        pol_report_version(NULL, 0, pc_buf_cstr(&m));
-        pc_buf_free(&m);
-        PQclear(r);
-        return;
-    }
-    int n = PQntuples(r);
-    const char **vals = pc_calloc(n ? (size_t)n : 1, sizeof(*vals));
-    struct pc_buf v = {0};
-    for (int i = 0; i < n; i++) {
-        vals[i] = PQgetvalue(r, i, 0);
-        pc_buf_addf(&v, "%s%s", i ? "," : "", vals[i]);
-    }
-    int known = pol_version_known((const char *const *)sv->known, sv->nknown, vals, (size_t)n);
-    if (!known)
-        pc_buf_addf(warn, "%s:%d:%d: warning: the database's schema version is '%s', which this config was not "
-                          "checked against\n", cfg->file, sv->line, sv->col, n ? pc_buf_cstr(&v) : "(no row)");
-    pol_report_version(n ? pc_buf_cstr(&v) : "(no row)", known, NULL);
-    pc_buf_free(&v);
-    free(vals);
-    PQclear(r);
-}
-
-int pol_check_database(const struct pc_config *cfg, char **errors, char **warnings)
-{
-    struct pc_buf b = {0}, w = {0};
-    const struct pol_set *ps = cfg->policies;
-    struct pol_schema *schema = NULL;
-    int *choice = NULL;
-    const char **missing = NULL;
-    char timeout[32];
-    int rc = 0;
-
     *errors = NULL;
     *warnings = NULL;
-    if (ps == NULL || ps->n == 0 || !cfg->database.configured)
+    if (!pol_gen_active(gen))
         return 0;
-    const char *keys[PG_MAX_PARAMS], *vals[PG_MAX_PARAMS];
-    pg_conn_params(&cfg->database, "portcullis-check", keys, vals, timeout, sizeof(timeout));
-    PGconn *c = PQconnectdbParams(keys, vals, 1);
-    if (c == NULL || PQstatus(c) != CONNECTION_OK) {
-        pc_buf_addf(&b, "%s:%d:%d: database unreachable, policies were not checked: ", cfg->file,
-                    cfg->database.line, cfg->database.col);
-        pol_pg_message(&b, c ? PQerrorMessage(c) : "out of memory");
-        pc_buf_addc(&b, '\n');
-        rc = 1;
-        goto out;
-    }
-    pol_check_version(cfg, c, &w);
-    if (ps->any_requires) {
-        struct pc_buf err = {0};
-        schema = pol_read_schema(c, &err);
-        if (schema == NULL) {
-            pc_buf_addf(&b, "%s:%d:%d: cannot read the database's schema: %s\n", cfg->file, cfg->database.line,
-                        cfg->database.col, pc_buf_cstr(&err));
-            pc_buf_free(&err);
-            rc = -1;
-            goto out;
-        }
-        pc_buf_free(&err);
-    }
-    choice = pc_calloc(ps->n, sizeof(*choice));
-    missing = pc_calloc(ps->n, sizeof(*missing));
-    pol_choose(ps, schema, choice, missing);
-    for (size_t i = 0; i < ps->n; i++) {
-        const struct pol_policy *p = &ps->p[i];
-        if (choice[i] < 0) {
-            pc_buf_addf(&w, "%s:%d:%d: warning: policy '%s' is left out: the database lacks %s; rules that list it "
-                            "decide without it\n", cfg->file, p->line, p->col, p->name, missing[i]);
-            continue;
-        }
-        const struct pol_variant *v = &p->variants[choice[i]];
-        PGresult *r = PQprepare(c, "", v->sql, (int)v->nparams, NULL);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-            pc_buf_addf(&b, "%s:%d:%d: policy '%s' does not prepare: ", cfg->file, v->line, v->col, p->name);
-            pol_pg_message(&b, PQresultErrorMessage(r));
-            pc_buf_addc(&b, '\n');
-            rc = -1;
-        }
-        PQclear(r);
-    }
-    if (rc == 0)
-        pol_report_choice(cfg, choice, (const char *const *)missing);
-out:
-    if (c)
-        PQfinish(c);
-    pol_schema_free(schema);
-    free(choice);
-    free(missing);
-    if (b.len > 0)
-        *errors = pc_strdup(pc_buf_cstr(&b));
-    if (w.len > 0)
-        *warnings = pc_strdup(pc_buf_cstr(&w));
-    pc_buf_free(&b);
-    pc_buf_free(&w);
-    return rc;
+    return db_driver_for(gen)->check(gen, errors, warnings);
+}
+
+const struct db_driver *db_driver_for(const struct pol_gen *gen)
+{
+    PC_UNUSED(gen);
+    return &db_driver_pg;
 }

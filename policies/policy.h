@@ -13,7 +13,7 @@
 
 struct cfg_ctx;
 struct yt_node;
-struct pc_config;
+struct pol_gen;
 
 /* Named parameters in one policy's SQL; the decision engine binds this
  * many at most. */
@@ -45,7 +45,7 @@ struct pol_policy {
     size_t nparams;
     struct pol_variant *variants;
     size_t nvariants;
-    int metric_slot;    /* label slot for portcullis_policy_queries_total */
+    int metric_slot;    /* label slot for portcullis_policy_queries_total, set at install */
 };
 
 struct pol_set {
@@ -54,8 +54,11 @@ struct pol_set {
     int any_requires;   /* some variant has requires: the schema is read */
 };
 
-void pol_config_parse(struct cfg_ctx *ctx, struct yt_node *n);
-void pol_config_finish(struct cfg_ctx *ctx, struct yt_node *root);
+/* The `policies` section, into gen->set. */
+void pol_set_parse(struct cfg_ctx *ctx, const struct yt_node *n, struct pol_gen *gen);
+/* After every section: policies need a database (policies: the section's
+ * node, for the message). */
+void pol_gen_finish(struct cfg_ctx *ctx, struct pol_gen *gen, const struct yt_node *policies);
 void pol_set_free(struct pol_set *ps);
 int pol_find(const struct pol_set *ps, const char *name);
 size_t pol_nparams(const struct pol_set *ps, int idx);
@@ -76,6 +79,10 @@ char *pol_rewrite_sql(const char *sql, char ***params, size_t *nparams, const ch
  * when every policy that fits the schema prepared, 1 when the database was
  * unreachable (with *errors saying so), -1 on policy errors.
  */
-int pol_check_database(const struct pc_config *cfg, char **errors, char **warnings);
+int pol_check_database(const struct pol_gen *cfg, char **errors, char **warnings);
+
+/* The database driver a generation uses (db.h). */
+struct db_driver;
+const struct db_driver *db_driver_for(const struct pol_gen *gen);
 
 #endif

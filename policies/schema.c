@@ -4,7 +4,8 @@
  */
 #include "schema.h"
 #include "policy.h"
-#include "../rules/config.h"
+#include "gen.h"
+#include "../lib/base.h"
 #include "../lib/log.h"
 
 #include <pthread.h>
@@ -143,9 +144,9 @@ int pol_report_version(const char *version, int known, const char *err)
     return changed;
 }
 
-void pol_log_version(const struct pc_config *cfg, const char *version, int known, const char *err)
+void pol_log_version(const struct pol_gen *cfg, const char *version, int known, const char *err)
 {
-    const struct pc_schema_version *sv = &cfg->database.schema_version;
+    const struct pol_schema_version *sv = &cfg->db.schema_version;
     if (version == NULL)
         pc_log(PC_LOG_WARN, "the database's schema version is unknown: its query (%s:%d:%d) failed: %s", cfg->file,
                sv->line, sv->col, err ? err : "?");
@@ -157,9 +158,9 @@ void pol_log_version(const struct pc_config *cfg, const char *version, int known
         pc_log(PC_LOG_INFO, "the database's schema version is %s, one this config was checked against", version);
 }
 
-int pol_report_choice(const struct pc_config *cfg, const int *choice, const char *const *missing)
+int pol_report_choice(const struct pol_gen *cfg, const int *choice, const char *const *missing)
 {
-    const struct pol_set *ps = cfg->policies;
+    const struct pol_set *ps = cfg->set;
     size_t n = ps ? ps->n : 0;
     pthread_mutex_lock(&rep_lock);
     int changed = rep_pol == NULL || rep_npol != n;
@@ -184,9 +185,9 @@ int pol_report_choice(const struct pc_config *cfg, const int *choice, const char
     return changed;
 }
 
-void pol_log_choice(const struct pc_config *cfg, const int *choice, const char *const *missing)
+void pol_log_choice(const struct pol_gen *cfg, const int *choice, const char *const *missing)
 {
-    const struct pol_set *ps = cfg->policies;
+    const struct pol_set *ps = cfg->set;
     for (size_t i = 0; ps != NULL && i < ps->n; i++) {
         const struct pol_policy *p = &ps->p[i];
         if (choice[i] < 0)

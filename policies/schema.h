@@ -26,7 +26,7 @@
 #include <stdint.h>
 
 struct pol_set;
-struct pc_config;
+struct pol_gen;
 struct pc_buf;
 
 /* The tables and columns a schema has, as "table" and "table.column". */
@@ -60,11 +60,11 @@ int pol_version_known(const char *const *known, size_t nknown, const char *const
  * Returns 1 when that differs from what was last reported (then log it
  * with pol_log_version: once per change, not once per connection). */
 int pol_report_version(const char *version, int known, const char *err);
-void pol_log_version(const struct pc_config *cfg, const char *version, int known, const char *err);
+void pol_log_version(const struct pol_gen *cfg, const char *version, int known, const char *err);
 /* A connection (or the start-up check) chose variants for cfg's policies;
  * 1 when the choice differs from what was last reported. */
-int pol_report_choice(const struct pc_config *cfg, const int *choice, const char *const *missing);
-void pol_log_choice(const struct pc_config *cfg, const int *choice, const char *const *missing);
+int pol_report_choice(const struct pol_gen *cfg, const int *choice, const char *const *missing);
+void pol_log_choice(const struct pol_gen *cfg, const int *choice, const char *const *missing);
 
 /* Append the report as Prometheus samples (portcullis_schema_version_known,
  * portcullis_schema_version_info, portcullis_policy_available) or as the

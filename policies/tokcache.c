@@ -4,7 +4,8 @@
 #include "tokcache.h"
 #include "cache.h"
 #include "jwt.h"
-#include "../rules/config.h"
+#include "identity.h"
+#include "../lib/base.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -46,16 +47,17 @@ void tokcache_free(struct tokcache *tc)
     free(tc);
 }
 
-const struct tok_entry *tokcache_verify(struct tokcache *tc, const struct pc_config *cfg,
+const struct tok_entry *tokcache_verify(struct tokcache *tc, const struct id_config *idc, uint64_t generation,
+                                        int64_t token_ttl,
                                         const char *tok, size_t len, double now, const char **why)
 {
     int64_t mono = pc_now_ms();
-    int use_cache = cfg->cache.token_ttl > 0;
+    int use_cache = token_ttl > 0;
     uint64_t h = 0;
 
     if (use_cache) {
         tc->key.len = 0;
-        pc_buf_add(&tc->key, &cfg->generation, sizeof(cfg->generation));
+        pc_buf_add(&tc->key, &generation, sizeof(generation));
         pc_buf_add(&tc->key, tok, len);
         h = pc_hash(tc->key.p, tc->key.len);
         struct tok_entry *e = lru_get_h(tc->lru, tc->key.p, tc->key.len, h, mono);
@@ -63,9 +65,9 @@ const struct tok_entry *tokcache_verify(struct tokcache *tc, const struct pc_con
             return e;
     }
     struct tok_claims cl;
-    if (tok_verify(cfg->identity, tok, len, now, &cl, why) != 0)
+    if (tok_verify(idc, tok, len, now, &cl, why) != 0)
         return NULL;
-    int64_t ttl = cfg->cache.token_ttl;
+    int64_t ttl = token_ttl;
     if (cl.exp > 0) {
         double left_ms = (cl.exp - now) * 1000.0;
         if (left_ms < (double)ttl)

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct pc_config;
+struct id_config;
 struct tokcache;
 
 struct tok_entry {
@@ -24,9 +24,11 @@ struct tokcache *tokcache_new(size_t max_entries);
 void tokcache_free(struct tokcache *tc);
 void tokcache_clear(struct tokcache *tc);
 
-/* Verify (or find) a token under cfg's identity at wall time now. NULL with
+/* Verify (or find) a token under identity idc of a config generation at
+ * wall time now; verified tokens are kept for at most token_ttl ms. NULL with
  * *why when it does not verify. The entry stays valid until the next call. */
-const struct tok_entry *tokcache_verify(struct tokcache *tc, const struct pc_config *cfg,
+const struct tok_entry *tokcache_verify(struct tokcache *tc, const struct id_config *idc, uint64_t generation,
+                                        int64_t token_ttl,
                                         const char *tok, size_t len, double now, const char **why);
 
 #endif

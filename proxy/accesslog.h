@@ -7,7 +7,7 @@
 #define PC_ACCESSLOG_H
 
 #include "../lib/log.h"
-#include "../rules/config.h"
+#include "config.h"
 
 struct pc_req;
 struct pc_worker;

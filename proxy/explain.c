@@ -10,6 +10,7 @@
 #include "explain.h"
 #include "judge.h"
 #include "metrics.h"
+#include "../policies/gen.h"
 #include "../policies/identity.h"
 #include "../policies/policy.h"
 #include "../policies/tokcache.h"
@@ -45,7 +46,7 @@ static void explain_bind(struct dec_request *d, int policy, const char *const *v
 {
     struct pc_req *r = (struct pc_req *)((char *)d - offsetof(struct pc_req, dec));
     struct pc_trace *t = r->trace;
-    const struct pol_policy *p = &d->cfg->policies->p[policy];
+    const struct pol_policy *p = &d->cfg->set->p[policy];
     if (t->npolicies >= PC_TRACE_MAX)
         return;
     int k = t->npolicies++;
@@ -70,7 +71,7 @@ static void explain_outcome(struct dec_request *d, int policy, int outcome, cons
 {
     struct pc_req *r = (struct pc_req *)((char *)d - offsetof(struct pc_req, dec));
     struct pc_trace *t = r->trace;
-    const char *name = d->cfg->policies->p[policy].name;
+    const char *name = d->cfg->set->p[policy].name;
     for (int k = 0; k < t->npolicies; k++) {
         if (strcmp(t->policies[k].name, name) != 0)
             continue;
@@ -138,6 +139,8 @@ int pc_explain_main(int argc, char **argv)
         return 1;
     }
     cfg->generation = 1;
+    char *iw = cfg_install(cfg);
+    free(iw); /* explain does not serve: an unresolved upstream only matters for forwarding */
 
     /* Host: from an absolute URL, else as given, else localhost */
     char host[256] = "localhost";
@@ -171,7 +174,7 @@ int pc_explain_main(int argc, char **argv)
     struct explain_ctx ec = {0};
     ec.base = event_base_new();
     explain_cur = &ec;
-    struct dec_ctx *dec = dec_ctx_new(ec.base, 0, 1, cfg, metrics);
+    struct dec_ctx *dec = dec_ctx_new(ec.base, 0, 1, cfg->pol, NULL, &metrics->dec);
     struct tokcache *tokens = tokcache_new(16);
     explain_dec_hooks(r);
     pc_judge(r, dec, tokens, explain_verdict);

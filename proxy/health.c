@@ -13,6 +13,7 @@
 #include "upstream.h"
 #include "reply.h"
 #include "../lib/log.h"
+#include "metrics.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -33,7 +34,8 @@ void pc_health_body(struct pc_buf *b, const char *dep, const char *why)
 int pc_health_db_ready(struct pc_worker *const *ws, int n, char *why, size_t whylen)
 {
     for (int i = 0; i < n; i++) {
-        if (dec_ctx_db_configured(ws[i]->dec) && !dec_ctx_ready(ws[i]->dec)) {
+        const struct dec_counters *dc = &ws[i]->metrics->dec;
+        if (dec_counters_configured(dc) && !dec_counters_ready(dc)) {
             snprintf(why, whylen, "worker %d has no database connection up", i);
             return 0;
         }

@@ -11,6 +11,7 @@
  */
 #include "judge.h"
 #include "reply.h"
+#include "../policies/gen.h"
 #include "../policies/identity.h"
 #include "../policies/tokcache.h"
 
@@ -100,7 +101,8 @@ static void judge_identity(struct pc_req *r, struct dec_ctx *dec, struct tokcach
     for (int i = 0; i < n; i++) {
         const char *why = NULL;
         const struct id_source *src = &idc->sources[creds[i].source];
-        const struct tok_entry *e = tokcache_verify(tokens, r->cfg, creds[i].token, creds[i].len, now, &why);
+        const struct tok_entry *e = tokcache_verify(tokens, idc, r->cfg->generation, r->cfg->pol->cache.token_ttl,
+                                                    creds[i].token, creds[i].len, now, &why);
         if (e == NULL) {
             judge_trace_cred(r, src, 0, why, NULL, 0);
             if (!bad) {
@@ -125,7 +127,7 @@ static void judge_identity(struct pc_req *r, struct dec_ctx *dec, struct tokcach
                 r->subject = pc_strndup(e->subject, e->subject_len);
             }
             r->subject_len = e->subject_len;
-            if (r->rule->needs_claims) {
+            if (r->rule->plan.needs_claims) {
                 r->payload = pc_strndup(e->payload, e->payload_len);
                 r->payload_len = e->payload_len;
             }
@@ -150,9 +152,11 @@ static void judge_identity(struct pc_req *r, struct dec_ctx *dec, struct tokcach
     }
 
     r->t_policy = pc_now_us();
-    r->dec.cfg = r->cfg;
-    r->dec.rule = r->rule;
-    r->dec.match = &r->match;
+    r->dec.cfg = r->cfg->pol;
+    r->dec.plan = &r->rule->plan;
+    r->dec.captures = r->match.values;
+    r->dec.capture_lens = r->match.lens;
+    r->dec.capture_present = r->match.present;
     r->dec.subject = r->subject;
     r->dec.subject_len = r->subject_len;
     r->dec.payload = r->payload;

@@ -9,9 +9,10 @@
 #include "server.h"
 #include "../lib/log.h"
 #include "explain.h"
-#include "../rules/config.h"
+#include "config.h"
 #include "../rules/match.h"
 #include "../policies/policy.h"
+#include "../policies/gen.h"
 #include "../policies/identity.h"
 
 #include <errno.h>
@@ -29,13 +30,14 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: portcullis [-c FILE] [-t]\n"
+            "usage: portcullis [-c FILE] [-t [--print-defaults]]\n"
             "       portcullis token (--secret S | --secret-file F) [--claim k=v]... [--ttl 1h] [--alg HS256] [--kid ID]\n"
             "       portcullis explain [-c FILE] METHOD URL [-H 'Name: value']...\n"
             "       portcullis healthcheck [HOST:PORT] [PATH]\n"
             "\n"
             "  -c, --config FILE  config file (default: $PORTCULLIS_CONFIG, then " PC_DEFAULT_CONFIG ")\n"
             "  -t, --test         validate the config, check policies against the database, exit\n"
+            "      --print-defaults  with -t: print the effective config, every default filled in\n"
             "  -v, --version      print the version\n"
             "  -h, --help         this help\n");
 }
@@ -186,7 +188,7 @@ static int pc_healthcheck_main(int argc, char **argv)
         snprintf(host, sizeof(host), "[::1]:%s", addr + 5);
     else
         snprintf(host, sizeof(host), "%s", addr);
-    if (cfg_parse_hostport(host, 1, &a, err, sizeof(err)) != 0) {
+    if (cfg_parse_hostport(host, 1, &a, err, sizeof(err)) != 0 || cfg_resolve(&a, err, sizeof(err)) != 0) {
         fprintf(stderr, "healthcheck: %s\n", err);
         return 1;
     }
@@ -226,10 +228,11 @@ int main(int argc, char **argv)
         {"test", no_argument, NULL, 't'},
         {"version", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
+        {"print-defaults", no_argument, NULL, 'P'},
         {NULL, 0, NULL, 0},
     };
     const char *path = NULL;
-    int test = 0, ch;
+    int test = 0, print = 0, ch;
 
     pc_hash_init();
     if (argc > 1 && strcmp(argv[1], "token") == 0)
@@ -243,6 +246,7 @@ int main(int argc, char **argv)
         switch (ch) {
         case 'c': path = optarg; break;
         case 't': test = 1; break;
+        case 'P': print = 1; break;
         case 'v':
             printf("portcullis %s\n", PC_VERSION);
             return 0;
@@ -261,6 +265,10 @@ int main(int argc, char **argv)
     }
     if (path == NULL)
         path = pc_default_config_path();
+    if (print && !test) {
+        fprintf(stderr, "portcullis: --print-defaults goes with -t\n");
+        return 2;
+    }
     if (!test) {
         sigset_t held;
         pc_server_block_signals(&held);
@@ -280,10 +288,17 @@ int main(int argc, char **argv)
     if (test && cfg->warnings != NULL)
         fputs(cfg->warnings, stderr); /* "file:line:col: warning: ..." lines */
     if (test) {
-        printf("%s: configuration OK (%zu rules, %zu policies%s)\n", path,
-               cfg->rules ? cfg->rules->n : 0, cfg->policies ? cfg->policies->n : 0,
+        size_t npol = cfg->pol->set ? cfg->pol->set->n : 0;
+        if (print) {
+            struct pc_buf b = {0};
+            cfg_print(&b, cfg);
+            fwrite(b.p, 1, b.len, stdout);
+            pc_buf_free(&b);
+        }
+        printf("%s%s: configuration OK (%zu rules, %zu policies%s)\n", print ? "# " : "", path,
+               cfg->rules ? cfg->rules->n : 0, npol,
                db_rc == 1 ? "; policies NOT checked: database unreachable" :
-               (cfg->policies && cfg->policies->n ? ", all prepared against the database" : ""));
+               (npol ? ", all prepared against the database" : ""));
         cfg_unref(cfg);
         return 0;
     }

@@ -106,7 +106,7 @@ static void pc_label(struct pc_buf *b, const char *v)
 
 void pc_metrics_render(struct pc_buf *b, struct pc_worker **ws, int nw, const struct pc_config *cfg)
 {
-    static const char *const pol_results[PC_POL__COUNT] = {"pass", "fail", "error"};
+    static const char *const pol_results[DEC_Q__COUNT] = {"pass", "fail", "error"};
     static const char *const uperr[PC_UPERR__COUNT] = {"refused", "timeout", "reset", "protocol"};
     char *rnames[PC_METRIC_SLOTS], *pnames[PC_METRIC_SLOTS];
     int nr, np;
@@ -159,10 +159,10 @@ void pc_metrics_render(struct pc_buf *b, struct pc_worker **ws, int nw, const st
     for (int s = 0; s < PC_METRIC_SLOTS; s++) {
         if (pnames[s] == NULL || (s >= np && s != PC_METRIC_SLOTS - 1))
             continue;
-        for (int k = 0; k < PC_POL__COUNT; k++) {
+        for (int k = 0; k < DEC_Q__COUNT; k++) {
             uint64_t v = 0;
             for (int w = 0; w < nw; w++)
-                v += ld(&ws[w]->metrics->policy_queries[s][k]);
+                v += ld(&ws[w]->metrics->dec.queries[s][k]);
             if (v == 0)
                 continue;
             pc_buf_adds(b, "portcullis_policy_queries_total{policy=\"");
@@ -171,23 +171,21 @@ void pc_metrics_render(struct pc_buf *b, struct pc_worker **ws, int nw, const st
         }
     }
     pc_hist_render(b, "portcullis_policy_duration_seconds", "Policy query round trips.", ws, nw,
-                   offsetof(struct pc_metrics, policy_duration));
+                   offsetof(struct pc_metrics, dec.query_duration));
 
     uint64_t hits = 0, misses = 0, entries = 0, uerr[PC_UPERR__COUNT] = {0};
     int db_up = 0, db_connecting = 0, db_down = 0;
     for (int w = 0; w < nw; w++) {
-        hits += ld(&ws[w]->metrics->cache_hits);
-        misses += ld(&ws[w]->metrics->cache_misses);
+        hits += ld(&ws[w]->metrics->dec.cache_hits);
+        misses += ld(&ws[w]->metrics->dec.cache_misses);
         for (int k = 0; k < PC_UPERR__COUNT; k++)
             uerr[k] += ld(&ws[w]->metrics->upstream_errors[k]);
-        if (ws[w]->dec != NULL) {
-            struct dec_stats st;
-            dec_ctx_stats(ws[w]->dec, &st);
-            entries += st.cache_entries;
-            db_up += st.db_connected;
-            db_connecting += st.db_connecting;
-            db_down += st.db_down;
-        }
+        /* what the worker published: never the worker's own objects */
+        const struct dec_counters *dc = &ws[w]->metrics->dec;
+        entries += ld(&dc->cache_entries);
+        db_up += __atomic_load_n(&dc->db_up, __ATOMIC_RELAXED);
+        db_connecting += __atomic_load_n(&dc->db_connecting, __ATOMIC_RELAXED);
+        db_down += __atomic_load_n(&dc->db_down, __ATOMIC_RELAXED);
     }
     pc_buf_addf(b, "# HELP portcullis_policy_cache_hits_total Decision cache hits.\n"
                    "# TYPE portcullis_policy_cache_hits_total counter\n"

@@ -14,19 +14,17 @@
 
 #include "../lib/base.h"
 #include "../lib/hist.h"
+#include "../policies/decide.h"
 
-#define PC_METRIC_SLOTS 256
+#define PC_METRIC_SLOTS PC_LABEL_SLOTS
 enum pc_upstream_error { PC_UPERR_REFUSED, PC_UPERR_TIMEOUT, PC_UPERR_RESET, PC_UPERR_PROTOCOL, PC_UPERR__COUNT };
-enum pc_policy_result { PC_POL_PASS, PC_POL_FAIL, PC_POL_ERROR, PC_POL__COUNT };
 
 struct pc_metrics {
     uint64_t requests[PC_METRIC_SLOTS][16];  /* [rule slot][decision] */
     uint64_t fallback[PC_METRIC_SLOTS];      /* [rule slot]: requests that reached a fallback: rule */
-    uint64_t policy_queries[PC_METRIC_SLOTS][PC_POL__COUNT];
     struct pc_hist request_duration;
-    struct pc_hist policy_duration;
-    uint64_t cache_hits, cache_misses;
     uint64_t upstream_errors[PC_UPERR__COUNT];
+    struct dec_counters dec;                 /* the worker's decision engine publishes here */
 };
 
 /* Slots for label values; thread-safe, called at config load. Slot 0 is

@@ -3,7 +3,7 @@
  */
 #include "resolve.h"
 #include "../lib/log.h"
-#include "../rules/config.h"
+#include "config.h"
 
 #include <netdb.h>
 #include <pthread.h>

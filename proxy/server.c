@@ -9,6 +9,7 @@
 #include "accesslog.h"
 #include "metrics.h"
 #include "resolve.h"
+#include "../policies/gen.h"
 #include "../policies/policy.h"
 #include "../policies/tokcache.h"
 
@@ -49,7 +50,7 @@ struct pc_config *pc_server_load_config(const char *path, int *db_rc, char **err
     if (cfg == NULL)
         return NULL;
     char *dberr = NULL, *dbwarn = NULL;
-    int rc = pol_check_database(cfg, &dberr, &dbwarn);
+    int rc = pol_check_database(cfg->pol, &dberr, &dbwarn);
     if (dbwarn != NULL) {
         /* policies left out, an unknown schema version: with the config's own */
         char *all = pc_sprintf("%s%s", cfg->warnings ? cfg->warnings : "", dbwarn);
@@ -65,6 +66,13 @@ struct pc_config *pc_server_load_config(const char *path, int *db_rc, char **err
     *db_rc = rc;
     *errors = dberr; /* unreachable: a warning */
     cfg->generation = __atomic_add_fetch(&pc_generation_seq, 1, __ATOMIC_RELAXED);
+    char *iw = cfg_install(cfg);
+    if (iw != NULL) {
+        char *all = pc_sprintf("%s%s", cfg->warnings ? cfg->warnings : "", iw);
+        free(cfg->warnings);
+        free(iw);
+        cfg->warnings = all;
+    }
     return cfg;
 }
 
@@ -173,7 +181,7 @@ static void worker_mail_cb(evutil_socket_t fd, short what, void *arg)
         case PC_MAIL_CONFIG: {
             struct pc_config *old = w->cfg;
             w->cfg = m->cfg; /* the mail's reference becomes the worker's */
-            dec_ctx_set_config(w->dec, w->cfg);
+            dec_ctx_set_config(w->dec, w->cfg->pol);
             tokcache_clear(w->tokens);
             cfg_unref(old);
             break;
@@ -251,7 +259,7 @@ static struct pc_worker *pc_worker_new(int id, struct pc_worker *const *peers, i
     w->metrics = pc_calloc(1, sizeof(*w->metrics));
     w->tokens = tokcache_new(10000);
     snprintf(w->id_prefix, sizeof(w->id_prefix), "%s", id_prefix);
-    w->dec = dec_ctx_new(w->base, id, nworkers, cfg, w->metrics);
+    w->dec = dec_ctx_new(w->base, id, nworkers, cfg->pol, NULL, &w->metrics->dec);
     pthread_mutex_init(&w->mail_lock, NULL);
     w->mail_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     event_assign(&w->mail_ev, w->base, w->mail_fd, EV_READ | EV_PERSIST, worker_mail_cb, w);

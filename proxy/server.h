@@ -7,7 +7,7 @@
 
 #include <signal.h>
 
-#include "../rules/config.h"
+#include "config.h"
 
 /* Serve in the foreground until SIGTERM/SIGINT and a drain. Returns the
  * process exit status. Takes ownership of cfg. */

@@ -21,7 +21,7 @@
 #include "../lib/h1.h"
 #include "../lib/base.h"
 #include "../rules/canon.h"
-#include "../rules/config.h"
+#include "config.h"
 #include "../rules/match.h"
 #include "../policies/decide.h"
 

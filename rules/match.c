@@ -3,9 +3,9 @@
  */
 #include "match.h"
 #include "canon.h"
-#include "config.h"
+#include "../lib/base.h"
+#include "../lib/cfg.h"
 #include "../policies/policy.h"
-#include "../proxy/metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -559,12 +559,7 @@ void rule_set_free(struct rule_set *rs)
         free(r->name);
         free(r->path);
         rule_segs_free(r->segs, r->nsegs);
-        for (size_t a = 0; a < r->nallow; a++) {
-            for (size_t b = 0; b < r->allow[a].nbinds; b++)
-                free(r->allow[a].binds[b].claim);
-            free(r->allow[a].binds);
-        }
-        free(r->allow);
+        dec_plan_clear(&r->plan);
         for (size_t c = 0; c < r->ncaptures; c++) {
             free(r->captures[c].name);
             free(r->captures[c].query_key);
@@ -613,7 +608,7 @@ static unsigned rule_method_bit(const char *m)
     return RULE_METHOD_BIT(id);
 }
 
-static void rule_parse_one(struct cfg_ctx *ctx, struct yt_node *n, struct rule *r)
+static void rule_parse_one(struct cfg_ctx *ctx, const struct yt_node *n, const struct pol_set *ps, struct rule *r)
 {
     static const char *const keys[] = {"name", "path", "methods", "allow", "action", "query", "shadow", "fallback"};
     struct yt_node *path = NULL, *allow = NULL, *action = NULL, *query = NULL;
@@ -717,41 +712,42 @@ static void rule_parse_one(struct cfg_ctx *ctx, struct yt_node *n, struct rule *
         r->action = RULE_ALLOW;
         if (allow->n == 0)
             cfg_error(ctx, allow, "rule '%s': allow must name at least one policy", r->name);
-        r->allow = pc_calloc(allow->n ? allow->n : 1, sizeof(*r->allow));
+        r->plan.name = r->name;
+        r->plan.steps = pc_calloc(allow->n ? allow->n : 1, sizeof(*r->plan.steps));
         for (size_t i = 0; i < allow->n; i++) {
             struct yt_node *p = allow->items[i];
             if (cfg_expect(ctx, p, YT_SCALAR, "policy name") != 0)
                 continue;
-            int pi = pol_find(ctx->cfg->policies, p->str);
+            int pi = pol_find(ps, p->str);
             if (pi < 0) {
                 cfg_error(ctx, p, "rule '%s': unknown policy '%s'", r->name, p->str);
                 continue;
             }
             int dup = 0;
-            for (size_t k = 0; k < r->nallow; k++)
-                dup |= r->allow[k].policy == pi;
+            for (size_t k = 0; k < r->plan.nsteps; k++)
+                dup |= r->plan.steps[k].policy == pi;
             if (dup) {
                 cfg_error(ctx, p, "rule '%s': policy '%s' is listed twice", r->name, p->str);
                 continue;
             }
-            if (r->nallow == RULE_MAX_ALLOW) {
+            if (r->plan.nsteps == RULE_MAX_ALLOW) {
                 cfg_error(ctx, p, "rule '%s': more than %d policies in allow", r->name, RULE_MAX_ALLOW);
                 continue;
             }
-            struct rule_allow *ra = &r->allow[r->nallow++];
+            struct dec_step *ra = &r->plan.steps[r->plan.nsteps++];
             ra->policy = pi;
-            size_t np = pol_nparams(ctx->cfg->policies, pi);
+            size_t np = pol_nparams(ps, pi);
             ra->binds = pc_calloc(np ? np : 1, sizeof(*ra->binds));
             ra->nbinds = np;
             for (size_t j = 0; j < np; j++) {
-                const char *pn = pol_param(ctx->cfg->policies, pi, j);
-                struct rule_bind *b = &ra->binds[j];
+                const char *pn = pol_param(ps, pi, j);
+                struct dec_bind *b = &ra->binds[j];
                 if (strcmp(pn, "subject") == 0) {
-                    b->kind = BIND_SUBJECT;
+                    b->kind = DEC_B_SUBJECT;
                 } else if (strncmp(pn, "claims.", 7) == 0) {
-                    b->kind = BIND_CLAIM;
+                    b->kind = DEC_B_CLAIM;
                     b->claim = pc_strdup(pn + 7);
-                    r->needs_claims = 1;
+                    r->plan.needs_claims = 1;
                 } else {
                     size_t c;
                     for (c = 0; c < r->ncaptures; c++)
@@ -762,7 +758,7 @@ static void rule_parse_one(struct cfg_ctx *ctx, struct yt_node *n, struct rule *
                                   r->name, p->str, pn);
                         continue;
                     }
-                    b->kind = BIND_CAPTURE;
+                    b->kind = DEC_B_CAPTURE;
                     b->capture = (int)c;
                 }
             }
@@ -770,10 +766,10 @@ static void rule_parse_one(struct cfg_ctx *ctx, struct yt_node *n, struct rule *
     }
 }
 
-void rule_config_parse(struct cfg_ctx *ctx, struct yt_node *n)
+void rule_config_parse(struct cfg_ctx *ctx, const struct yt_node *n, const struct pol_set *ps, struct rule_set **out)
 {
     struct rule_set *rs = pc_calloc(1, sizeof(*rs));
-    ctx->cfg->rules = rs; /* once: the YAML loader refuses a second 'rules' key */
+    *out = rs; /* once: the YAML loader refuses a second 'rules' key */
     rs->root = trie_node_new();
     if (n == NULL)
         return;
@@ -787,8 +783,7 @@ void rule_config_parse(struct cfg_ctx *ctx, struct yt_node *n)
             continue;
         r->index = (int)rs->n;
         rs->n++;
-        rule_parse_one(ctx, rn, r);
-        r->metric_slot = pc_metrics_rule_slot(r->name);
+        rule_parse_one(ctx, rn, ps, r);
         for (size_t j = 0; j + 1 < rs->n; j++) {
             if (strcmp(rs->rules[j].name, r->name) == 0) {
                 cfg_error(ctx, rn, "duplicate rule name '%s' (first at line %d)", r->name, rs->rules[j].line);
@@ -811,4 +806,16 @@ void rule_config_parse(struct cfg_ctx *ctx, struct yt_node *n)
         }
         trie_insert(rs->root, r);
     }
+}
+
+void rule_default_parse(struct cfg_ctx *ctx, const struct yt_node *n, int *default_forward)
+{
+    if (cfg_expect(ctx, n, YT_SCALAR, "default") != 0)
+        return;
+    if (strcmp(n->str, "deny") == 0)
+        *default_forward = 0;
+    else if (strcmp(n->str, "forward") == 0)
+        *default_forward = 1;
+    else
+        cfg_error(ctx, n, "default must be deny or forward, found '%s'", n->str);
 }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "../lib/h1.h"
+#include "../policies/decide.h"
 
 struct cfg_ctx;
 struct yt_node;
@@ -34,25 +35,10 @@ struct rule_capture {
     size_t query_key_len;
 };
 
-/* Where a policy parameter's value comes from. */
-enum bind_kind { BIND_CAPTURE, BIND_SUBJECT, BIND_CLAIM };
-
-struct rule_bind {
-    enum bind_kind kind;
-    int capture;                /* BIND_CAPTURE: index into rule.captures */
-    char *claim;                /* BIND_CLAIM: claim name */
-};
-
-struct rule_allow {
-    int policy;                 /* index into pol_set */
-    struct rule_bind *binds;    /* one per policy parameter, in $n order */
-    size_t nbinds;
-};
-
 enum rule_action { RULE_ALLOW, RULE_FORWARD, RULE_DENY };
 
 #define RULE_METHOD_BIT(m) (1u << (m))
-#define RULE_MAX_ALLOW 16           /* policies in one allow: list (DEC_MAX_POLICIES) */
+#define RULE_MAX_ALLOW DEC_MAX_POLICIES /* policies in one allow: list */
 
 struct rule {
     int index;
@@ -63,14 +49,12 @@ struct rule {
     size_t nsegs;
     unsigned methods;           /* bit per enum h1_method; 0 = every method */
     enum rule_action action;
-    struct rule_allow *allow;
-    size_t nallow;
+    struct dec_plan plan;       /* allow: compiled for the decision engine */
     struct rule_capture *captures;
     size_t ncaptures;
     int shadow;
     int fallback;               /* a catch-all for routes the pack does not know: logged and counted */
-    int needs_claims;           /* a policy binds claims.<name> */
-    int metric_slot;            /* label slot for portcullis_requests_total */
+    int metric_slot;            /* label slot for portcullis_requests_total, set at install */
 };
 
 struct rule_set {
@@ -79,8 +63,14 @@ struct rule_set {
     struct trie_node *root;
 };
 
-/* Parse and compile the `rules` section (node may be NULL). */
-void rule_config_parse(struct cfg_ctx *ctx, struct yt_node *n);
+struct pol_set;
+
+/* Parse and compile the `rules` section (node may be NULL) against the
+ * generation's policies, into *out. */
+void rule_config_parse(struct cfg_ctx *ctx, const struct yt_node *n, const struct pol_set *ps, struct rule_set **out);
+/* The `default` section: what a request that matches no rule gets (deny
+ * or forward). */
+void rule_default_parse(struct cfg_ctx *ctx, const struct yt_node *n, int *default_forward);
 void rule_set_free(struct rule_set *rs);
 
 /* Bound capture values for one request. */

@@ -84,7 +84,25 @@ def deploy(build):
         os.unlink(path)
 
 
-PHASES = [("unit", unit), ("tools", unittest_dir("tools")), ("integration", unittest_dir("integration")),
+def layers(build):
+    """make check-layers: its self-test, then the tree."""
+    r = subprocess.run([sys.executable, os.path.join(HERE, "check_layers.py"), "--self-test"])
+    passed, failed = (1, []) if r.returncode == 0 else (0, ["check_layers.py --self-test"])
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+        path = f.name
+    try:
+        subprocess.run([sys.executable, os.path.join(HERE, "check_layers.py"), "--build", build, "--json", path])
+        try:
+            with open(path) as f:
+                res = json.load(f)
+        except (OSError, ValueError):
+            return passed, failed + ["check_layers.py did not run"]
+        return passed + res["passed"], failed + res["failed"]
+    finally:
+        os.unlink(path)
+
+
+PHASES = [("layers", layers), ("unit", unit), ("tools", unittest_dir("tools")), ("integration", unittest_dir("integration")),
           ("deploy", deploy)]
 
 

@@ -30,7 +30,7 @@
 #include <strings.h>
 
 #include "../../rules/canon.h"
-#include "../../rules/config.h"
+#include "../../proxy/config.h"
 #include "../../rules/match.h"
 #include "../../lib/base.h"
 

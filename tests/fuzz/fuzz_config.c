@@ -1,12 +1,12 @@
 /*
- * libFuzzer target: configuration loading (rules/yaml.c, rules/config.c,
- * rules/match.c, policies/identity.c, policies/policy.c) through
+ * libFuzzer target: configuration loading (lib/yaml.c, lib/cfg.c,
+ * proxy/config.c, rules/match.c, policies/identity.c, policies/policy.c) through
  * cfg_load_text() with a deterministic environment.
  *
- * The world is made deterministic too: getaddrinfo() is wrapped to numeric
- * lookups only (no DNS from a fuzzer), and fopen() is wrapped while a
- * config loads so that secret_file reads come from a fixed table (never a
- * FIFO, a tty or /dev/stdin). See FUZZ_LDFLAGS_config in the Makefile.
+ * Loading asks no DNS (names are resolved when a generation is installed,
+ * which the fuzzer never does). fopen() is wrapped while a config loads so
+ * that secret_file reads come from a fixed table (never a FIFO, a tty or
+ * /dev/stdin). See FUZZ_LDFLAGS_config in the Makefile.
  *
  * Invariants:
  *  - loading is deterministic: the same text twice gives the same outcome,
@@ -24,12 +24,12 @@
 #include "fuzz_common.h"
 
 #include <errno.h>
-#include <netdb.h>
 #include <string.h>
 
-#include "../../rules/config.h"
+#include "../../proxy/config.h"
 #include "../../rules/match.h"
 #include "../../policies/identity.h"
+#include "../../policies/gen.h"
 #include "../../policies/policy.h"
 #include "../../lib/base.h"
 
@@ -59,22 +59,8 @@ static const char *fuzz_getenv(const char *name)
 
 /* ---- a deterministic world ---- */
 
-int __real_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
-                       struct addrinfo **res);
-int __wrap_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
-                       struct addrinfo **res);
 FILE *__real_fopen(const char *path, const char *mode);
 FILE *__wrap_fopen(const char *path, const char *mode);
-
-int __wrap_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
-                       struct addrinfo **res)
-{
-    struct addrinfo h = {0};
-    if (hints != NULL)
-        h = *hints;
-    h.ai_flags |= AI_NUMERICHOST | AI_NUMERICSERV;
-    return __real_getaddrinfo(node, service, &h, res);
-}
 
 static int in_load;
 
@@ -159,7 +145,7 @@ static void check_rules(const struct pc_config *c)
 {
     const struct rule_set *rs = c->rules;
     FZ_CHECK(rs != NULL && rs->root != NULL, "no rule set");
-    size_t npol = c->policies ? c->policies->n : 0;
+    size_t npol = c->pol->set ? c->pol->set->n : 0;
     for (size_t i = 0; i < rs->n; i++) {
         const struct rule *r = &rs->rules[i];
         FZ_CHECK(r->index == (int)i && r->name != NULL && r->path != NULL, "rule %zu incomplete", i);
@@ -178,16 +164,17 @@ static void check_rules(const struct pc_config *c)
         for (size_t s = 0; s < r->nsegs; s++)
             FZ_CHECK(r->segs[s].kind != SEG_GLOB || s + 1 == r->nsegs, "'**' not last in %s", r->path);
         if (r->action == RULE_ALLOW) {
-            FZ_CHECK(r->nallow > 0, "allow rule %s without policies", r->name);
-            for (size_t a = 0; a < r->nallow; a++) {
-                const struct rule_allow *ra = &r->allow[a];
+            FZ_CHECK(r->plan.nsteps > 0, "allow rule %s without policies", r->name);
+            FZ_CHECK(r->plan.name == r->name, "plan of %s named after another rule", r->name);
+            for (size_t a = 0; a < r->plan.nsteps; a++) {
+                const struct dec_step *ra = &r->plan.steps[a];
                 FZ_CHECK(ra->policy >= 0 && (size_t)ra->policy < npol, "policy index");
-                FZ_CHECK(ra->nbinds == pol_nparams(c->policies, ra->policy), "bind count");
+                FZ_CHECK(ra->nbinds == pol_nparams(c->pol->set, ra->policy), "bind count");
                 for (size_t b = 0; b < ra->nbinds; b++)
-                    if (ra->binds[b].kind == BIND_CAPTURE)
+                    if (ra->binds[b].kind == DEC_B_CAPTURE)
                         FZ_CHECK(ra->binds[b].capture >= 0 && (size_t)ra->binds[b].capture < r->ncaptures,
                                  "capture binding out of range");
-                    else if (ra->binds[b].kind == BIND_CLAIM)
+                    else if (ra->binds[b].kind == DEC_B_CLAIM)
                         FZ_CHECK(ra->binds[b].claim != NULL, "claim binding without a claim");
             }
         }
@@ -226,9 +213,9 @@ static void check_config(const struct pc_config *c)
              strcmp(c->health_path, c->ready_path) != 0, "health/ready paths");
     FZ_CHECK(c->workers >= 1 && c->workers <= 256, "workers %d", c->workers);
     FZ_CHECK(c->limits.header_bytes >= 1024 && c->limits.header_bytes <= 1024 * 1024, "header_bytes");
-    if (c->cache.invalidate_channel != NULL) {
-        FZ_CHECK(c->cache.invalidate_channel[0] != '\0', "empty channel");
-        for (const char *p = c->cache.invalidate_channel; *p; p++)
+    if (c->pol->cache.invalidate_channel != NULL) {
+        FZ_CHECK(c->pol->cache.invalidate_channel[0] != '\0', "empty channel");
+        for (const char *p = c->pol->cache.invalidate_channel; *p; p++)
             FZ_CHECK(*p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9'), "channel byte");
     }
     if (c->identity != NULL) {

@@ -23,7 +23,7 @@
 #include "../../lib/h1.h"
 #include "../../lib/base.h"
 #include "../../rules/canon.h"
-#include "../../rules/config.h"
+#include "../../proxy/config.h"
 #include "../../policies/identity.h"
 
 static const char identity_yaml[] =

@@ -41,7 +41,7 @@
 
 #include "../../policies/identity.h"
 #include "../../policies/jwt.h"
-#include "../../rules/config.h"
+#include "../../proxy/config.h"
 #include "../../lib/base.h"
 
 #define NOW 1700000000.0

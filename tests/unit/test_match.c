@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../rules/config.h"
+#include "../../proxy/config.h"
 #include "../../rules/match.h"
 #include "../../lib/base.h"
 
@@ -938,15 +938,15 @@ static void test_allow_rule_binds_policy_parameters_to_captures_subject_and_clai
         "    allow: [conv]\n");
     const struct rule *r0 = &cfg->rules->rules[0], *r1 = &cfg->rules->rules[1];
     assert_int_equal(r0->action, RULE_ALLOW);
-    assert_int_equal(r0->nallow, 2);
-    assert_int_equal(r0->allow[0].nbinds, 1);
-    assert_int_equal(r0->allow[0].binds[0].kind, BIND_CAPTURE);
-    assert_int_equal(r0->allow[0].binds[0].capture, cap_index(r0, "app_id"));
-    assert_int_equal(r0->allow[1].nbinds, 0);
-    assert_int_equal(r1->allow[0].nbinds, 2);
-    assert_int_equal(r1->allow[0].binds[0].kind, BIND_CAPTURE);
-    assert_int_equal(r1->allow[0].binds[0].capture, cap_index(r1, "conversation_id"));
-    assert_int_equal(r1->allow[0].binds[1].kind, BIND_SUBJECT);
+    assert_int_equal(r0->plan.nsteps, 2);
+    assert_int_equal(r0->plan.steps[0].nbinds, 1);
+    assert_int_equal(r0->plan.steps[0].binds[0].kind, DEC_B_CAPTURE);
+    assert_int_equal(r0->plan.steps[0].binds[0].capture, cap_index(r0, "app_id"));
+    assert_int_equal(r0->plan.steps[1].nbinds, 0);
+    assert_int_equal(r1->plan.steps[0].nbinds, 2);
+    assert_int_equal(r1->plan.steps[0].binds[0].kind, DEC_B_CAPTURE);
+    assert_int_equal(r1->plan.steps[0].binds[0].capture, cap_index(r1, "conversation_id"));
+    assert_int_equal(r1->plan.steps[0].binds[1].kind, DEC_B_SUBJECT);
     cfg_unref(cfg);
 }
 

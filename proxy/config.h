@@ -5,9 +5,15 @@
  * every request holds the generation it started with, so a SIGHUP reload
  * never changes the rules under a request in flight.
  *
- * Loading is table-driven. Each top-level key is a section owned by one
- * module (cfg_sections[] in config.c); a module's parse function receives
- * its node and reports errors as file:line:col through cfg_error().
+ * Loading has three phases (config.c):
+ *   parse   each top-level key is a section owned by one module, parsed
+ *           from rows that carry type, bounds, default and a one-line doc
+ *           (lib/cfg.h); no side effect: no DNS, no metric registration;
+ *   finish  cross-section checks and compilation, in dependency order:
+ *           policies need a database, rules need policies and identity;
+ *   install when a generation is about to serve (cfg_install): upstream
+ *           names are resolved and metric label slots assigned.
+ * Every problem is reported as file:line:col.
  */
 #ifndef PC_CONFIG_H
 #define PC_CONFIG_H
@@ -22,6 +28,7 @@
 
 struct rule_set;
 struct pol_set;
+struct pol_gen;
 struct id_config;
 
 
@@ -33,6 +40,7 @@ struct pc_addr {
     int port;
     int numeric;       /* host is an address literal */
     int resolved;      /* sa holds an address */
+    int line, col;     /* where the config wrote it */
 };
 
 struct pc_timeouts {
@@ -52,36 +60,9 @@ struct pc_limits {
     int64_t connections; /* 0 = unlimited */
 };
 
-/* database.schema_version: a query whose rows name the schema's version,
- * and the versions the config was checked against. */
-struct pc_schema_version {
-    char *query;
-    char **known;
-    size_t nknown;
-    int line, col;
-};
-
-struct pc_database {
-    char *url;          /* conninfo or postgresql:// URI */
-    /* libpq keywords given one by one: no quoting, and they override url */
-    char *host, *port, *dbname, *user, *password, *sslmode;
-    int64_t pool;
-    int64_t connect_timeout;
-    struct pc_schema_version schema_version; /* query == NULL: not checked */
-    int configured;     /* a database section is present */
-    int line, col;
-};
-
-struct pc_cache {
-    int64_t ttl;         /* ms; 0 turns the decision cache off */
-    uint64_t max_entries;
-    char *invalidate_channel;
-    int64_t token_ttl;   /* ms; verified-token cache lifetime cap; 0 = off */
-};
-
 struct pc_config {
     int refcnt;          /* atomic */
-    uint64_t generation;
+    uint64_t generation; /* set when installed (and in pol->generation) */
     char *file;
 
     struct pc_addr listen;
@@ -93,16 +74,14 @@ struct pc_config {
     struct pc_timeouts timeouts;
     struct pc_limits limits;
 
-    enum pc_log_format log_format;
-    enum pc_log_level log_level;
+    int log_format;      /* enum pc_log_format */
+    int log_level;       /* enum pc_log_level */
     int access_log;
 
     struct id_config *identity;
     struct rule_set *rules;
     int default_forward;        /* default: forward */
-    struct pol_set *policies;
-    struct pc_database database;
-    struct pc_cache cache;
+    struct pol_gen *pol;        /* policies, database, cache: policies/gen.h */
 
     char *warnings;             /* lines worth printing at start-up and for -t */
 };
@@ -119,9 +98,20 @@ struct pc_config *cfg_load_text(const char *file, const char *text, size_t len,
 struct pc_config *cfg_ref(struct pc_config *cfg);
 void cfg_unref(struct pc_config *cfg);
 
-/* Parse "host:port", "[v6]:port" (listen: host may be empty/0.0.0.0).
- * need_resolve: 0 numeric only; 1 resolve, failure is an error; 2 resolve,
- * failure returns 1 with the host kept for resolving later. */
-int cfg_parse_hostport(const char *s, int need_resolve, struct pc_addr *out, char *err, size_t errlen);
+/* Install a loaded generation (before it serves, and for -t): resolve the
+ * upstream name (a failure is a warning: the resolver keeps trying while
+ * serving) and assign metric label slots to its rules and policies.
+ * Returns the warnings (malloc'd) or NULL. */
+char *cfg_install(struct pc_config *cfg);
+
+/* The effective config, with every default, as YAML (-t --print-defaults). */
+void cfg_print(struct pc_buf *b, const struct pc_config *cfg);
+
+/* Parse "host:port" or "[v6]:port" without resolving anything (an empty
+ * host, for listening, means any address). A name is kept for
+ * cfg_resolve() when allow_name, else it is an error. 0 or -1 with err. */
+int cfg_parse_hostport(const char *s, int allow_name, struct pc_addr *out, char *err, size_t errlen);
+/* Resolve a parsed address's name (DNS). 0, or -1 with err. */
+int cfg_resolve(struct pc_addr *a, char *err, size_t errlen);
 
 #endif
