@@ -96,7 +96,7 @@ struct dec_request {
 
     /* out, for logs and metrics */
     int cache_hit;              /* every policy consulted was answered by the cache */
-    char reason[96];
+    char reason[256];
 
     /* private */
     struct event timer;
