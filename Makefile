@@ -28,7 +28,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all clean deps deps-bench test test-run unit unit-bins integration run bench check-sanitize fuzz fuzz-run \
-        soak image-test flake-hunt tools-test deploy-test check-layers
+        soak image-test flake-hunt tools-test deploy-test check-layers check-tsan
 
 all: $(BUILD)/portcullis
 
@@ -121,6 +121,19 @@ check-sanitize: deps
 	 python3 tests/run_integration.py
 	@if ls build/san/reports/* >/dev/null 2>&1; then echo "sanitizer reports:"; cat build/san/reports/*; exit 1; fi
 	@echo "check-sanitize: no sanitizer reports"
+
+# The integration suite against a ThreadSanitizer build (build/tsan); it
+# includes a reload storm with /metrics scraped throughout
+# (test_operations.TestReloadStorm). Any report fails the target.
+TSAN_FLAGS := -O1 -g -fsanitize=thread -fno-omit-frame-pointer
+check-tsan: deps
+	@$(MAKE) --no-print-directory BUILD=build/tsan CFLAGS="$(TSAN_FLAGS)" LDFLAGS="-fsanitize=thread" all
+	@rm -rf build/tsan/reports && mkdir -p build/tsan/reports
+	@PORTCULLIS_BIN=$(CURDIR)/build/tsan/portcullis \
+	 TSAN_OPTIONS=halt_on_error=0:second_deadlock_stack=1:log_path=$(CURDIR)/build/tsan/reports/tsan \
+	 python3 tests/run_integration.py
+	@if ls build/tsan/reports/* >/dev/null 2>&1; then echo "ThreadSanitizer reports:"; cat build/tsan/reports/*; exit 1; fi
+	@echo "check-tsan: no ThreadSanitizer reports"
 
 clean:
 	rm -rf $(BUILD)

@@ -23,6 +23,26 @@ static int rs_port;
 static struct sockaddr_storage rs_sa;
 static socklen_t rs_len;
 static int rs_ok;
+static void (*rs_sub)(void *arg, const struct pc_upaddr *a);
+static void *rs_sub_arg;
+
+void pc_resolver_subscribe(void (*fn)(void *arg, const struct pc_upaddr *a), void *arg)
+{
+    struct pc_upaddr now = {0};
+    pthread_mutex_lock(&rs_lock);
+    rs_sub = fn;
+    rs_sub_arg = arg;
+    if (rs_ok) { /* what was resolved before anyone listened */
+        snprintf(now.host, sizeof(now.host), "%s", rs_host);
+        now.port = rs_port;
+        memcpy(&now.sa, &rs_sa, rs_len);
+        now.len = rs_len;
+        now.ok = 1;
+    }
+    pthread_mutex_unlock(&rs_lock);
+    if (now.ok)
+        fn(arg, &now);
+}
 
 static void *pc_resolver_main(void *arg)
 {
@@ -41,15 +61,24 @@ static void *pc_resolver_main(void *arg)
         hints.ai_flags = AI_NUMERICSERV;
         int rc = getaddrinfo(host, port, &hints, &res);
 
+        struct pc_upaddr push = {0};
         pthread_mutex_lock(&rs_lock);
         if (strcmp(host, rs_host) == 0) { /* not retargeted meanwhile */
             if (rc == 0 && res != NULL) {
-                if (!rs_ok || rs_len != res->ai_addrlen || memcmp(&rs_sa, res->ai_addr, res->ai_addrlen) != 0)
+                if (!rs_ok || rs_len != res->ai_addrlen || memcmp(&rs_sa, res->ai_addr, res->ai_addrlen) != 0) {
                     pc_log(PC_LOG_INFO, "upstream %s resolved", host);
+                    push.ok = 1;
+                }
                 memcpy(&rs_sa, res->ai_addr, res->ai_addrlen);
                 rs_len = res->ai_addrlen;
                 rs_ok = 1;
                 last_err[0] = '\0';
+                if (push.ok) {
+                    snprintf(push.host, sizeof(push.host), "%s", rs_host);
+                    push.port = rs_port;
+                    memcpy(&push.sa, &rs_sa, rs_len);
+                    push.len = rs_len;
+                }
             } else if (strcmp(last_err, gai_strerror(rc)) != 0) {
                 /* keep the last good address: DNS blips must not cut service */
                 snprintf(last_err, sizeof(last_err), "%s", gai_strerror(rc));
@@ -59,6 +88,13 @@ static void *pc_resolver_main(void *arg)
         }
         if (res != NULL)
             freeaddrinfo(res);
+        void (*sub)(void *, const struct pc_upaddr *) = rs_sub;
+        void *sub_arg = rs_sub_arg;
+        if (push.ok && sub != NULL) {
+            pthread_mutex_unlock(&rs_lock);
+            sub(sub_arg, &push);
+            pthread_mutex_lock(&rs_lock);
+        }
         if (!rs_kicked) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);

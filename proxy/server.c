@@ -37,6 +37,18 @@ struct pc_server {
     int draining;
     int64_t drain_deadline;
     struct pc_admin *admin;
+    /* a reload loads and checks the new config on a thread of its own (the
+     * database check blocks), so that the admin listener, which this thread
+     * serves, never waits on it; the thread says it is done through an
+     * eventfd and is joined here */
+    pthread_t reload_thread;
+    int reloading;
+    int reload_again;               /* a SIGHUP came during a reload */
+    int reload_fd;
+    struct event *ev_reload;
+    struct pc_config *reload_cfg;   /* the thread's result */
+    int reload_db_rc;
+    char *reload_errors;
 };
 
 /* ---- config loading with the database check ---- */
@@ -132,10 +144,9 @@ static void worker_accept_cb(evutil_socket_t fd, short what, void *arg)
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 /* out of descriptors: stop accepting for a moment rather
                  * than spin or die; existing connections go on */
-                static int64_t last_warn;
                 int64_t now = pc_now_ms();
-                if (now - last_warn > 5000) {
-                    last_warn = now;
+                if (now - w->last_accept_warn > 5000) {
+                    w->last_accept_warn = now;
                     pc_log(PC_LOG_ERROR, "accept: %s; pausing accepts for 100ms", strerror(errno));
                 }
                 event_del(&w->listen_ev);
@@ -206,6 +217,9 @@ static void worker_mail_cb(evutil_socket_t fd, short what, void *arg)
         case PC_MAIL_STOP:
             event_base_loopbreak(w->base);
             break;
+        case PC_MAIL_ADDR:
+            w->upaddr = m->addr;
+            break;
         }
         free(m);
         m = next;
@@ -219,12 +233,14 @@ static void worker_log_cb(evutil_socket_t fd, short what, void *arg)
     pc_log_flush(arg);
 }
 
-static void pc_worker_mail(struct pc_worker *w, int kind, struct pc_config *cfg)
+static void pc_worker_mail(struct pc_worker *w, int kind, struct pc_config *cfg, const struct pc_upaddr *addr)
 {
     struct pc_mail *m = pc_calloc(1, sizeof(*m));
     uint64_t one = 1;
     m->kind = kind;
     m->cfg = cfg;
+    if (addr != NULL)
+        m->addr = *addr;
     pthread_mutex_lock(&w->mail_lock);
     if (w->mail_tail)
         w->mail_tail->next = m;
@@ -284,6 +300,15 @@ static void *pc_worker_main(void *arg)
 
 /* ---- main thread ---- */
 
+/* The resolver found a new upstream address: every worker gets a copy in
+ * its mailbox (called on the resolver's thread). */
+static void pc_server_push_addr(void *arg, const struct pc_upaddr *a)
+{
+    struct pc_server *s = arg;
+    for (int i = 0; i < s->nworkers; i++)
+        pc_worker_mail(s->workers[i], PC_MAIL_ADDR, NULL, a);
+}
+
 static void pc_server_check_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct pc_server *s = arg;
@@ -315,18 +340,57 @@ static void pc_server_drain(struct pc_server *s, int sig)
     pc_log(PC_LOG_INFO, "signal %d: draining (up to %lld ms)", sig, (long long)s->cfg->timeouts.drain);
     pc_admin_draining(s->admin);
     for (int i = 0; i < s->nworkers; i++)
-        pc_worker_mail(s->workers[i], PC_MAIL_DRAIN, NULL);
+        pc_worker_mail(s->workers[i], PC_MAIL_DRAIN, NULL, NULL);
     s->ev_check = event_new(s->base, -1, EV_PERSIST, pc_server_check_cb, s);
     struct timeval tv = {0, 20000};
     event_add(s->ev_check, &tv);
 }
 
-static void pc_server_reload(struct pc_server *s)
+static void *pc_reload_main(void *arg)
 {
-    int db_rc = 0;
-    char *errors = NULL;
+    struct pc_server *s = arg;
+    uint64_t one = 1;
+    s->reload_cfg = pc_server_load_config(s->config_path, &s->reload_db_rc, &s->reload_errors);
+    if (write(s->reload_fd, &one, sizeof(one)) < 0)
+        pc_log(PC_LOG_ERROR, "reload: cannot wake the main thread: %s", strerror(errno));
+    return NULL;
+}
+
+static void pc_server_reload_start(struct pc_server *s)
+{
+    if (s->reloading) {
+        s->reload_again = 1;
+        return;
+    }
     pc_log(PC_LOG_INFO, "SIGHUP: reloading %s", s->config_path);
-    struct pc_config *cfg = pc_server_load_config(s->config_path, &db_rc, &errors);
+    s->reloading = 1;
+    s->reload_cfg = NULL;
+    s->reload_errors = NULL;
+    s->reload_db_rc = 0;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);    /* signals stay with the main thread */
+    int rc = pthread_create(&s->reload_thread, NULL, pc_reload_main, s);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        s->reloading = 0;
+        pc_log(PC_LOG_ERROR, "reload failed, keeping generation %llu: cannot start the reload thread",
+               (unsigned long long)s->cfg->generation);
+        pc_metrics_reload(0);
+    }
+}
+
+/* The reload thread is done: install what it loaded, or say why not. */
+static void pc_server_reload_done(struct pc_server *s)
+{
+    int db_rc = s->reload_db_rc;
+    char *errors = s->reload_errors;
+    struct pc_config *cfg = s->reload_cfg;
+    if (s->draining) {
+        cfg_unref(cfg);
+        free(errors);
+        return;
+    }
     if (cfg == NULL) {
         pc_log(PC_LOG_ERROR, "reload failed, keeping generation %llu: %s",
                (unsigned long long)s->cfg->generation, errors ? errors : "?");
@@ -346,7 +410,7 @@ static void pc_server_reload(struct pc_server *s)
         pc_log(PC_LOG_WARN, "reload: %s", cfg->warnings);
     pc_resolver_set(&cfg->upstream);
     for (int i = 0; i < s->nworkers; i++)
-        pc_worker_mail(s->workers[i], PC_MAIL_CONFIG, cfg_ref(cfg));
+        pc_worker_mail(s->workers[i], PC_MAIL_CONFIG, cfg_ref(cfg), NULL);
     pc_admin_set_config(s->admin, cfg);
     cfg_unref(s->cfg);
     s->cfg = cfg;
@@ -355,13 +419,29 @@ static void pc_server_reload(struct pc_server *s)
     pc_log(PC_LOG_INFO, "reloaded: generation %llu", (unsigned long long)cfg->generation);
 }
 
+static void pc_server_reload_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct pc_server *s = arg;
+    uint64_t v;
+    PC_UNUSED(what);
+    if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+        return;
+    pthread_join(s->reload_thread, NULL);   /* its results happen before this */
+    s->reloading = 0;
+    pc_server_reload_done(s);
+    if (s->reload_again && !s->draining) {
+        s->reload_again = 0;
+        pc_server_reload_start(s);
+    }
+}
+
 static void pc_server_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct pc_server *s = arg;
     PC_UNUSED(what);
     if (sig == SIGHUP) {
         if (!s->draining)
-            pc_server_reload(s);
+            pc_server_reload_start(s);
         return;
     }
     pc_server_drain(s, (int)sig);
@@ -438,6 +518,7 @@ int pc_server_run(const char *config_path, struct pc_config *cfg)
         }
     }
 
+    pc_resolver_subscribe(pc_server_push_addr, &s);
     /* workers never see SIGTERM/SIGINT/SIGHUP: the main thread handles them */
     for (int i = 0; i < s.nworkers; i++) {
         if (pthread_create(&s.workers[i]->thread, NULL, pc_worker_main, s.workers[i]) != 0) {
@@ -448,6 +529,9 @@ int pc_server_run(const char *config_path, struct pc_config *cfg)
     s.ev_term = evsignal_new(s.base, SIGTERM, pc_server_signal_cb, &s);
     s.ev_int = evsignal_new(s.base, SIGINT, pc_server_signal_cb, &s);
     s.ev_hup = evsignal_new(s.base, SIGHUP, pc_server_signal_cb, &s);
+    s.reload_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    s.ev_reload = event_new(s.base, s.reload_fd, EV_READ | EV_PERSIST, pc_server_reload_cb, &s);
+    event_add(s.ev_reload, NULL);
     event_add(s.ev_term, NULL);
     event_add(s.ev_int, NULL);
     event_add(s.ev_hup, NULL);

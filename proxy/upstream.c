@@ -78,15 +78,26 @@ static int up_is_stale(struct up_conn *u)
     return 1; /* EOF, error, or unexpected bytes */
 }
 
-static int up_resolve(struct pc_req *r, struct sockaddr_storage *sa, socklen_t *salen, int *status,
-                      const char **why)
+/* The upstream's address, from this worker's own copies: the config's
+ * (a literal, or the name as installed), or the resolver's latest push. */
+static int up_resolve(struct pc_worker *w, struct pc_req *r, struct sockaddr_storage *sa, socklen_t *salen,
+                      int *status, const char **why)
 {
-    if (pc_resolver_get(&r->cfg->upstream, sa, salen) != 0) {
-        *status = 502;
-        *why = "upstream host does not resolve";
-        return -1;
+    const struct pc_addr *a = &r->cfg->upstream;
+    const struct pc_upaddr *p = &w->upaddr;
+    if (!a->numeric && p->ok && p->port == a->port && strcmp(p->host, a->host) == 0) {
+        memcpy(sa, &p->sa, p->len);
+        *salen = p->len;
+        return 0;
     }
-    return 0;
+    if (a->resolved) {
+        memcpy(sa, &a->sa, a->len);
+        *salen = a->len;
+        return 0;
+    }
+    *status = 502;
+    *why = "upstream host does not resolve";
+    return -1;
 }
 
 /* The connect failed: let the resolver look again (the address may have
@@ -142,7 +153,7 @@ int up_acquire(struct pc_worker *w, struct pc_req *r, int *status, const char **
     struct sockaddr_storage sa;
     socklen_t salen;
 
-    if (up_resolve(r, &sa, &salen, status, why) != 0)
+    if (up_resolve(w, r, &sa, &salen, status, why) != 0)
         return UP_FAIL;
 
     /* most recently used first: it is the least likely to be stale */
@@ -170,7 +181,7 @@ int up_probe(struct pc_worker *w, struct pc_req *r, int *status, const char **wh
 {
     struct sockaddr_storage sa;
     socklen_t salen;
-    if (up_resolve(r, &sa, &salen, status, why) != 0)
+    if (up_resolve(w, r, &sa, &salen, status, why) != 0)
         return UP_FAIL;
     return up_connect(w, r, &sa, salen, 1, status, why);
 }

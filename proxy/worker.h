@@ -22,6 +22,7 @@
 #include "../lib/base.h"
 #include "../rules/canon.h"
 #include "config.h"
+#include "resolve.h"
 #include "../rules/match.h"
 #include "../policies/decide.h"
 
@@ -161,10 +162,11 @@ SLIST_HEAD(pc_req_list, pc_req);
 struct pc_mail {
     int kind;                       /* PC_MAIL_* */
     struct pc_config *cfg;
+    struct pc_upaddr addr;          /* PC_MAIL_ADDR */
     struct pc_mail *next;
 };
 
-enum { PC_MAIL_CONFIG = 1, PC_MAIL_DRAIN, PC_MAIL_STOP };
+enum { PC_MAIL_CONFIG = 1, PC_MAIL_DRAIN, PC_MAIL_STOP, PC_MAIL_ADDR };
 
 struct pc_worker {
     int id;
@@ -198,6 +200,8 @@ struct pc_worker {
     int stopped;
     uint64_t request_seq;
 
+    struct pc_upaddr upaddr;        /* the upstream's address, pushed by the resolver */
+    int64_t last_accept_warn;       /* ms: descriptor exhaustion is logged once per 5 s */
     struct tokcache *tokens;        /* verified tokens */
     struct pc_buf scratch;          /* for building heads */
     struct h1_response resp_scratch;
