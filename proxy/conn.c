@@ -65,7 +65,7 @@ static int64_t conn_deadline(struct pc_conn *c)
     case PC_CS_ACTIVE: {
         int64_t d = 0;
         /* the client stopped sending its body */
-        if (r != NULL && !r->req_body_done && r->up != NULL && r->up_head_sent && c->ev.reading)
+        if (r != NULL && !r->req.done && r->up != NULL && r->up_head_sent && c->ev.reading)
             d = c->last_in + r->cfg->timeouts.body;
         /* the client stopped reading a response we are streaming */
         if (c->ev.writing && (d == 0 || c->last_out + t->idle < d))
@@ -289,8 +289,11 @@ static int conn_flush(struct pc_conn *c)
         return -1; /* the caller must not assume c is still in the same state */
     }
     if (c->state == PC_CS_ACTIVE && c->req != NULL && c->req->up != NULL && !c->req->up->ev.reading &&
-        c->req->resp_head_done && !c->req->resp_done) {
-        up_want_read(c->req->up, 1); /* backpressure released */
+        c->req->resp_head_done && !c->req->resp.done) {
+        /* backpressure released: what waits in the upstream's buffer
+         * first, then more from the upstream */
+        pc_req_upstream_readable(c->req);
+        return c->state == PC_CS_ACTIVE ? 0 : -1;
     }
     return 0;
 }
@@ -370,7 +373,7 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
                 pc_sock_read(&c->ev, 0);
             return;
         }
-        if (!r->req_body_done && r->up != NULL && r->up_head_sent) {
+        if (!r->req.done && r->up != NULL && r->up_head_sent) {
             if (req_pump_body(r) != 0)
                 return;
         }
@@ -479,7 +482,7 @@ static void req_reply(struct pc_req *r, int status, const char *ctype, const cha
     struct pc_conn *c = r->c;
     struct pc_buf *b = &c->w->scratch;
     /* The body, if any, was not read: the connection cannot be reused. */
-    if (!r->req_body_done && r->req_body != PC_BODY_NONE)
+    if (!r->req.done)
         r->keepalive = 0;
     if (c->w->draining || c->close_after)
         r->keepalive = 0;
@@ -492,7 +495,7 @@ static void req_reply(struct pc_req *r, int status, const char *ctype, const cha
                    r->request_id[0] ? r->request_id : NULL, extra);
     evbuffer_add(c->out, b->p, b->len);
     r->status = status;
-    r->resp_done = 1;
+    r->resp.done = 1;
     req_response_done(r);
 }
 
@@ -575,16 +578,10 @@ static void req_route(struct pc_req *r)
                    !c->w->draining;
     req_set_request_id(r);
 
-    /* request body framing */
-    if (r->h.chunked) {
-        r->req_body = PC_BODY_CHUNKED;
-    } else if (r->h.content_length > 0) {
-        r->req_body = PC_BODY_LENGTH;
-        r->req_remaining = (uint64_t)r->h.content_length;
-    } else {
-        r->req_body = PC_BODY_NONE;
-        r->req_body_done = 1;
-    }
+    /* request body framing: re-chunked for the upstream, the body limit
+     * is enforced by the relay (a declared length over it: 413 by judge) */
+    h1_msg_start(&r->req, r->h.chunked ? H1_BODY_CHUNKED : r->h.content_length > 0 ? H1_BODY_LENGTH : H1_BODY_NONE,
+                 r->h.content_length > 0 ? (uint64_t)r->h.content_length : 0, 1, r->cfg->limits.body_bytes);
     pc_judge(r, c->w->dec, c->w->tokens, req_judged);
 }
 
@@ -675,13 +672,13 @@ static void req_build_upstream_head(struct pc_req *r, struct pc_buf *b)
     pc_buf_add(b, "X-Request-Id: ", 14);
     pc_buf_adds(b, r->request_id);
     pc_buf_add(b, "\r\n", 2);
-    if (r->req_body == PC_BODY_LENGTH) {
+    if (r->req.body == H1_BODY_LENGTH) {
         char num[24];
         pc_buf_add(b, "Content-Length: ", 16);
         pc_buf_add(b, num, pc_fmt_u64(num, (uint64_t)h->content_length));
         pc_buf_add(b, "\r\n", 2);
     }
-    else if (r->req_body == PC_BODY_CHUNKED)
+    else if (r->req.body == H1_BODY_CHUNKED)
         pc_buf_add(b, "Transfer-Encoding: chunked\r\n", 28);
     else if (h->content_length == 0)
         pc_buf_add(b, "Content-Length: 0\r\n", 19);
@@ -708,65 +705,32 @@ static void req_body_refused(struct pc_req *r, int status, const char *code, con
     req_reply_error(r, status, code, message);
 }
 
-/* Move request body bytes from the client to the upstream, re-framing
- * chunked bodies. Returns -1 if the connection was closed. */
+/* Move request body bytes from the client to the upstream (h1msg.h: the
+ * one relay, which re-frames chunked bodies and enforces the body limit).
+ * Returns -1 if the connection was closed. */
 static int req_pump_body(struct pc_req *r)
 {
     struct pc_conn *c = r->c;
     struct up_conn *u = r->up;
-    struct evbuffer *src = c->in, *dst = u->out;
+    struct evbuffer *dst = u->out;
 
-    while (!r->req_body_done && evbuffer_get_length(src) > 0 &&
-           evbuffer_get_length(dst) < PC_HIGH_WATER) {
-        if (r->req_body == PC_BODY_LENGTH) {
-            size_t n = PC_MIN((uint64_t)evbuffer_get_length(src), r->req_remaining);
-            evbuffer_remove_buffer(src, dst, n);
-            r->req_remaining -= n;
-            r->req_body_bytes += n;
-            if (r->req_remaining == 0)
-                r->req_body_done = 1;
-            continue;
-        }
-        /* chunked */
-        if (r->req_chunk.state == H1_CH_DATA) {
-            size_t n = PC_MIN((uint64_t)evbuffer_get_length(src), r->req_chunk.remaining);
-            if (r->req_body_bytes + n > r->cfg->limits.body_bytes) {
-                r->decision = r->decision ? r->decision : PC_D_REJECT;
-                r->reason = "chunked body larger than limits.body_bytes";
-                goto too_large;
-            }
-            char hdr[24];
-            size_t hl = pc_fmt_hex(hdr, n);
-            hdr[hl++] = '\r';
-            hdr[hl++] = '\n';
-            evbuffer_add(dst, hdr, hl);
-            evbuffer_remove_buffer(src, dst, n);
-            evbuffer_add(dst, "\r\n", 2);
-            h1_chunked_data_done(&r->req_chunk, n);
-            r->req_body_bytes += n;
-            continue;
-        }
-        struct evbuffer_iovec v;
-        if (evbuffer_peek(src, -1, NULL, &v, 1) < 1)
-            break;
-        size_t used = 0;
-        int rc = h1_chunked_feed(&r->req_chunk, v.iov_base, v.iov_len, &used);
-        evbuffer_drain(src, used);
-        if (rc == H1_CHUNK_ERROR) {
-            r->reason = "malformed chunked request body";
-            req_body_refused(r, 400, "bad_request", "malformed chunked body");
-            return -1;
-        }
-        if (rc == H1_CHUNK_DONE) {
-            evbuffer_add(dst, "0\r\n\r\n", 5);
-            r->req_body_done = 1;
-        }
+    int rc = h1_msg_relay(&r->req, c->in, dst, PC_HIGH_WATER);
+    if (rc == H1_RELAY_BAD) {
+        r->reason = "malformed chunked request body";
+        req_body_refused(r, 400, "bad_request", "malformed chunked body");
+        return -1;
+    }
+    if (rc == H1_RELAY_TOO_LARGE) {
+        r->decision = r->decision ? r->decision : PC_D_REJECT;
+        r->reason = "chunked body larger than limits.body_bytes";
+        req_body_refused(r, 413, "request_entity_too_large", "request body larger than the limit");
+        return -1;
     }
     if (up_flush(u) != 0) {
         conn_abort(c);
         return -1;
     }
-    if (!r->req_body_done && c->eof) {
+    if (!r->req.done && c->eof) {
         conn_abort(c); /* body truncated */
         return -1;
     }
@@ -777,10 +741,6 @@ static int req_pump_body(struct pc_req *r)
         pc_sock_read(&c->ev, 1);
     conn_rearm(c);
     return 0;
-
-too_large:
-    req_body_refused(r, 413, "request_entity_too_large", "request body larger than the limit");
-    return -1;
 }
 
 static void req_send_upstream(struct pc_req *r)
@@ -790,7 +750,7 @@ static void req_send_upstream(struct pc_req *r)
     evbuffer_add(r->up->out, b->p, b->len);
     r->up_head_sent = 1;
     r->t_up = pc_now_us();
-    if (!r->req_body_done) {
+    if (!r->req.done) {
         if (req_pump_body(r) != 0)
             return;
     } else if (up_flush(r->up) != 0) {
@@ -808,7 +768,7 @@ static void req_forward(struct pc_req *r)
 
     r->upgrade = r->h.conn_upgrade && r->h.has_upgrade;
     /* 100 Continue only now, after the decision (RFC 9110 10.1.1) */
-    if (r->h.expect_continue && !r->req_body_done && evbuffer_get_length(c->in) == 0) {
+    if (r->h.expect_continue && !r->req.done && evbuffer_get_length(c->in) == 0) {
         evbuffer_add(c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
         if (conn_flush(c) != 0)
             return;
@@ -870,11 +830,11 @@ void pc_req_upstream_drained(struct pc_req *r)
             pc_sock_read(&c->ev, 1);
         return;
     }
-    if (!r->req_body_done && evbuffer_get_length(c->in) > 0) {
+    if (!r->req.done && evbuffer_get_length(c->in) > 0) {
         req_pump_body(r);
         return;
     }
-    if (!r->req_body_done && !c->eof)
+    if (!r->req.done && !c->eof)
         pc_sock_read(&c->ev, 1);
 }
 
@@ -895,7 +855,7 @@ static void req_build_client_head(struct pc_req *r, const struct h1_response *re
             if (!(r->tunnel && pc_caseeq_lit(x->name, x->name_len, "upgrade")))
                 continue;
         }
-        if (r->resp_chunked_out == 0 && r->resp_body == PC_BODY_CHUNKED &&
+        if (!r->resp.rechunk && r->resp.body == H1_BODY_CHUNKED &&
             pc_caseeq_lit(x->name, x->name_len, "content-length"))
             continue;
         if (h1_connection_lists(resp->headers, resp->nheaders, conn_first, x->name, x->name_len) &&
@@ -908,7 +868,7 @@ static void req_build_client_head(struct pc_req *r, const struct h1_response *re
     }
     if (r->tunnel)
         pc_buf_adds(b, "Connection: upgrade\r\n");
-    else if (r->resp_chunked_out)
+    else if (r->resp.rechunk)
         pc_buf_adds(b, "Transfer-Encoding: chunked\r\n");
     if (!r->tunnel) {
         if (!r->keepalive)
@@ -964,32 +924,25 @@ static int req_read_response_head(struct pc_req *r)
         }
         r->status = resp->status;
         r->resp_head_done = 1;
-        if (!h1_response_has_body(resp, r->h.method_id)) {
-            r->resp_body = PC_BODY_NONE;
-        } else if (resp->chunked) {
-            r->resp_body = PC_BODY_CHUNKED;
-        } else if (resp->content_length >= 0) {
-            r->resp_body = resp->content_length > 0 ? PC_BODY_LENGTH : PC_BODY_NONE;
-            r->resp_remaining = (uint64_t)resp->content_length;
-        } else {
-            r->resp_body = PC_BODY_CLOSE;
-        }
-        if (r->resp_body == PC_BODY_CLOSE)
+        enum h1_body body = !h1_response_has_body(resp, r->h.method_id) ? H1_BODY_NONE
+                            : resp->chunked ? H1_BODY_CHUNKED
+                            : resp->content_length >= 0 ? H1_BODY_LENGTH : H1_BODY_CLOSE;
+        /* chunked responses are re-chunked for HTTP/1.1 clients and
+         * de-chunked (and closed) for HTTP/1.0 ones */
+        h1_msg_start(&r->resp, body, resp->content_length > 0 ? (uint64_t)resp->content_length : 0, r->h.minor == 1,
+                     0);
+        if (r->resp.body == H1_BODY_CLOSE)
             r->keepalive = 0;
-        if (r->resp_body == PC_BODY_CHUNKED) {
-            if (r->h.minor == 1)
-                r->resp_chunked_out = 1;
-            else
-                r->keepalive = 0; /* HTTP/1.0: de-chunk and close */
-        }
-        if (!r->req_body_done)
+        if (r->resp.body == H1_BODY_CHUNKED && r->h.minor != 1)
+            r->keepalive = 0; /* HTTP/1.0: de-chunk and close */
+        if (!r->req.done)
             r->keepalive = 0;
         if (c->w->draining || c->close_after)
             r->keepalive = 0;
         /* an Upgrade request answered without 101: the upstream may read
          * the rest of the stream as another protocol; never reuse it */
         r->up_keepalive = !resp->conn_close && (resp->minor == 1 || resp->conn_keepalive) &&
-                          r->resp_body != PC_BODY_CLOSE && !r->upgrade;
+                          r->resp.body != H1_BODY_CLOSE && !r->upgrade;
         /* Responses that carry no body by definition (to HEAD, 204, 304)
          * are where a faulty upstream sends one anyway; bytes that arrive
          * after we consider the response complete would become the next
@@ -1011,67 +964,21 @@ bad:
     return -1;
 }
 
-/* Move response body bytes to the client. 1 when the response is complete,
- * 0 to wait for more, -1 if the connection was closed. */
+/* Move response body bytes to the client, up to the high-water mark (the
+ * rest waits in the upstream's buffer until the client drains). 1 when the
+ * response is complete, 0 to wait for more, -1 if the connection was
+ * closed. */
 static int req_pump_response(struct pc_req *r)
 {
     struct pc_conn *c = r->c;
-    struct up_conn *u = r->up;
-    struct evbuffer *src = u->in, *dst = c->out;
-
-    for (;;) {
-        if (r->resp_body == PC_BODY_NONE)
-            return 1;
-        size_t avail = evbuffer_get_length(src);
-        if (r->resp_body == PC_BODY_LENGTH) {
-            size_t n = PC_MIN((uint64_t)avail, r->resp_remaining);
-            if (n > 0)
-                evbuffer_remove_buffer(src, dst, n);
-            r->resp_remaining -= n;
-            return r->resp_remaining == 0 ? 1 : 0;
-        }
-        if (r->resp_body == PC_BODY_CLOSE) {
-            if (avail > 0)
-                evbuffer_add_buffer(dst, src);
-            return 0; /* ends at EOF */
-        }
-        /* chunked */
-        if (avail == 0)
-            return 0;
-        if (r->resp_chunk.state == H1_CH_DATA) {
-            size_t n = PC_MIN((uint64_t)avail, r->resp_chunk.remaining);
-            if (r->resp_chunked_out) {
-                char hdr[24];
-                size_t hl = pc_fmt_hex(hdr, n);
-                hdr[hl++] = '\r';
-                hdr[hl++] = '\n';
-                evbuffer_add(dst, hdr, hl);
-                evbuffer_remove_buffer(src, dst, n);
-                evbuffer_add(dst, "\r\n", 2);
-            } else {
-                evbuffer_remove_buffer(src, dst, n);
-            }
-            h1_chunked_data_done(&r->resp_chunk, n);
-            continue;
-        }
-        struct evbuffer_iovec v;
-        if (evbuffer_peek(src, -1, NULL, &v, 1) < 1)
-            return 0;
-        size_t used = 0;
-        int rc = h1_chunked_feed(&r->resp_chunk, v.iov_base, v.iov_len, &used);
-        evbuffer_drain(src, used);
-        if (rc == H1_CHUNK_ERROR) {
-            pc_metric_add(&c->w->metrics->upstream_errors[PC_UPERR_PROTOCOL], 1);
-            r->reason = "malformed chunked upstream response";
-            conn_abort(c);
-            return -1;
-        }
-        if (rc == H1_CHUNK_DONE) {
-            if (r->resp_chunked_out)
-                evbuffer_add(dst, "0\r\n\r\n", 5);
-            return 1;
-        }
+    int rc = h1_msg_relay(&r->resp, r->up->in, c->out, PC_HIGH_WATER);
+    if (rc == H1_RELAY_BAD) {
+        pc_metric_add(&c->w->metrics->upstream_errors[PC_UPERR_PROTOCOL], 1);
+        r->reason = "malformed chunked upstream response";
+        conn_abort(c);
+        return -1;
     }
+    return rc == H1_RELAY_DONE ? 1 : 0;
 }
 
 void pc_req_upstream_readable(struct pc_req *r)
@@ -1135,7 +1042,8 @@ void pc_req_upstream_readable(struct pc_req *r)
     if (done < 0)
         return;
     if (!done && eof) {
-        if (r->resp_body == PC_BODY_CLOSE) {
+        if (r->resp.body == H1_BODY_CLOSE) {
+            h1_msg_finish_close(&r->resp);
             done = 1;
         } else {
             r->reason = "upstream closed mid-response";
@@ -1147,7 +1055,7 @@ void pc_req_upstream_readable(struct pc_req *r)
         }
     }
     if (done) {
-        r->resp_done = 1;
+        r->resp.done = 1;
         if (eof)
             r->up_keepalive = 0;
         req_response_done(r);
@@ -1165,7 +1073,7 @@ static void req_response_done(struct pc_req *r)
 {
     struct pc_conn *c = r->c;
     if (r->up != NULL) {
-        int reusable = r->up_keepalive && r->req_body_done && r->resp_done;
+        int reusable = r->up_keepalive && r->req.done && r->resp.done;
         up_release(r->up, reusable);
     }
     if (r->deciding) {

@@ -185,7 +185,7 @@ void pc_judge(struct pc_req *r, struct dec_ctx *dec, struct tokcache *tokens, pc
         fn(r, 400, "bad_request", why);
         return;
     }
-    if (r->h.content_length > 0 && (uint64_t)r->h.content_length > r->cfg->limits.body_bytes) {
+    if (r->req.too_large) {
         r->decision = PC_D_REJECT;
         r->reason = "body larger than limits.body_bytes";
         fn(r, 413, "request_entity_too_large", "request body larger than the limit");

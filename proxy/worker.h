@@ -19,6 +19,7 @@
 #include <event2/buffer.h>
 
 #include "../lib/h1.h"
+#include "../lib/h1msg.h"
 #include "../lib/base.h"
 #include "../rules/canon.h"
 #include "config.h"
@@ -47,7 +48,6 @@ enum pc_decision {
 
 extern const char *const pc_decision_names[PC_D__COUNT];
 
-enum pc_body { PC_BODY_NONE, PC_BODY_LENGTH, PC_BODY_CHUNKED, PC_BODY_CLOSE };
 
 struct pc_req {
     struct pc_conn *c;
@@ -77,19 +77,14 @@ struct pc_req {
     struct dec_request dec;
     int cache_state;                /* 0: none, 1: hit, 2: miss */
 
-    /* request body, client -> upstream */
-    enum pc_body req_body;
-    uint64_t req_remaining;
-    struct h1_chunked req_chunk;
-    uint64_t req_body_bytes;
-    unsigned req_body_done : 1;
+    /* each direction's body: framing, progress, the one relay (h1msg.h) */
+    struct h1_msg req;              /* client -> upstream */
+    struct h1_msg resp;             /* upstream -> client */
 
     /* upstream exchange */
     struct up_conn *up;
     unsigned up_head_sent : 1;
     unsigned resp_head_done : 1;
-    unsigned resp_done : 1;
-    unsigned resp_chunked_out : 1;  /* re-chunk to the client */
     unsigned tunnel : 1;
     unsigned upgrade : 1;           /* an Upgrade request we forward */
     unsigned keepalive : 1;         /* keep the client connection after this */
@@ -97,9 +92,6 @@ struct pc_req {
     unsigned up_keepalive : 1;      /* the upstream connection may be reused */
     unsigned logged : 1;
     struct h1_scan rscan;
-    enum pc_body resp_body;
-    uint64_t resp_remaining;
-    struct h1_chunked resp_chunk;
     int status;
 
     /* judging (judge.c) */
