@@ -533,6 +533,33 @@ class DifyHistory(unittest.TestCase):
                 self.assertGreater(dr._vkey(v), dr._vkey(before), "%s at %s comes from %s" % (v, c, before))
         git.close()
 
+    def test_the_committed_route_file_is_what_dify_registers_at_each_release_it_names(self):
+        """tests/fixtures/dify-console-routes.txt (list --union) holds, for two
+        releases read afresh, exactly the routes and methods its selection picks."""
+        sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+        import dify_app
+        with open(dify_app.ROUTES_FILE) as f:
+            header = f.read().split("\n", 5)[3]
+        under = re.findall(r"--under (\S+)", header)
+        exact = set(re.findall(r"--path '([^']+)'", header))
+        self.assertTrue(under and exact, header)
+        order, _ = dify_app.read_routes()
+        git = dr.Git(DIFY_GIT)
+        rel = dr.release_commits(git, "HEAD")
+        git.close()
+        self.assertEqual(order, [v for v, _ in rel])
+        for label in ("0.13.0", "1.15.0"):
+            commit = dict(rel)[label]
+            r = run_tool("list", "--git", DIFY_GIT, "--rev", commit)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            fresh = set()
+            for line in r.stdout.splitlines():
+                path, methods = line.split()[:2]
+                if dr.route_selected(path, under, exact):
+                    fresh |= {(path, m) for m in methods.strip("[]").split(",")}
+            committed = {(p, m) for p, ms in dify_app.routes_of(label).items() for m in ms}
+            self.assertEqual(committed, fresh, label)
+
     def test_review_reports_a_route_the_pack_forgot(self):
         with open(PACK) as f:
             text = f.read()
