@@ -203,12 +203,12 @@ def stack_versions():
 
 
 def import_gunicorn():
+    import importlib
     try:
-        import gunicorn  # noqa: F401
+        importlib.import_module("gunicorn")
     except ImportError:
         if os.path.isdir(os.path.join(DEBIAN_DIST, "gunicorn")):
             sys.path.append(DEBIAN_DIST)  # after the interpreter's own packages
-        import gunicorn  # noqa: F401
     from gunicorn.app.base import BaseApplication
     return BaseApplication
 
