@@ -47,7 +47,7 @@ _barrier_seq = 0
 
 
 class Upstream:
-    def __init__(self, port=None, keepalive_timeout=None, dify=False, log=True):
+    def __init__(self, port=None, keepalive_timeout=None, log=True):
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="pc-up-")
         self.log_path = os.path.join(self.dir, "requests.jsonl")
@@ -56,8 +56,6 @@ class Upstream:
             args += ["--log", self.log_path]
         if keepalive_timeout is not None:
             args += ["--keepalive-timeout", str(keepalive_timeout)]
-        if dify:
-            args.append("--dify")
         self.args = args
         self.proc = None
         self.start()
