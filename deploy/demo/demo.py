@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """`make run`: portcullis with the Dify rule pack, on a throwaway PostgreSQL
-with a Dify-shaped schema (two workspaces of members), in front of a demo
-upstream that answers like Dify's console routes. Prints curl commands with
-tokens minted for the demo users, then serves until Ctrl-C."""
+with Dify's real schema (two workspaces of members), in front of Dify's own
+console routing (Flask, Werkzeug and gunicorn with Dify's route strings:
+tests/lib/dify_app.py; each route answers which Dify route and ids it
+served). Prints curl commands with tokens minted for the demo users, then
+serves until Ctrl-C."""
 import os
 import signal
 import subprocess
@@ -13,7 +15,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
-from harness import BIN, PG, Upstream, free_port, wait_port  # noqa: E402
+from harness import BIN, PG, DifyApi, wait_port  # noqa: E402
 from fixture import APPS, USERS  # noqa: E402
 
 PORT = int(os.environ.get("PORT", "8080"))
@@ -34,7 +36,8 @@ def main():
     for part in ("schema", "data"):  # Dify's real schema (main) and the demo people
         pg.psql_file(os.path.join(ROOT, "tests", "fixtures", "dify-%s-main.pg.sql" % part))
     pg.psql_file(os.path.join(ROOT, "policies", "invalidate.sql"))
-    up = Upstream(dify=True)
+    print("starting Dify's console routes under gunicorn...", flush=True)
+    up = DifyApi(version="1.16.0-rc1", workers=2)
     env = dict(os.environ,
                PORTCULLIS_LISTEN="127.0.0.1:%d" % PORT,
                PORTCULLIS_UPSTREAM="http://127.0.0.1:%d" % up.port,

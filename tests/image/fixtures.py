@@ -2,8 +2,8 @@
 """Host-side fixtures for tests/image/image_test.sh.
 
   fixtures.py serve
-      Start a throwaway PostgreSQL with Dify's schema (main) and the fixture rows, and a
-      Dify-routed test upstream, then print shell assignments (PG_PORT,
+      Start a throwaway PostgreSQL with Dify's schema (main) and the fixture rows, and
+      Dify's console routing stack (tests/lib/dify_app.py under gunicorn), then print shell assignments (PG_PORT,
       UPSTREAM_PORT, PROXY_PORT, ADMIN_PORT, SECRET_KEY, APP_ID,
       OWNER_TOKEN, MEMBER_TOKEN) and a final READY line. Runs until SIGTERM,
       SIGINT or SIGHUP, or until its parent (the test script) is gone, then
@@ -22,7 +22,7 @@ import threading
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 
-from harness import PG, ROOT, Upstream, free_port, http, mint  # noqa: E402
+from harness import PG, ROOT, DifyApi, free_port, http, mint  # noqa: E402
 from fixture import APPS, USERS  # noqa: E402
 
 
@@ -41,7 +41,7 @@ def serve():
         pg = PG()
         for part in ("schema", "data"):
             pg.psql_file(os.path.join(ROOT, "tests", "fixtures", "dify-%s-main.pg.sql" % part))
-        up = Upstream(dify=True)
+        up = DifyApi(version="1.16.0-rc1")  # the routes of the Dify whose schema this is
         secret = "sk-image-test-" + secrets.token_hex(16)
         out = {
             "PG_PORT": pg.port,

@@ -47,7 +47,7 @@ _barrier_seq = 0
 
 
 class Upstream:
-    def __init__(self, port=None, keepalive_timeout=None, dify=False, log=True):
+    def __init__(self, port=None, keepalive_timeout=None, log=True):
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="pc-up-")
         self.log_path = os.path.join(self.dir, "requests.jsonl")
@@ -56,8 +56,6 @@ class Upstream:
             args += ["--log", self.log_path]
         if keepalive_timeout is not None:
             args += ["--keepalive-timeout", str(keepalive_timeout)]
-        if dify:
-            args.append("--dify")
         self.args = args
         self.proc = None
         self.start()
@@ -102,6 +100,108 @@ class Upstream:
             with open(self.log_path) as f:
                 if not any(json.loads(l).get("target") == target for l in f if l.strip()):
                     raise AssertionError("the upstream answered %s without logging it" % target)
+        return self.requests()
+
+    def clear(self):
+        open(self.log_path, "w").close()
+
+    def close(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+DIFY_APP = os.path.join(ROOT, "tests", "lib", "dify_app.py")
+
+
+def dify_python():
+    """An interpreter with Flask: this one when it has Flask (gunicorn may
+    come from Debian's package, see tests/lib/dify_app.py), else Debian's
+    python3 with python3-flask (tests/deps.sh)."""
+    import importlib.util
+    if importlib.util.find_spec("flask") is not None:
+        return sys.executable
+    return "/usr/bin/python3"
+
+
+class DifyApi:
+    """Dify's console routing stack as an upstream: tests/lib/dify_app.py
+    (Flask + Werkzeug, Dify's route strings from tests/fixtures/
+    dify-console-routes.txt) under real gunicorn with sync workers, on a
+    free port. version keeps the routes of one Dify release (a label of the
+    routes file, e.g. "1.14.1"; None: every release); extra adds routes
+    [(route string, [methods])] that the file does not have. Records every
+    request it serves, as Upstream does."""
+
+    def __init__(self, version=None, extra=(), port=None, workers=1):
+        self.version = version
+        self.port = port or free_port()
+        self.dir = tempfile.mkdtemp(prefix="pc-dify-")
+        self.log_path = os.path.join(self.dir, "requests.jsonl")
+        self.info_path = os.path.join(self.dir, "stack.json")
+        args = [dify_python(), DIFY_APP, "--port", str(self.port), "--log", self.log_path, "--info", self.info_path,
+                "--workers", str(workers)]
+        if version is not None:
+            args += ["--version", version]
+        for rule, methods in extra:
+            args += ["--extra", "%s %s" % (rule, ",".join(methods))]
+        self.args = args
+        self.proc = None
+        self.stack = None
+        self.start()
+
+    def start(self):
+        self.err = open(os.path.join(self.dir, "stderr.log"), "ab")
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=self.err)
+        wait_port(self.port, timeout=30, proc=self.proc)
+        # the arbiter binds before its worker has imported the app: serving
+        # is a request answered and recorded
+        self.settled_requests()
+        with open(self.info_path) as f:
+            self.stack = json.load(f)
+
+    def stderr(self):
+        with open(os.path.join(self.dir, "stderr.log"), errors="replace") as f:
+            return f.read()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+    def requests(self):
+        """What the app served, in order (barrier requests left out)."""
+        try:
+            with open(self.log_path) as f:
+                out = [json.loads(l) for l in f if l.strip()]
+        except FileNotFoundError:
+            return []
+        return [q for q in out if not str(q.get("target", "")).startswith(BARRIER)]
+
+    def settled_requests(self):
+        """requests(), once everything sent to the app before the call has
+        been served: with one sync worker connections are served in the
+        order the kernel queued them, so a barrier request answered (and
+        recorded) after them proves they were recorded first."""
+        global _barrier_seq
+        for _ in range(2):
+            _barrier_seq += 1
+            target = "%s/%d" % (BARRIER, _barrier_seq)
+            c = Conn(self.port, timeout=30)
+            try:
+                c.request("GET", target)
+            finally:
+                c.close()
+            with open(self.log_path) as f:
+                if not any(json.loads(l).get("target") == target for l in f if l.strip()):
+                    raise AssertionError("the Dify app answered %s without recording it" % target)
         return self.requests()
 
     def clear(self):

@@ -19,8 +19,8 @@ Routes (anything else echoes):
   /ws                      websocket handshake (101), then echoes bytes
   /bad-response            a malformed status line
   /late-body               a head, then 100 ms later a body that looks like a response
-With --dify, /console/api/... is routed like gunicorn + Werkzeug would
-(see dify_route) and answers {"route": ..., "params": ...}.
+Dify's console routing is not imitated here: tests/lib/dify_app.py serves
+Dify's own route strings under gunicorn (harness.DifyApi).
 """
 import argparse
 import asyncio
@@ -28,7 +28,6 @@ import base64
 import hashlib
 import json
 import os
-import re
 import sys
 import time
 import urllib.parse
@@ -88,51 +87,6 @@ def response(status, body=b"", headers=(), reason="OK"):
     return ("\r\n".join(out) + "\r\n\r\n").encode() + body
 
 
-UUID = r"[A-Fa-f0-9]{8}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{12}"
-DIFY_ROUTES = [
-    ("chat-conversations", r"/console/api/apps/(?P<app_id>U)/chat-conversations"),
-    ("chat-conversation", r"/console/api/apps/(?P<app_id>U)/chat-conversations/(?P<conversation_id>U)"),
-    ("completion-conversations", r"/console/api/apps/(?P<app_id>U)/completion-conversations"),
-    ("completion-conversation", r"/console/api/apps/(?P<app_id>U)/completion-conversations/(?P<conversation_id>U)"),
-    ("chat-messages", r"/console/api/apps/(?P<app_id>U)/chat-messages"),
-    ("message", r"/console/api/apps/(?P<app_id>U)/messages/(?P<message_id>U)"),
-    ("suggested-questions", r"/console/api/apps/(?P<app_id>U)/chat-messages/(?P<message_id>U)/suggested-questions"),
-    ("feedbacks-export", r"/console/api/apps/(?P<app_id>U)/feedbacks/export"),
-    ("agent-logs", r"/console/api/apps/(?P<app_id>U)/agent/logs"),
-    ("workflow-app-logs", r"/console/api/apps/(?P<app_id>U)/workflow-app-logs"),
-    ("workflow-archived-logs", r"/console/api/apps/(?P<app_id>U)/workflow-archived-logs"),
-    ("workflow-runs", r"/console/api/apps/(?P<app_id>U)/workflow-runs"),
-    ("workflow-runs-count", r"/console/api/apps/(?P<app_id>U)/workflow-runs/count"),
-    ("workflow-run", r"/console/api/apps/(?P<app_id>U)/workflow-runs/(?P<run_id>U)"),
-    ("node-executions", r"/console/api/apps/(?P<app_id>U)/workflow-runs/(?P<run_id>U)/node-executions"),
-    ("workflow-run-export", r"/console/api/apps/(?P<app_id>U)/workflow-runs/(?P<run_id>U)/export"),
-    ("advanced-chat-runs", r"/console/api/apps/(?P<app_id>U)/advanced-chat/workflow-runs"),
-    ("advanced-chat-runs-count", r"/console/api/apps/(?P<app_id>U)/advanced-chat/workflow-runs/count"),
-    ("conversation-variables", r"/console/api/apps/(?P<app_id>U)/conversation-variables"),
-    ("annotations-export", r"/console/api/apps/(?P<app_id>U)/annotations/export"),
-    ("api-keys", r"/console/api/apps/(?P<resource_id>U)/api-keys"),
-    ("trace-config", r"/console/api/apps/(?P<app_id>U)/trace-config"),
-    ("pause-details", r"/console/api/workflow/(?P<workflow_run_id>[^/]+)/pause-details"),
-    ("app", r"/console/api/apps/(?P<app_id>U)"),
-]
-DIFY_RE = [(n, re.compile(p.replace("U", UUID) + r"\Z")) for n, p in DIFY_ROUTES]
-
-
-def dify_route(target):
-    """Route like gunicorn + Werkzeug: decode %XX once (gunicorn), strip
-    leading slashes (Werkzeug), match uuid converters in either case and
-    lower-case them."""
-    path = target.split("?", 1)[0]
-    path = urllib.parse.unquote_to_bytes(path).decode("latin-1")
-    path = "/" + path.lstrip("/")
-    for name, rx in DIFY_RE:
-        m = rx.match(path)
-        if m:
-            params = {k: (v.lower() if re.fullmatch(UUID, v) else v) for k, v in m.groupdict().items()}
-            return name, params, path
-    return None, {}, path
-
-
 async def handle(reader, writer):
     peer = writer.get_extra_info("peername")
     try:
@@ -151,17 +105,6 @@ async def handle(reader, writer):
             log(entry)
             path = target.split("?", 1)[0]
             q = dict(urllib.parse.parse_qsl(target.split("?", 1)[1] if "?" in target else ""))
-            if ARGS.dify and path.lstrip("/").startswith("console/api") or ARGS.dify and "%" in path:
-                name, params, routed = dify_route(target)
-                if name is None:
-                    body_out = json.dumps({"code": "not_found", "message": "not found", "status": 404}).encode()
-                    writer.write(response(404, body_out, [("Content-Type", "application/json")], "NOT FOUND"))
-                else:
-                    body_out = json.dumps({"route": name, "params": params, "path": routed,
-                                           "method": method}).encode()
-                    writer.write(response(200, body_out, [("Content-Type", "application/json")]))
-                await writer.drain()
-                continue
             if path == "/stall":
                 await asyncio.sleep(3600)
                 return
@@ -278,7 +221,6 @@ if __name__ == "__main__":
     ap.add_argument("--log")
     ap.add_argument("--ready-file")
     ap.add_argument("--keepalive-timeout", type=float, default=60.0)
-    ap.add_argument("--dify", action="store_true")
     ARGS = ap.parse_args()
     if ARGS.log:
         LOG = open(ARGS.log, "a", buffering=1)

@@ -470,6 +470,77 @@ class Templates(unittest.TestCase):
         self.assertEqual([n.lineno for n in tree.body], [1, 5, 7])
 
 
+class Table(unittest.TestCase):
+    ROUTES = """# versions: 1.0.0 1.1.0 1.2.0 2.0.0-rc1
+/console/api/apps/<uuid:app_id>/logs  [GET]  1.0.0..2.0.0-rc1
+/console/api/apps/<uuid:resource_id>/keys  [GET]  1.0.0..2.0.0-rc1
+/console/api/apps/<uuid:resource_id>/keys  [POST]  1.2.0..2.0.0-rc1
+/console/api/apps/<uuid:app_id>/runs/<uuid:run_id>/box/files  [GET]  1.1.0,2.0.0-rc1
+/console/api/apps/<uuid:app_id>/runs/<uuid:run_id>/box/<path:p>/inspect  [GET]  2.0.0-rc1
+/console/api/apps/<uuid:app_id>/edit  [POST]  1.0.0..2.0.0-rc1
+"""
+    PACK = """rules:
+  - name: logs
+    path: /console/api/apps/{app_id:uuid}/logs
+    methods: [GET]
+    allow: [owner, admin]
+  - name: keys
+    path: /console/api/apps/{app_id:uuid}/keys
+    methods: [GET, POST]
+    allow: [owner]
+  - name: box
+    path: /console/api/apps/{app_id:uuid}/runs/{run_id:uuid}/box/**
+    allow: [owner, creator]
+  - name: shadowed
+    path: /console/api/apps/{app_id:uuid}/runs/{run_id:uuid}/box/files
+    methods: [GET]
+    allow: [owner]
+  - name: gone
+    path: /console/api/apps/{app_id:uuid}/old-logs
+    methods: [GET]
+    allow: [owner]
+  - name: edit
+    path: /console/api/apps/{app_id:uuid}/edit
+    action: forward
+  - name: unknown-app-route
+    path: /console/api/apps/{app_id:uuid}/**
+    allow: [owner]
+"""
+
+    def test_one_row_per_protected_rule_with_the_releases_of_its_routes(self):
+        d = tempfile.mkdtemp()
+        try:
+            routes, pack = os.path.join(d, "routes.txt"), os.path.join(d, "pack.yaml")
+            with open(routes, "w") as f:
+                f.write(self.ROUTES)
+            with open(pack, "w") as f:
+                f.write(self.PACK)
+            r = run_tool("table", "--routes", routes, "--rules", pack)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            rows = {}
+            for line in r.stdout.splitlines():
+                cells = [c.strip() for c in line.split("|")[1:-1]]
+                if len(cells) == 5 and cells[3].startswith("`"):
+                    rows[cells[3].split("`")[1]] = cells
+            self.assertEqual(set(rows), {"logs", "keys", "box", "shadowed", "gone", "unknown-app-route"})
+            self.assertEqual(rows["logs"][1:3], ["GET", "1.0.0 – 2.0.0-rc1"])
+            # methods that came in different releases are dated one by one
+            self.assertEqual(rows["keys"][2], "GET: 1.0.0 – 2.0.0-rc1; POST: 1.2.0 – 2.0.0-rc1")
+            # every method, Dify's own named; a gap in the releases is a list
+            self.assertEqual(rows["box"][1:3], ["every (GET)", "1.1.0, 2.0.0-rc1"])
+            self.assertEqual(rows["box"][4], "owner, creator")
+            # first match wins, as in the proxy: the later rule gets nothing
+            self.assertEqual(rows["shadowed"][2], "not in Dify")
+            self.assertEqual(rows["gone"][2], "not in Dify")
+            self.assertIn("(fallback)", rows["unknown-app-route"][3])
+            self.assertIn("- `box`:", r.stdout)
+            self.assertIn("`/console/api/apps/<uuid:app_id>/runs/<uuid:run_id>/box/<path:p>/inspect` GET (2.0.0-rc1)",
+                          r.stdout)
+            self.assertIn("`/console/api/apps/<uuid:resource_id>/keys` GET,POST", r.stdout)
+        finally:
+            shutil.rmtree(d)
+
+
 class Pack(unittest.TestCase):
     def test_every_generated_rule_is_a_forward_with_exact_methods_between_the_markers(self):
         with open(PACK) as f:
@@ -532,6 +603,33 @@ class DifyHistory(unittest.TestCase):
             if re.fullmatch(r"\d+\.\d+\.\d+", before):
                 self.assertGreater(dr._vkey(v), dr._vkey(before), "%s at %s comes from %s" % (v, c, before))
         git.close()
+
+    def test_the_committed_route_file_is_what_dify_registers_at_each_release_it_names(self):
+        """tests/fixtures/dify-console-routes.txt (list --union) holds, for two
+        releases read afresh, exactly the routes and methods its selection picks."""
+        sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+        import dify_app
+        with open(dify_app.ROUTES_FILE) as f:
+            header = f.read().split("\n", 5)[3]
+        under = re.findall(r"--under (\S+)", header)
+        exact = set(re.findall(r"--path '([^']+)'", header))
+        self.assertTrue(under and exact, header)
+        order, _ = dify_app.read_routes()
+        git = dr.Git(DIFY_GIT)
+        rel = dr.release_commits(git, "HEAD")
+        git.close()
+        self.assertEqual(order, [v for v, _ in rel])
+        for label in ("0.13.0", "1.15.0"):
+            commit = dict(rel)[label]
+            r = run_tool("list", "--git", DIFY_GIT, "--rev", commit)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            fresh = set()
+            for line in r.stdout.splitlines():
+                path, methods = line.split()[:2]
+                if dr.route_selected(path, under, exact):
+                    fresh |= {(path, m) for m in methods.strip("[]").split(",")}
+            committed = {(p, m) for p, ms in dify_app.routes_of(label).items() for m in ms}
+            self.assertEqual(committed, fresh, label)
 
     def test_review_reports_a_route_the_pack_forgot(self):
         with open(PACK) as f:
