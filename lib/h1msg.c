@@ -27,6 +27,18 @@ void h1_msg_finish_close(struct h1_msg *m)
         m->done = 1;
 }
 
+int h1_keepalive(const struct h1_request *h, const struct h1_msg *req, const struct h1_msg *resp)
+{
+    if (h->conn_close || (h->minor != 1 && !h->conn_keepalive))
+        return 0;
+    if (!req->done)
+        return 0; /* the rest of its body was never read */
+    /* a de-chunked response (to HTTP/1.0) ends when the connection does */
+    if (resp != NULL && (resp->body == H1_BODY_CLOSE || (resp->body == H1_BODY_CHUNKED && !resp->rechunk)))
+        return 0;
+    return 1;
+}
+
 /* One chunk's data (n bytes of it) to dst, re-framed or bare. */
 static void h1_msg_chunk_out(struct h1_msg *m, struct evbuffer *src, struct evbuffer *dst, size_t n)
 {

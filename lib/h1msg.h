@@ -50,4 +50,13 @@ enum {
 int h1_msg_relay(struct h1_msg *m, struct evbuffer *src, struct evbuffer *dst, size_t high_water);
 void h1_msg_finish_close(struct h1_msg *m);
 
+/*
+ * May a client connection carry another request after this exchange (RFC
+ * 9112 9.3)? The request's head asks for it (HTTP/1.1 without "close", or
+ * HTTP/1.0 with "keep-alive"), its body was read to the end, and the
+ * response (NULL: one the proxy writes itself, with a length) is not
+ * delimited by closing the connection.
+ */
+int h1_keepalive(const struct h1_request *h, const struct h1_msg *req, const struct h1_msg *resp);
+
 #endif

@@ -33,14 +33,14 @@ struct pc_admin {
 struct admin_conn {
     struct pc_admin *a;
     int fd;
-    struct event rev, wev, tev, pev;
+    struct event rev, wev, tev;
     char buf[ADMIN_MAX_HEAD];
     size_t len;
     struct h1_scan scan;
     struct pc_buf out;
     size_t off;
     int head_only;
-    int probe_fd;
+    struct pc_ready ready;
 };
 
 static void admin_conn_free(struct admin_conn *ac)
@@ -48,10 +48,7 @@ static void admin_conn_free(struct admin_conn *ac)
     event_del(&ac->rev);
     event_del(&ac->wev);
     event_del(&ac->tev);
-    if (ac->probe_fd >= 0) {
-        event_del(&ac->pev);
-        close(ac->probe_fd);
-    }
+    pc_ready_cancel(&ac->ready);
     close(ac->fd);
     pc_buf_free(&ac->out);
     free(ac);
@@ -82,71 +79,23 @@ static void admin_respond(struct admin_conn *ac, int status, const char *ctype, 
     admin_write_cb(ac->fd, EV_WRITE, ac);
 }
 
-static void admin_ready_reply(struct admin_conn *ac, int ok, const char *dep, const char *why)
-{
-    struct pc_buf b = {0};
-    pc_health_body(&b, ok ? NULL : dep, why);
-    admin_respond(ac, ok ? 200 : 503, "application/json", b.p, b.len);
-    pc_buf_free(&b);
-}
-
-static void admin_probe_cb(evutil_socket_t fd, short what, void *arg)
+static void admin_ready_done(void *arg, const char *dep, const char *why)
 {
     struct admin_conn *ac = arg;
-    int err = 0;
-    socklen_t len = sizeof(err);
-    if (what & EV_TIMEOUT)
-        err = ETIMEDOUT;
-    else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-        err = errno;
-    close(ac->probe_fd);
-    ac->probe_fd = -1;
-    if (err != 0)
-        admin_ready_reply(ac, 0, "upstream", strerror(err));
-    else
-        admin_ready_reply(ac, 1, NULL, NULL);
+    struct pc_buf b = {0};
+    pc_health_body(&b, dep, why);
+    admin_respond(ac, dep ? 503 : 200, "application/json", b.p, b.len);
+    pc_buf_free(&b);
 }
 
 static void admin_ready(struct admin_conn *ac)
 {
     struct pc_admin *a = ac->a;
-    if (a->draining) {
-        admin_ready_reply(ac, 0, "draining", "shutting down");
-        return;
-    }
-    char why[64];
-    if (!pc_health_db_ready(a->workers, a->nworkers, why, sizeof(why))) {
-        admin_ready_reply(ac, 0, "database", why);
-        return;
-    }
-    struct sockaddr_storage usa;
-    socklen_t ulen;
-    if (pc_resolver_get(&a->cfg->upstream, &usa, &ulen) != 0) {
-        admin_ready_reply(ac, 0, "upstream", "upstream host does not resolve");
-        return;
-    }
-    ac->probe_fd = socket(usa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (ac->probe_fd < 0) {
-        admin_ready_reply(ac, 0, "upstream", strerror(errno));
-        return;
-    }
-    if (connect(ac->probe_fd, (const struct sockaddr *)&usa, ulen) == 0) {
-        close(ac->probe_fd);
-        ac->probe_fd = -1;
-        admin_ready_reply(ac, 1, NULL, NULL);
-        return;
-    }
-    if (errno != EINPROGRESS) {
-        int e = errno;
-        close(ac->probe_fd);
-        ac->probe_fd = -1;
-        admin_ready_reply(ac, 0, "upstream", strerror(e));
-        return;
-    }
-    int64_t t = PC_MIN(a->cfg->timeouts.connect, 2000);
-    struct timeval tv = {(time_t)(t / 1000), (suseconds_t)((t % 1000) * 1000)};
-    event_assign(&ac->pev, a->base, ac->probe_fd, EV_WRITE, admin_probe_cb, ac);
-    event_add(&ac->pev, &tv);
+    struct sockaddr_storage sa;
+    socklen_t salen = 0;
+    int resolves = pc_resolver_get(&a->cfg->upstream, &sa, &salen) == 0;
+    pc_ready_check(&ac->ready, a->base, a->draining, a->workers, a->nworkers, resolves ? &sa : NULL, salen,
+                   a->cfg->timeouts.connect, admin_ready_done, ac);
 }
 
 static void admin_handle(struct admin_conn *ac, const char *head, size_t len)
@@ -244,7 +193,7 @@ static void admin_accept_cb(evutil_socket_t fd, short what, void *arg)
     struct admin_conn *ac = pc_calloc(1, sizeof(*ac));
     ac->a = a;
     ac->fd = cfd;
-    ac->probe_fd = -1;
+    pc_ready_init(&ac->ready);
     event_assign(&ac->rev, a->base, cfd, EV_READ | EV_PERSIST, admin_read_cb, ac);
     event_assign(&ac->wev, a->base, cfd, EV_WRITE, admin_write_cb, ac);
     evtimer_assign(&ac->tev, a->base, admin_read_cb, ac);

@@ -1,22 +1,17 @@
 /*
- * portcullis: liveness and readiness.
- *
- * health_path: 200 while the process runs.
- * ready_path: 200 only when every worker has a database connection up (if
- * policies are configured) and the upstream accepts a TCP connection right
- * now; otherwise 503 naming the failing dependency. Every worker, not just
- * the one answering: the kernel spreads the next connection over all of
- * them, so "ready" must hold whichever one takes it.
+ * portcullis: liveness and readiness (see health.h).
  */
 #include "health.h"
 #include "worker.h"
 #include "upstream.h"
-#include "reply.h"
-#include "../lib/log.h"
 #include "metrics.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+
+#define PC_READY_CONNECT_MAX_MS 2000
 
 void pc_health_body(struct pc_buf *b, const char *dep, const char *why)
 {
@@ -31,20 +26,97 @@ void pc_health_body(struct pc_buf *b, const char *dep, const char *why)
     pc_buf_adds(b, "\"}\n");
 }
 
-int pc_health_db_ready(struct pc_worker *const *ws, int n, char *why, size_t whylen)
+void pc_ready_init(struct pc_ready *rd)
 {
+    rd->fd = -1;
+}
+
+void pc_ready_cancel(struct pc_ready *rd)
+{
+    if (rd->fd < 0)
+        return;
+    event_del(&rd->ev);
+    close(rd->fd);
+    rd->fd = -1;
+}
+
+static const char *ready_connect_error(int err)
+{
+    switch (err) {
+    case ECONNREFUSED:
+        return "upstream refused the connection";
+    case ETIMEDOUT:
+        return "upstream connect timeout";
+    default:
+        return "cannot connect to upstream";
+    }
+}
+
+static void ready_probe_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct pc_ready *rd = arg;
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (what & EV_TIMEOUT)
+        err = ETIMEDOUT;
+    else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        err = errno;
+    pc_ready_cancel(rd);
+    if (err != 0)
+        rd->cb(rd->arg, "upstream", ready_connect_error(err));
+    else
+        rd->cb(rd->arg, NULL, NULL);
+}
+
+void pc_ready_check(struct pc_ready *rd, struct event_base *base, int draining, struct pc_worker *const *ws, int n,
+                    const struct sockaddr_storage *sa, socklen_t salen, int64_t timeout_ms, pc_ready_cb cb, void *arg)
+{
+    char why[64];
+    rd->fd = -1;
+    if (draining) {
+        cb(arg, "draining", "shutting down");
+        return;
+    }
     for (int i = 0; i < n; i++) {
         const struct dec_counters *dc = &ws[i]->metrics->dec;
         if (dec_counters_configured(dc) && !dec_counters_ready(dc)) {
-            snprintf(why, whylen, "worker %d has no database connection up", i);
-            return 0;
+            snprintf(why, sizeof(why), "worker %d has no database connection up", i);
+            cb(arg, "database", why);
+            return;
         }
     }
-    return 1;
+    if (sa == NULL) {
+        cb(arg, "upstream", "upstream host does not resolve");
+        return;
+    }
+    int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        cb(arg, "upstream", "cannot create upstream socket");
+        return;
+    }
+    if (connect(fd, (const struct sockaddr *)sa, salen) == 0) {
+        close(fd);
+        cb(arg, NULL, NULL);
+        return;
+    }
+    if (errno != EINPROGRESS) {
+        int e = errno;
+        close(fd);
+        cb(arg, "upstream", ready_connect_error(e));
+        return;
+    }
+    int64_t t = PC_MIN(timeout_ms, PC_READY_CONNECT_MAX_MS);
+    struct timeval tv = {(time_t)(t / 1000), (suseconds_t)((t % 1000) * 1000)};
+    rd->fd = fd;
+    rd->cb = cb;
+    rd->arg = arg;
+    event_assign(&rd->ev, base, fd, EV_WRITE, ready_probe_cb, rd);
+    event_add(&rd->ev, &tv);
 }
 
-static void health_reply(struct pc_req *r, const char *dep, const char *why)
+static void health_ready_done(void *arg, const char *dep, const char *why)
 {
+    struct pc_req *r = arg;
     struct pc_buf b = {0};
     pc_health_body(&b, dep, why);
     r->reason = dep;
@@ -65,29 +137,10 @@ void pc_health_handle(struct pc_req *r)
         pc_req_local_reply(r, 200, body, sizeof(body) - 1, NULL);
         return;
     }
-    struct pc_worker *w = r->c->w;
-    char dbwhy[64];
-    if (!pc_health_db_ready(w->peers, w->npeers, dbwhy, sizeof(dbwhy))) {
-        health_reply(r, "database", dbwhy);
-        return;
-    }
-    int status = 0;
-    const char *why = NULL;
-    r->ready_probe = 1;
-    int rc = up_probe(w, r, &status, &why);
-    if (rc == UP_FAIL)
-        pc_health_probe_done(r, 0, why);
-    else if (rc == UP_READY)
-        pc_health_probe_done(r, 1, NULL);
-}
-
-void pc_health_probe_done(struct pc_req *r, int ok, const char *why)
-{
-    if (r->up != NULL)
-        up_release(r->up, 0);
-    r->ready_probe = 0;
-    if (!ok)
-        health_reply(r, "upstream", why ? why : "upstream unreachable");
-    else
-        health_reply(r, NULL, NULL);
+    struct pc_worker *w = r->w;
+    struct sockaddr_storage sa;
+    socklen_t salen = 0;
+    int resolves = up_address(w, r->cfg, &sa, &salen) == 0;
+    pc_ready_check(&r->ready, w->base, w->draining, w->peers, w->npeers, resolves ? &sa : NULL, salen,
+                   r->cfg->timeouts.connect, health_ready_done, r);
 }

@@ -24,6 +24,9 @@
 #include "../rules/canon.h"
 #include "config.h"
 #include "resolve.h"
+#include "sock.h"
+#include "h1client.h"
+#include "health.h"
 #include "../rules/match.h"
 #include "../policies/decide.h"
 
@@ -51,6 +54,7 @@ extern const char *const pc_decision_names[PC_D__COUNT];
 
 struct pc_req {
     struct pc_conn *c;
+    struct pc_worker *w;
     struct pc_config *cfg;          /* the generation this request runs on */
     char *head;                     /* copy of the request head */
     size_t head_len, head_cap;
@@ -81,17 +85,11 @@ struct pc_req {
     struct h1_msg req;              /* client -> upstream */
     struct h1_msg resp;             /* upstream -> client */
 
-    /* upstream exchange */
-    struct up_conn *up;
-    unsigned up_head_sent : 1;
-    unsigned resp_head_done : 1;
-    unsigned tunnel : 1;
-    unsigned upgrade : 1;           /* an Upgrade request we forward */
-    unsigned keepalive : 1;         /* keep the client connection after this */
-    unsigned ready_probe : 1;
-    unsigned up_keepalive : 1;      /* the upstream connection may be reused */
+    /* the upstream exchange (h1client.h), or the readiness check */
+    struct h1c x;
+    struct pc_ready ready;
+    unsigned keepalive : 1;         /* keep the client connection after this (conn_keepalive) */
     unsigned logged : 1;
-    struct h1_scan rscan;
     int status;
 
     /* judging (judge.c) */
@@ -114,34 +112,14 @@ enum pc_conn_state {
     PC_CS_LINGER,     /* shut down for writing, discarding input */
 };
 
-/* A socket's read and write events and its lazy deadline timer (io.c). A
- * later deadline never re-arms the timer: it fires early, and its callback
- * works out the current deadline and re-arms. */
-struct pc_sock_ev {
-    struct event rev, wev, tev;
-    int64_t deadline;
-    unsigned reading : 1;
-    unsigned writing : 1;
-    unsigned timer_on : 1;
-};
-
-void pc_sock_read(struct pc_sock_ev *e, int on);
-void pc_sock_write(struct pc_sock_ev *e, int on);
-void pc_sock_arm(struct pc_sock_ev *e, int64_t deadline);
-
 struct pc_conn {
     struct pc_worker *w;
-    int fd;
-    enum pc_conn_state state;
-    struct pc_sock_ev ev;
-    struct evbuffer *in, *out;
+    struct pc_sock sock;
+    enum pc_conn_state state;       /* changed by conn_set_state() only */
     struct h1_scan scan;
     struct pc_req *req;
     int64_t deadline_head;          /* the head must be complete by then */
     int64_t deadline_linger;
-    int64_t last_in;                /* last byte from the client (ms) */
-    int64_t last_out;               /* last byte to the client (ms) */
-    unsigned eof : 1;
     unsigned close_after : 1;       /* close once the output is flushed */
     unsigned next_pending : 1;      /* a pipelined request waits: the timer starts it */
     char peer[48];
@@ -211,11 +189,6 @@ void pc_conn_drain(struct pc_conn *c);
 void pc_conn_over_limit(struct pc_conn *c);
 /* Reply from the proxy itself (health/readiness). */
 void pc_req_local_reply(struct pc_req *r, int status, const char *body, size_t len, const char *extra);
-void pc_req_upstream_event(struct pc_req *r, int what);
-void pc_req_upstream_connected(struct pc_req *r);
-void pc_req_upstream_failed(struct pc_req *r, int status, const char *why);
-void pc_req_upstream_readable(struct pc_req *r);
-void pc_req_upstream_drained(struct pc_req *r);
 
 /* server.c */
 void pc_worker_conn_gone(struct pc_worker *w);
@@ -224,9 +197,5 @@ extern int64_t pc_active_connections; /* atomic, all workers */
 #define PC_HIGH_WATER (256 * 1024)
 #define PC_LOW_WATER (64 * 1024)
 #define PC_READ_CHUNK (64 * 1024)
-
-/* Read once from fd into buf (at most max bytes). >0, 0 on EOF, -1 with
- * errno (EAGAIN included). */
-ssize_t pc_read_into(int fd, struct evbuffer *buf, size_t max);
 
 #endif

@@ -1,5 +1,6 @@
 """Issue #2: the streaming HTTP/1.1 proxy core, against real processes."""
 import hashlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import json
 import os
 import shutil
@@ -432,6 +433,48 @@ class TestRelay(ProxyCase):
         r = http(self.proxy.port, "GET", "/echo", headers=[("Cookie", "a=1"), ("Cookie", "b=2; c=3")])
         cookies = [v for k, v in r.json()["headers"] if k.lower() == "cookie"]
         self.assertEqual(cookies, ["a=1; b=2; c=3"])
+
+
+class _SegmentedHandler(BaseHTTPRequestHandler):
+    """Python's http.server as it is: the head flushed on its own, then the
+    body in a second small write, on a socket without TCP_NODELAY."""
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        body = b"segmented\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.flush()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class TestSegmentedUpstream(unittest.TestCase):
+    def test_an_upstream_writing_head_and_body_apart_costs_no_delayed_ack_on_a_pooled_connection(self):
+        # Nagle holds the body back until the head is acknowledged; on a
+        # reused connection the proxy's ACK would be delayed (40 ms) unless
+        # the socket re-arms quick ACKs after every read
+        srv = ThreadingHTTPServer(("127.0.0.1", 0), _SegmentedHandler)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        proxy = Proxy(CORE.replace("workers: 2", "workers: 1"), upstream=srv.server_address[1])
+        try:
+            c = Conn(proxy.port)
+            times = []
+            for _ in range(25):
+                t = time.monotonic()
+                r = c.request("GET", "/segmented")
+                times.append(time.monotonic() - t)
+                self.assertEqual((r.status, r.body), (200, b"segmented\n"))
+            c.close()
+            times.sort()
+            self.assertLess(times[len(times) // 2], 0.020, ["%.1f ms" % (x * 1000) for x in times])
+        finally:
+            proxy.close()
+            srv.shutdown()
+            srv.server_close()
 
 
 class TestStalePool(ProxyCase):
