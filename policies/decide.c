@@ -25,6 +25,14 @@
 #define DEC_PASS ((void *)(intptr_t)1)
 #define DEC_FAIL ((void *)(intptr_t)2)
 
+/*
+ * One policy lookup in flight. The one object a request creates that does
+ * not live in the request's pool, on purpose: later requests with the same
+ * key join it (coalescing), and a request that ends (client gone, reload)
+ * only leaves its waiter list, so the lookup outlives the request that
+ * started it. It owns copies of its key and bound values, and dies when
+ * its query answers, fails or times out.
+ */
 struct dec_lookup {
     struct dec_ctx *ctx;
     struct db_query q;

@@ -443,9 +443,9 @@ void id_parse_cookies(const char *v, size_t len, id_cookie_fn fn, void *arg)
 
 /* Werkzeug's _cookie_unquote: strip quotes, then \ooo octal ([0-3][0-7]{2},
  * one byte) and \X. */
-static char *id_cookie_unquote(const char *v, size_t len, size_t *outlen)
+static char *id_cookie_unquote(const char *v, size_t len, size_t *outlen, struct pc_pool *pool)
 {
-    char *o = pc_malloc(len + 1);
+    char *o = pc_pool_alloc(pool, len + 1);
     size_t n = 0;
     for (size_t i = 1; i + 1 < len; i++) {
         if (v[i] == '\\' && i + 2 < len) {
@@ -469,21 +469,20 @@ static char *id_cookie_unquote(const char *v, size_t len, size_t *outlen)
 struct id_collect_ctx {
     const struct id_config *cfg;
     struct id_cred *out;
+    struct pc_pool *pool;
     int n;
     int overflow;
 };
 
-static void id_push(struct id_collect_ctx *cc, int source, const char *tok, size_t len, char *owned)
+static void id_push(struct id_collect_ctx *cc, int source, const char *tok, size_t len)
 {
     if (cc->n >= ID_MAX_CREDS) {
         cc->overflow = 1;
-        free(owned);
         return;
     }
     cc->out[cc->n].source = source;
     cc->out[cc->n].token = tok;
     cc->out[cc->n].len = len;
-    cc->out[cc->n].owned = owned;
     cc->n++;
 }
 
@@ -496,10 +495,10 @@ static void id_cookie_cb(void *arg, const char *name, size_t nl, const char *val
             continue;
         if (quoted) {
             size_t ul;
-            char *u = id_cookie_unquote(val, vl, &ul);
-            id_push(cc, (int)s, u, ul, u);
+            char *u = id_cookie_unquote(val, vl, &ul, cc->pool);
+            id_push(cc, (int)s, u, ul);
         } else {
-            id_push(cc, (int)s, val, vl, NULL);
+            id_push(cc, (int)s, val, vl);
         }
     }
 }
@@ -515,19 +514,18 @@ static void id_collect_query(struct id_collect_ctx *cc, const char *q, size_t le
             const struct id_source *src = &cc->cfg->sources[s];
             if (src->kind != ID_SRC_QUERY || !url_query_key_is(&qp, src->name, src->name_len))
                 continue;
-            char *val = pc_malloc(qp.val_len + 1);
+            char *val = pc_pool_alloc(cc->pool, qp.val_len + 1);
             long dvl = url_pct_decode(qp.val, qp.val_len, val, 1, 0);
             val[dvl] = '\0';
-            id_push(cc, (int)s, val, (size_t)dvl, val);
+            id_push(cc, (int)s, val, (size_t)dvl);
         }
     }
 }
 
-const char *id_joined_cookies(const struct h1_header *h, size_t nh, size_t *len, char **owned)
+const char *id_joined_cookies(const struct h1_header *h, size_t nh, size_t *len, struct pc_pool *pool)
 {
     const struct h1_header *first = NULL;
     size_t n = 0, total = 0;
-    *owned = NULL;
     *len = 0;
     for (size_t i = 0; i < nh; i++) {
         if (!pc_caseeq_lit(h[i].name, h[i].name_len, "cookie"))
@@ -542,7 +540,7 @@ const char *id_joined_cookies(const struct h1_header *h, size_t nh, size_t *len,
         *len = first->value_len;
         return first->value;
     }
-    char *buf = pc_malloc(total);
+    char *buf = pc_pool_alloc(pool, total);
     size_t o = 0;
     for (size_t i = 0; i < nh; i++) {
         if (!pc_caseeq_lit(h[i].name, h[i].name_len, "cookie"))
@@ -555,15 +553,14 @@ const char *id_joined_cookies(const struct h1_header *h, size_t nh, size_t *len,
         o += h[i].value_len;
     }
     buf[o] = '\0'; /* room: two bytes per header were counted, one separator fewer used */
-    *owned = buf;
     *len = o;
     return buf;
 }
 
-int id_collect(const struct id_config *cfg, const struct h1_header *h, size_t nh,
-               const char *query, size_t query_len, struct id_cred *out, char **scratch)
+int id_collect(const struct id_config *cfg, const struct h1_header *h, size_t nh, const char *cookie,
+               size_t cookie_len, const char *query, size_t query_len, struct id_cred *out, struct pc_pool *pool)
 {
-    struct id_collect_ctx cc = {cfg, out, 0, 0};
+    struct id_collect_ctx cc = {cfg, out, pool, 0, 0};
     int want_cookies = 0, want_query = 0;
     for (size_t s = 0; s < cfg->nsources; s++) {
         if (cfg->sources[s].kind == ID_SRC_COOKIE)
@@ -572,14 +569,8 @@ int id_collect(const struct id_config *cfg, const struct h1_header *h, size_t nh
             want_query = 1;
     }
 
-    *scratch = NULL;
-    if (want_cookies) {
-        /* parsed as the upstream will receive them: joined into one */
-        size_t cl;
-        const char *cv = id_joined_cookies(h, nh, &cl, scratch);
-        if (cv != NULL)
-            id_parse_cookies(cv, cl, id_cookie_cb, &cc);
-    }
+    if (want_cookies && cookie != NULL)
+        id_parse_cookies(cookie, cookie_len, id_cookie_cb, &cc);
     for (size_t i = 0; i < nh; i++) {
         if (pc_caseeq_lit(h[i].name, h[i].name_len, "cookie"))
             continue;
@@ -592,7 +583,7 @@ int id_collect(const struct id_config *cfg, const struct h1_header *h, size_t nh
             size_t vl = h[i].value_len;
             if (!pc_caseeq_lit(src->name, src->name_len, "authorization")) {
                 /* any other header carries the token itself */
-                id_push(&cc, (int)s, v, vl, NULL);
+                id_push(&cc, (int)s, v, vl);
                 continue;
             }
             /* Authorization: "Bearer <token>", scheme case-insensitive, as
@@ -605,26 +596,14 @@ int id_collect(const struct id_config *cfg, const struct h1_header *h, size_t nh
             while (t < vl && (v[t] == ' ' || v[t] == '\t'))
                 t++;
             if (sp < vl && pc_caseeq_lit(v, sp, "bearer"))
-                id_push(&cc, (int)s, v + t, vl - t, NULL);
+                id_push(&cc, (int)s, v + t, vl - t);
             else
-                id_push(&cc, (int)s, v, vl, NULL);
+                id_push(&cc, (int)s, v, vl);
         }
     }
     if (want_query && query != NULL)
         id_collect_query(&cc, query, query_len);
-    if (cc.overflow) {
-        id_creds_clear(out, cc.n);
-        return -1;
-    }
-    return cc.n;
-}
-
-void id_creds_clear(struct id_cred *c, int n)
-{
-    for (int i = 0; i < n; i++) {
-        free(c[i].owned);
-        c[i].owned = NULL;
-    }
+    return cc.overflow ? -1 : cc.n;
 }
 
 void id_config_print(struct pc_buf *b, const char *indent, const struct id_config *c)

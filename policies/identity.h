@@ -15,6 +15,7 @@
 
 #include "jwt.h"
 #include "../lib/h1.h"
+#include "../lib/pool.h"
 
 struct cfg_ctx;
 struct yt_node;
@@ -65,30 +66,29 @@ void id_config_print(struct pc_buf *b, const char *indent, const struct id_confi
 
 struct id_cred {
     int source;                  /* index into id_config.sources */
-    const char *token;           /* into the header, or into owned */
+    const char *token;           /* into the request's head, or its pool */
     size_t len;
-    char *owned;                 /* unescaped quoted cookie value */
 };
 
 /*
  * The request's Cookie headers as the upstream receives them: one value,
  * joined with "; " in order. Returns a pointer to the value and its length:
- * the header itself when there is one, *owned (malloc'd, NUL-terminated,
- * free it) when there are several, NULL when there is none. The proxy parses cookies in
- * exactly this form: a quote left open in one header can close in the
- * next once they are joined, moving every boundary after it.
+ * the header itself when there is one, a copy in pool (NUL-terminated)
+ * when there are several, NULL when there is none. Computed once per
+ * request: the proxy parses credentials from exactly the value it
+ * forwards. A quote left open in one header can close in the next once
+ * they are joined, moving every boundary after it.
  */
-const char *id_joined_cookies(const struct h1_header *h, size_t nh, size_t *len, char **owned);
+const char *id_joined_cookies(const struct h1_header *h, size_t nh, size_t *len, struct pc_pool *pool);
 
 /*
- * Collect every credential in the request's headers and query (query may be
- * NULL) from the configured sources. Returns the count, or -1 when there are
- * more than ID_MAX_CREDS. Credentials may point into *scratch, which the
- * caller frees after using them.
+ * Collect every credential from the configured sources: the joined Cookie
+ * value (cookie may be NULL), the other headers, and the query (query may
+ * be NULL). Returns the count, or -1 when there are more than
+ * ID_MAX_CREDS. Credentials point into the request or into pool.
  */
-int id_collect(const struct id_config *cfg, const struct h1_header *h, size_t nh,
-               const char *query, size_t query_len, struct id_cred *out, char **scratch);
-void id_creds_clear(struct id_cred *c, int n);
+int id_collect(const struct id_config *cfg, const struct h1_header *h, size_t nh, const char *cookie,
+               size_t cookie_len, const char *query, size_t query_len, struct id_cred *out, struct pc_pool *pool);
 
 /* Cookie parsing as Werkzeug does it; exposed for tests.
  * Calls fn(name, value) for each pair; value may need unquoting. */

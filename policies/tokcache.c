@@ -6,13 +6,20 @@
 #include "jwt.h"
 #include "identity.h"
 #include "../lib/base.h"
+#include "../lib/pool.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+struct tok_entry {
+    char *subject;
+    size_t subject_len;
+    char *payload;
+    size_t payload_len;
+};
+
 struct tokcache {
     struct lru *lru;
-    struct tok_entry last;      /* an uncached result, kept until the next call */
     struct pc_buf key;
 };
 
@@ -41,15 +48,22 @@ void tokcache_free(struct tokcache *tc)
     if (tc == NULL)
         return;
     lru_free(tc->lru);
-    free(tc->last.subject);
-    free(tc->last.payload);
     pc_buf_free(&tc->key);
     free(tc);
 }
 
-const struct tok_entry *tokcache_verify(struct tokcache *tc, const struct id_config *idc, uint64_t generation,
-                                        int64_t token_ttl,
-                                        const char *tok, size_t len, double now, const char **why)
+static void tok_result_copy(const struct tok_entry *e, struct pc_pool *pool, int want_payload,
+                            struct tok_result *out)
+{
+    out->subject = pc_pool_strndup(pool, e->subject, e->subject_len);
+    out->subject_len = e->subject_len;
+    out->payload = want_payload ? pc_pool_strndup(pool, e->payload, e->payload_len) : NULL;
+    out->payload_len = want_payload ? e->payload_len : 0;
+}
+
+int tokcache_verify(struct tokcache *tc, const struct id_config *idc, uint64_t generation, int64_t token_ttl,
+                    const char *tok, size_t len, double now, struct pc_pool *pool, int want_payload,
+                    struct tok_result *out, const char **why)
 {
     int64_t mono = pc_now_ms();
     int use_cache = token_ttl > 0;
@@ -61,30 +75,29 @@ const struct tok_entry *tokcache_verify(struct tokcache *tc, const struct id_con
         pc_buf_add(&tc->key, tok, len);
         h = pc_hash(tc->key.p, tc->key.len);
         struct tok_entry *e = lru_get_h(tc->lru, tc->key.p, tc->key.len, h, mono);
-        if (e != NULL)
-            return e;
+        if (e != NULL) {
+            tok_result_copy(e, pool, want_payload, out);
+            return 0;
+        }
     }
     struct tok_claims cl;
     if (tok_verify(idc, tok, len, now, &cl, why) != 0)
-        return NULL;
+        return -1;
     int64_t ttl = token_ttl;
     if (cl.exp > 0) {
         double left_ms = (cl.exp - now) * 1000.0;
         if (left_ms < (double)ttl)
             ttl = left_ms > 0 ? (int64_t)left_ms : 0;
     }
-    /* cached, or else kept in tc->last until the next verification */
-    int keep = use_cache && ttl > 0;
-    struct tok_entry *e = keep ? pc_malloc(sizeof(*e)) : &tc->last;
-    if (!keep) {
-        free(tc->last.subject);
-        free(tc->last.payload);
-    }
+    struct tok_entry *e = pc_malloc(sizeof(*e));
     e->subject = cl.subject;
     e->subject_len = cl.subject_len;
     e->payload = cl.payload;
     e->payload_len = cl.payload_len;
-    if (keep)
+    tok_result_copy(e, pool, want_payload, out);
+    if (use_cache && ttl > 0)
         lru_put_h(tc->lru, tc->key.p, tc->key.len, h, e, mono + ttl);
-    return e;
+    else
+        tok_entry_free(e);
+    return 0;
 }

@@ -13,10 +13,13 @@
 struct id_config;
 struct tokcache;
 
-struct tok_entry {
-    char *subject;
+struct pc_pool;
+
+/* A verified token: its subject and (asked for) its claims JSON. */
+struct tok_result {
+    const char *subject;
     size_t subject_len;
-    char *payload;
+    const char *payload;        /* NULL unless asked for */
     size_t payload_len;
 };
 
@@ -25,10 +28,12 @@ void tokcache_free(struct tokcache *tc);
 void tokcache_clear(struct tokcache *tc);
 
 /* Verify (or find) a token under identity idc of a config generation at
- * wall time now; verified tokens are kept for at most token_ttl ms. NULL with
- * *why when it does not verify. The entry stays valid until the next call. */
-const struct tok_entry *tokcache_verify(struct tokcache *tc, const struct id_config *idc, uint64_t generation,
-                                        int64_t token_ttl,
-                                        const char *tok, size_t len, double now, const char **why);
+ * wall time now; verified tokens are kept for at most token_ttl ms. 0 and
+ * *out when it verifies: the subject, and the claims JSON when
+ * want_payload, copied into pool (the caller's request owns them, whatever
+ * the cache evicts later). -1 with *why when it does not. */
+int tokcache_verify(struct tokcache *tc, const struct id_config *idc, uint64_t generation, int64_t token_ttl,
+                    const char *tok, size_t len, double now, struct pc_pool *pool, int want_payload,
+                    struct tok_result *out, const char **why);
 
 #endif

@@ -182,28 +182,19 @@ static void req_free(struct pc_req *r)
     h1c_release(r);
     pc_ready_cancel(&r->ready);
     cfg_unref(r->cfg);
-    if (r->subject != r->subject_buf)
-        free(r->subject);
-    free(r->payload);
-    /* keep the buffers for the next request */
-    char *head = r->head, *pathbuf = r->pathbuf, *matchbuf = r->matchbuf;
-    size_t head_cap = r->head_cap, path_cap = r->pathbuf_cap;
-    if (w->req_free_n < PC_REQ_FREE_MAX && head_cap <= 16384) {
-        memset(r, 0, offsetof(struct pc_req, h));
-        memset(&r->canon, 0, sizeof(*r) - offsetof(struct pc_req, canon));
-        r->head = head;
-        r->head_cap = head_cap;
-        r->pathbuf = pathbuf;
-        r->pathbuf_cap = path_cap;
-        r->matchbuf = matchbuf;
-        SLIST_INSERT_HEAD(&w->req_free, r, free_link);
-        w->req_free_n++;
-    } else {
-        free(head);
-        free(pathbuf);
-        free(matchbuf);
+    if (w->req_free_n >= PC_REQ_FREE_MAX) {
+        pc_pool_free(&r->pool);
         free(r);
+        return;
     }
+    /* the object and its pool's first block serve the next request */
+    struct pc_pool pool = r->pool;
+    pc_pool_reset(&pool);
+    memset(r, 0, offsetof(struct pc_req, h));
+    memset(&r->canon, 0, sizeof(*r) - offsetof(struct pc_req, canon));
+    r->pool = pool;
+    SLIST_INSERT_HEAD(&w->req_free, r, free_link);
+    w->req_free_n++;
 }
 
 static void conn_free(struct pc_conn *c)
@@ -403,15 +394,8 @@ static void conn_try_head(struct pc_conn *c)
     /* A whole head: this is a request. */
     struct pc_req *r = req_alloc(c);
     conn_set_state(c, PC_CS_ACTIVE);
-    size_t hl = end - start;
-    if (r->head_cap < hl + 1) {
-        free(r->head);
-        r->head_cap = hl + 1 < 2048 ? 2048 : hl + 1;
-        r->head = pc_malloc(r->head_cap);
-    }
-    memcpy(r->head, buf + start, hl);
-    r->head[hl] = '\0';
-    r->head_len = hl;
+    r->head = pc_pool_strndup(&r->pool, buf + start, end - start);
+    r->head_len = end - start;
     evbuffer_drain(c->sock.in, end);
     memset(&c->scan, 0, sizeof(c->scan));
     r->bytes_in = end;

@@ -6,10 +6,8 @@
 #include "upstream.h"
 #include "metrics.h"
 #include "reply.h"
-#include "../policies/identity.h"
 
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 
 #define H1C_RESPONSE_HEAD_MAX (64 * 1024)
@@ -72,12 +70,8 @@ static void h1c_proxy_headers(const struct pc_req *r, const char *peer, int upgr
     /* Cookie headers become one, joined with "; " (RFC 9113 8.2.3): the
      * very value the proxy parsed its credentials from, so the backend
      * splits the cookies exactly where the proxy did. */
-    char *joined = NULL;
-    size_t cookie_len;
-    const char *cookie = id_joined_cookies(h->headers, h->nheaders, &cookie_len, &joined);
-    if (cookie != NULL)
-        h1c_add_header(b, "Cookie", 6, cookie, cookie_len);
-    free(joined);
+    if (r->cookie != NULL)
+        h1c_add_header(b, "Cookie", 6, r->cookie, r->cookie_len);
     int xff = 0;
     for (size_t i = 0; i < h->nheaders; i++) {
         const struct h1_header *x = &h->headers[i];

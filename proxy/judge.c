@@ -79,18 +79,15 @@ static void judge_identity(struct pc_req *r, struct dec_ctx *dec, struct tokcach
     pc_judge_fn fn = r->judge_fn;
     const struct id_config *idc = r->cfg->identity;
     struct id_cred creds[ID_MAX_CREDS];
-    char *scratch = NULL;
-    int n = id_collect(idc, r->h.headers, r->h.nheaders, r->canon.has_query ? r->canon.query : NULL,
-                       r->canon.query_len, creds, &scratch);
+    int n = id_collect(idc, r->h.headers, r->h.nheaders, r->cookie, r->cookie_len,
+                       r->canon.has_query ? r->canon.query : NULL, r->canon.query_len, creds, &r->pool);
     if (n < 0) {
-        free(scratch);
         r->decision = PC_D_UNAUTH;
         r->reason = "too many credentials";
         fn(r, 401, "unauthorized", "too many credentials");
         return;
     }
     if (n == 0) {
-        free(scratch);
         r->decision = PC_D_UNAUTH;
         r->reason = "no credential";
         fn(r, 401, "unauthorized", "no credential");
@@ -101,9 +98,12 @@ static void judge_identity(struct pc_req *r, struct dec_ctx *dec, struct tokcach
     for (int i = 0; i < n; i++) {
         const char *why = NULL;
         const struct id_source *src = &idc->sources[creds[i].source];
-        const struct tok_entry *e = tokcache_verify(tokens, idc, r->cfg->generation, r->cfg->pol->cache.token_ttl,
-                                                    creds[i].token, creds[i].len, now, &why);
-        if (e == NULL) {
+        struct tok_result t;
+        /* copies in the request's pool: the token cache may evict its
+         * entry while we wait for the database; the claims only when a
+         * policy reads them */
+        if (tokcache_verify(tokens, idc, r->cfg->generation, r->cfg->pol->cache.token_ttl, creds[i].token,
+                            creds[i].len, now, &r->pool, r->rule->plan.needs_claims, &t, &why) != 0) {
             judge_trace_cred(r, src, 0, why, NULL, 0);
             if (!bad) {
                 snprintf(r->reason_buf, sizeof(r->reason_buf), "invalid credential (%s:%s): %s",
@@ -115,30 +115,18 @@ static void judge_identity(struct pc_req *r, struct dec_ctx *dec, struct tokcach
                 break;
             continue;
         }
-        judge_trace_cred(r, src, 1, NULL, e->subject, e->subject_len);
+        judge_trace_cred(r, src, 1, NULL, t.subject, t.subject_len);
         if (r->subject == NULL) {
-            /* copies: the token cache may evict e while we wait for the
-             * database; the payload only when a policy reads claims */
-            if (e->subject_len < sizeof(r->subject_buf)) {
-                memcpy(r->subject_buf, e->subject, e->subject_len);
-                r->subject_buf[e->subject_len] = '\0';
-                r->subject = r->subject_buf;
-            } else {
-                r->subject = pc_strndup(e->subject, e->subject_len);
-            }
-            r->subject_len = e->subject_len;
-            if (r->rule->plan.needs_claims) {
-                r->payload = pc_strndup(e->payload, e->payload_len);
-                r->payload_len = e->payload_len;
-            }
-        } else if (!pc_memeq(r->subject, r->subject_len, e->subject, e->subject_len)) {
+            r->subject = t.subject;
+            r->subject_len = t.subject_len;
+            r->payload = t.payload;
+            r->payload_len = t.payload_len;
+        } else if (!pc_memeq(r->subject, r->subject_len, t.subject, t.subject_len)) {
             disagree = 1;
             if (r->trace == NULL)
                 break;
         }
     }
-    id_creds_clear(creds, n);
-    free(scratch);
     if (bad) {
         r->decision = PC_D_UNAUTH;
         fn(r, 401, "unauthorized", "invalid credential");
@@ -171,13 +159,11 @@ void pc_judge(struct pc_req *r, struct dec_ctx *dec, struct tokcache *tokens, pc
     const char *why = NULL;
     r->judge_fn = fn;
 
-    if (r->pathbuf_cap < r->h.target_len + 2) {
-        free(r->pathbuf);
-        free(r->matchbuf);
-        r->pathbuf_cap = r->h.target_len + 2 < 1024 ? 1024 : r->h.target_len + 2;
-        r->pathbuf = pc_malloc(r->pathbuf_cap);
-        r->matchbuf = pc_malloc(r->pathbuf_cap * 2 + 64);
-    }
+    /* the Cookie headers joined once: credentials are parsed from the very
+     * value the upstream receives */
+    r->cookie = id_joined_cookies(r->h.headers, r->h.nheaders, &r->cookie_len, &r->pool);
+    r->pathbuf = pc_pool_alloc(&r->pool, r->h.target_len + 2);
+    r->matchbuf = pc_pool_alloc(&r->pool, (r->h.target_len + 2) * 2 + 64);
     if (canon_target(r->h.target, r->h.target_len, r->h.method_id == H1_M_OPTIONS, r->pathbuf, &r->canon,
                      &why) != 0) {
         r->decision = PC_D_REJECT;

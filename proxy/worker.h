@@ -21,6 +21,7 @@
 #include "../lib/h1.h"
 #include "../lib/h1msg.h"
 #include "../lib/base.h"
+#include "../lib/pool.h"
 #include "../rules/canon.h"
 #include "config.h"
 #include "resolve.h"
@@ -56,21 +57,22 @@ struct pc_req {
     struct pc_conn *c;
     struct pc_worker *w;
     struct pc_config *cfg;          /* the generation this request runs on */
+    struct pc_pool pool;            /* everything below that is allocated: reset when the request ends */
     char *head;                     /* copy of the request head */
-    size_t head_len, head_cap;
+    size_t head_len;
     struct h1_request h;
     struct canon_result canon;
+    const char *cookie;             /* the Cookie headers joined, parsed and forwarded (id_joined_cookies) */
+    size_t cookie_len;
     char *pathbuf;                  /* canonical path */
-    size_t pathbuf_cap;
     char *matchbuf;                 /* capture values */
     struct rule_match match;
     const struct rule *rule;
 
     /* identity */
-    char *subject;                  /* subject_buf, or malloc'd when long */
+    const char *subject;
     size_t subject_len;
-    char subject_buf[96];
-    char *payload;                  /* verified claims JSON */
+    const char *payload;            /* verified claims JSON, when a policy reads claims */
     size_t payload_len;
 
     /* decision */

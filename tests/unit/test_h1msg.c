@@ -172,6 +172,62 @@ static void test_no_body_and_a_zero_length_body_are_done_at_once(void **state)
     assert_false(m.rechunk);   /* only a chunked body is re-chunked */
 }
 
+static struct h1_request keepalive_head(const char *head)
+{
+    struct h1_request h;
+    const char *why;
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(h1_parse_request(head, strlen(head), &h, &why), 0);
+    return h;
+}
+
+static void test_keepalive_follows_the_request_head(void **state)
+{
+    (void)state;
+    struct h1_msg none;
+    h1_msg_start(&none, H1_BODY_NONE, 0, 1, 0);
+    struct h1_request h = keepalive_head("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_true(h1_keepalive(&h, &none, NULL));
+    h = keepalive_head("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    assert_false(h1_keepalive(&h, &none, NULL));
+    h = keepalive_head("GET / HTTP/1.0\r\n\r\n");
+    assert_false(h1_keepalive(&h, &none, NULL));
+    h = keepalive_head("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert_true(h1_keepalive(&h, &none, NULL));
+}
+
+static void test_keepalive_needs_the_whole_request_body_read(void **state)
+{
+    (void)state;
+    struct h1_request h = keepalive_head("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n");
+    struct h1_msg body;
+    h1_msg_start(&body, H1_BODY_LENGTH, 10, 1, 0);
+    assert_false(h1_keepalive(&h, &body, NULL)); /* the rest would be read as the next request */
+    struct evbuffer *src = evbuffer_new(), *dst = evbuffer_new();
+    evbuffer_add(src, "0123456789", 10);
+    assert_int_equal(h1_msg_relay(&body, src, dst, 1 << 20), H1_RELAY_DONE);
+    assert_true(h1_keepalive(&h, &body, NULL));
+    evbuffer_free(src);
+    evbuffer_free(dst);
+}
+
+static void test_keepalive_ends_with_a_response_delimited_by_close_or_dechunked(void **state)
+{
+    (void)state;
+    struct h1_msg none, resp;
+    h1_msg_start(&none, H1_BODY_NONE, 0, 1, 0);
+    struct h1_request h = keepalive_head("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    h1_msg_start(&resp, H1_BODY_CLOSE, 0, 1, 0);
+    assert_false(h1_keepalive(&h, &none, &resp));
+    h1_msg_start(&resp, H1_BODY_CHUNKED, 0, 1, 0);   /* re-chunked for HTTP/1.1 */
+    assert_true(h1_keepalive(&h, &none, &resp));
+    h1_msg_start(&resp, H1_BODY_LENGTH, 5, 1, 0);
+    assert_true(h1_keepalive(&h, &none, &resp));
+    h = keepalive_head("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    h1_msg_start(&resp, H1_BODY_CHUNKED, 0, 0, 0);   /* de-chunked for HTTP/1.0: ends with the connection */
+    assert_false(h1_keepalive(&h, &none, &resp));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -184,6 +240,9 @@ int main(void)
         cmocka_unit_test(test_the_body_limit_holds_for_declared_and_chunked_bodies),
         cmocka_unit_test(test_a_close_delimited_body_ends_only_when_its_sender_closes),
         cmocka_unit_test(test_no_body_and_a_zero_length_body_are_done_at_once),
+        cmocka_unit_test(test_keepalive_follows_the_request_head),
+        cmocka_unit_test(test_keepalive_needs_the_whole_request_body_read),
+        cmocka_unit_test(test_keepalive_ends_with_a_response_delimited_by_close_or_dechunked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -236,26 +236,31 @@ static struct id_config std_cfg(void)
 
 static struct id_cred g_creds[ID_MAX_CREDS];
 static int g_n;
-static char *g_scratch; /* joined Cookie headers, freed before the next collect */
+static struct pc_pool g_pool; /* the request's pool: reset before the next collect */
 
+/* As judge does: the Cookie headers joined once, then every source. */
 static int collect(const struct id_config *c, const struct h1_header *h, size_t nh, const char *q)
 {
-    id_creds_clear(g_creds, g_n > 0 ? g_n : 0);
+    pc_pool_reset(&g_pool);
     memset(g_creds, 0, sizeof(g_creds));
-    free(g_scratch);
-    g_scratch = NULL;
-    g_n = id_collect(c, h, nh, q, q ? strlen(q) : 0, g_creds, &g_scratch);
+    size_t cl;
+    const char *cookie = id_joined_cookies(h, nh, &cl, &g_pool);
+    g_n = id_collect(c, h, nh, cookie, cl, q, q ? strlen(q) : 0, g_creds, &g_pool);
     return g_n;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    id_creds_clear(g_creds, g_n > 0 ? g_n : 0);
     g_n = 0;
-    free(g_scratch);
-    g_scratch = NULL;
+    pc_pool_free(&g_pool);
     return 0;
+}
+
+/* Does the credential point into the header (no copy was made)? */
+static int points_into(const struct id_cred *cr, const char *v, size_t vl)
+{
+    return cr->token >= v && cr->token + cr->len <= v + vl;
 }
 
 #define ASSERT_CRED(i, src, tok)                                          \
@@ -275,8 +280,7 @@ static void test_every_cookie_occurrence_in_one_header_is_collected(void **state
     ASSERT_CRED(1, SRC_COOKIE, "t2");
     ASSERT_CRED(2, SRC_COOKIE, "t3");
     /* unquoted values point into the header, nothing is copied */
-    assert_null(g_creds[0].owned);
-    assert_true(g_creds[0].token >= h[0].value && g_creds[0].token < h[0].value + h[0].value_len);
+    assert_true(points_into(&g_creds[0], h[0].value, h[0].value_len));
 }
 
 static void test_cookies_across_several_cookie_headers_are_all_collected(void **state)
@@ -334,8 +338,8 @@ static void test_quoted_cookie_values_are_unescaped(void **state)
     assert_int_equal(collect(&c, h, 1, NULL), 2);
     ASSERT_CRED(0, SRC_COOKIE, "ab\"c;d\\exf");
     ASSERT_CRED(1, SRC_COOKIE, "plain");
-    assert_non_null(g_creds[0].owned);
-    assert_ptr_equal(g_creds[0].token, g_creds[0].owned);
+    /* unescaped: a copy, in the request's pool */
+    assert_false(points_into(&g_creds[0], h[0].value, h[0].value_len));
 }
 
 static void test_quoted_cookie_octal_escapes_follow_werkzeug(void **state)
@@ -420,16 +424,14 @@ static void test_cookies_are_collected_from_the_joined_headers_the_upstream_rece
     assert_int_equal(collect(&c, h, 2, NULL), 1);
     ASSERT_CRED(0, SRC_COOKIE, "hidden");
     size_t len;
-    char *owned;
-    const char *v = id_joined_cookies(h, 2, &len, &owned);
-    assert_non_null(owned);
+    const char *v = id_joined_cookies(h, 2, &len, &g_pool);
     assert_string_equal(v, "x=\"p; c=\"; access_token=hidden; d=\"");
     assert_int_equal(len, strlen(v));
-    free(owned);
     /* one header: no copy */
-    v = id_joined_cookies(h, 1, &len, &owned);
-    assert_null(owned);
+    v = id_joined_cookies(h, 1, &len, &g_pool);
     assert_ptr_equal(v, h[0].value);
+    /* none */
+    assert_null(id_joined_cookies(h, 0, &len, &g_pool));
 }
 
 static void test_query_token_sources_decode_like_werkzeug(void **state)
@@ -438,7 +440,6 @@ static void test_query_token_sources_decode_like_werkzeug(void **state)
     struct id_config c = std_cfg();
     assert_int_equal(collect(&c, NULL, 0, "a=1&_token=x+y&b=2"), 1);
     ASSERT_CRED(0, SRC_QUERY, "x y");
-    assert_non_null(g_creds[0].owned);
 
     assert_int_equal(collect(&c, NULL, 0, "_token=%41%62c%2B%26%zz%4"), 1);
     ASSERT_CRED(0, SRC_QUERY, "Abc+&%zz%4");
@@ -535,15 +536,14 @@ static void test_more_than_max_credentials_returns_minus_one(void **state)
     };
     assert_int_equal(collect(&c, ok, PC_ARRAY_LEN(ok), "_token=7&_token=\"8\""), ID_MAX_CREDS);
 
-    /* one more is refused, owned copies included (quoted cookies, query) */
+    /* one more is refused (copies made for quoted cookies and the query
+     * die with the pool) */
     struct h1_header over[] = {
         HDR("Cookie", "access_token=\"1\"; access_token=2; access_token=3; access_token=4"),
         HDR("Authorization", "Bearer 5"),
         HDR("Authorization", "Bearer 6"),
     };
     assert_int_equal(collect(&c, over, PC_ARRAY_LEN(over), "_token=7&_token=8&_token=9&_token=10"), -1);
-    for (int i = 0; i < ID_MAX_CREDS; i++)
-        assert_null(g_creds[i].owned);
 
     struct h1_header many[] = {HDR("Cookie", "access_token=a;access_token=a;access_token=a;access_token=a;"
                                              "access_token=a;access_token=a;access_token=a;access_token=a;"
