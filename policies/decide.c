@@ -132,6 +132,20 @@ struct dec_ctx *dec_ctx_new(struct event_base *base, int worker_id, int nworkers
     return ctx;
 }
 
+void dec_ctx_free(struct dec_ctx *ctx)
+{
+    if (ctx == NULL)
+        return;
+    /* the pool answers what is still pending with an error: the lookups
+     * and their waiters end there */
+    if (ctx->pool != NULL)
+        ctx->drv->pool_free(ctx->pool);
+    lru_free(ctx->cache);
+    pc_buf_free(&ctx->key);
+    pol_gen_unref(ctx->cfg);
+    free(ctx);
+}
+
 void dec_ctx_set_config(struct dec_ctx *ctx, struct pol_gen *cfg)
 {
     struct pol_gen *old = ctx->cfg;

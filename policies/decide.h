@@ -131,6 +131,9 @@ struct dec_ctx *dec_ctx_new(struct event_base *base, int worker_id, int nworkers
 /* A new config generation: rebuild database connections if needed and
  * empty the cache. */
 void dec_ctx_set_config(struct dec_ctx *ctx, struct pol_gen *gen);
+/* The context, its database pool (pending queries end as errors) and its
+ * cache. */
+void dec_ctx_free(struct dec_ctx *ctx);
 
 /* Start a decision; d->done is called exactly once, possibly before this
  * returns (cache hit), unless dec_cancel() is called first. */

@@ -88,14 +88,27 @@ static void admin_ready_done(void *arg, const char *dep, const char *why)
     pc_buf_free(&b);
 }
 
-static void admin_ready(struct admin_conn *ac)
+static void admin_metrics(void *arg, const char *dep, const char *why)
+{
+    struct admin_conn *ac = arg;
+    struct pc_buf b = {0};
+    PC_UNUSED(why);
+    pc_metrics_render(&b, ac->a->workers, ac->a->nworkers, ac->a->cfg);
+    pc_buf_addf(&b, "# HELP portcullis_ready 1 when ready_path answers 200 now (the same check), else 0.\n"
+                    "# TYPE portcullis_ready gauge\nportcullis_ready %d\n", dep == NULL);
+    admin_respond(ac, 200, "text/plain; version=0.0.4", b.p, b.len);
+    pc_buf_free(&b);
+}
+
+/* The readiness check of both listeners (health.h), then cb. */
+static void admin_readiness(struct admin_conn *ac, pc_ready_cb cb)
 {
     struct pc_admin *a = ac->a;
     struct sockaddr_storage sa;
     socklen_t salen = 0;
     int resolves = pc_resolver_get(&a->cfg->upstream, &sa, &salen) == 0;
     pc_ready_check(&ac->ready, a->base, a->draining, a->workers, a->nworkers, resolves ? &sa : NULL, salen,
-                   a->cfg->timeouts.connect, admin_ready_done, ac);
+                   a->cfg->timeouts.connect, cb, ac);
 }
 
 static void admin_handle(struct admin_conn *ac, const char *head, size_t len)
@@ -126,10 +139,7 @@ static void admin_handle(struct admin_conn *ac, const char *head, size_t len)
         return;
     }
     if (strcmp(path, "/metrics") == 0) {
-        struct pc_buf b = {0};
-        pc_metrics_render(&b, ac->a->workers, ac->a->nworkers, ac->a->cfg);
-        admin_respond(ac, 200, "text/plain; version=0.0.4", b.p, b.len);
-        pc_buf_free(&b);
+        admin_readiness(ac, admin_metrics); /* portcullis_ready: the readiness check itself */
         return;
     }
     if (strcmp(path, "/status") == 0) {
@@ -150,7 +160,7 @@ static void admin_handle(struct admin_conn *ac, const char *head, size_t len)
         return;
     }
     if (strcmp(path, ac->a->cfg->ready_path) == 0) {
-        admin_ready(ac);
+        admin_readiness(ac, admin_ready_done);
         return;
     }
     static const char body[] = "{\"code\":\"not_found\",\"message\":\"not found\",\"status\":404}\n";

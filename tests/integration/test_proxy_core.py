@@ -11,8 +11,8 @@ import threading
 import time
 import unittest
 
-from harness import (Conn, Proxy, Upstream, build_request, free_port, http, raw, run_portcullis,
-                     signal_blocked, status_of, tcp_sockets, wait_until)
+from harness import (Conn, Proxy, Upstream, build_request, free_port, http, metric_sum, raw, run_portcullis,
+                     scrape, signal_blocked, status_of, tcp_sockets, wait_until)
 
 CORE = """
 listen: 127.0.0.1:{port}
@@ -526,6 +526,14 @@ class TestHealth(ProxyCase):
         # never on the public listener: there, /metrics is an ordinary path
         http(self.proxy.port, "GET", "/metrics")
         self.assertEqual(self.up.requests()[-1]["target"], "/metrics")
+
+    def test_the_ready_gauge_follows_the_readiness_check(self):
+        self.assertEqual(metric_sum(scrape(self.proxy.admin_port), "portcullis_ready"), 1)
+        self.up.stop()
+        self.assertEqual(http(self.proxy.admin_port, "GET", "/readyz").status, 503)
+        self.assertEqual(metric_sum(scrape(self.proxy.admin_port), "portcullis_ready"), 0)
+        self.up.start()
+        self.assertEqual(metric_sum(scrape(self.proxy.admin_port), "portcullis_ready"), 1)
 
 
 class TestSignals(ProxyCase):

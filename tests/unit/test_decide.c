@@ -197,6 +197,7 @@ static struct fixture *setup(int64_t ttl, int64_t budget, const int *policies, s
 
 static void teardown(struct fixture *f)
 {
+    dec_ctx_free(f->ctx);
     free(f->plan.steps);
     pol_gen_unref(f->gen);
     event_base_free(f->base);
