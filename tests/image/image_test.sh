@@ -3,29 +3,31 @@
 #
 #   1. podman (set up by ../shared/tools/container-env.sh when it is not yet)
 #   2. podman build --format docker --isolation=chroot -t $IMAGE .
-#   3. a throwaway PostgreSQL (Dify's schema, tests/fixtures/dify-*-main.pg.sql) and a Dify-routed test
-#      upstream on the host (tests/image/fixtures.py)
 #   3. what the image holds, read from its file tree (podman image mount):
 #      its size (<= SIZE_LIMIT_MB), no shell or package manager, no program
 #      but portcullis, exactly the shared objects the image's own loader
 #      resolves for the binary (plus plugin directories and NSS modules, whose
 #      dependencies must resolve too), the default config, the invalidation
 #      SQL, passwd/group/nsswitch.conf and the CA bundle; and that
-#      --entrypoint /bin/sh (or busybox) cannot run
-#   4. the image on --network=host, read-only root, all capabilities dropped,
+#      --entrypoint /bin/sh (or busybox) cannot run; deploy/ (compose, k8s,
+#      systemd) runs it with the restrictions below
+#   4. a throwaway PostgreSQL (Dify's schema, tests/fixtures/dify-*-main.pg.sql;
+#      TLS with a throwaway CA), a Dify-routed test upstream and a DNS server
+#      on the host (tests/image/fixtures.py)
+#   5. the image on --network=host, read-only root, all capabilities dropped,
 #      no-new-privileges, configured only by environment variables as
 #      rules/dify.yaml reads them, then: /healthz, /readyz, one denial and one
 #      allow on a log route, non-root uid, no capabilities, the image's
 #      HEALTHCHECK, and SIGTERM via podman stop exiting 0 promptly
-#   5. the same hardening as compose runs it: the database by a DNS name
+#   6. the same hardening as compose runs it: the database by a DNS name
 #      (fixtures' DNS server, --dns), the upstream by an --add-host name,
-#      sslmode=verify-full against a throwaway CA, and the signing key only
+#      sslmode=verify-full against the throwaway CA, and the signing key only
 #      from /app/api/storage/.dify_secret_key (SECRET_KEY empty)
-#   6. verify-full against the image's own CA bundle: the server's throwaway
-#      CA is not in it, so the certificate is refused (the bundle is read)
+#   7. verify-full against the image's own CA bundle: the throwaway CA is not
+#      in it, so the certificate is refused (the bundle is read)
 #
-# Exits non-zero when anything failed; always removes the container and stops
-# PostgreSQL and the upstream.
+# Exits non-zero when anything failed; always removes the containers and stops
+# PostgreSQL, the upstream and the DNS server.
 #
 # Environment: IMAGE (default localhost/portcullis), CONTAINER_ENV (path of
 # container-env.sh), STOP_LIMIT (seconds podman stop may take, default 5),
@@ -296,6 +298,16 @@ bundle=$ROOTFS/etc/ssl/certs/ca-certificates.crt
 certs=$(openssl crl2pkcs7 -nocrl -certfile "$bundle" 2>/dev/null | openssl pkcs7 -print_certs -noout 2>/dev/null | grep -c '^subject=')
 ((certs >= 100)) && ok "CA bundle /etc/ssl/certs/ca-certificates.crt parses: $certs certificates" ||
     fail "CA bundle /etc/ssl/certs/ca-certificates.crt holds the public CAs" "$certs certificates parsed"
+
+# deploy/ runs the image under the restrictions this test runs it with
+if [[ "$img_user" == *:* ]]; then
+    while IFS=$'\t' read -r file verdict; do
+        [ "$verdict" = ok ] && ok "$file runs the image as $img_user, read-only, without capabilities" ||
+            fail "$file runs the image as $img_user, read-only, without capabilities" "$verdict"
+    done < <(python3 tests/image/deploy_settings.py "$img_user" 2>&1)
+else
+    fail "image USER is uid:gid" "got '$img_user'"
+fi
 
 # ---- 4. PostgreSQL, upstream and DNS on the host ----------------------------
 
