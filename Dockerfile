@@ -38,7 +38,9 @@ RUN sh /usr/local/bin/image-rootfs /build/portcullis /rootfs \
 FROM scratch
 COPY --from=build /rootfs/ /
 USER 10001:10001
-ENV PORTCULLIS_LISTEN=0.0.0.0:8080
+# a scratch image has no PATH of its own: "exec portcullis ..." finds it here
+ENV PATH=/usr/local/bin \
+    PORTCULLIS_LISTEN=0.0.0.0:8080
 EXPOSE 8080
 STOPSIGNAL SIGTERM
 # no shell and no curl in the image: the binary checks itself (on $PORTCULLIS_LISTEN)
