@@ -15,9 +15,10 @@ set -eu
 # nginx-light, python3-yaml, gettext-base (envsubst), util-linux (unshare),
 # iproute2: tests/deploy renders Dify's nginx templates and runs real nginx;
 # python3-flask, python3-werkzeug, gunicorn: Dify's own routing stack, the
-# upstream of the Dify pack's tests
+# upstream of the Dify pack's tests; openssl: tests/image makes a throwaway
+# CA and reads the image's CA bundle
 PKGS="build-essential pkg-config libevent-dev libpq-dev libyaml-dev libssl-dev libjwt-dev
-      libcmocka-dev postgresql-15 python3 curl
+      libcmocka-dev postgresql-15 python3 curl openssl
       nginx-light python3-yaml gettext-base util-linux iproute2
       python3-flask python3-werkzeug gunicorn"
 case "${1:-}" in
