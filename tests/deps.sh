@@ -9,11 +9,13 @@
 #   that stops packages from starting services is put in place for the
 #   install and removed afterwards, whatever happens;
 # - Debian's postgresql-15 creates a system cluster (15/main) that the tests
-#   never use; when this install created it, it is dropped again.
+#   never use; when this install created it, it is dropped again;
+# - Debian's prometheus (for promtool) enables a prometheus service: the
+#   policy-rc.d above keeps it from starting.
 set -eu
 
 PKGS="build-essential pkg-config libevent-dev libpq-dev libyaml-dev libssl-dev libjwt-dev
-      libcmocka-dev postgresql-15 python3 curl"
+      libcmocka-dev postgresql-15 python3 python3-yaml curl prometheus"
 case "${1:-}" in
     bench) PKGS="$PKGS wrk nginx-light haproxy" ;;
     fuzz) PKGS="$PKGS clang libclang-rt-14-dev" ;;
