@@ -2,9 +2,10 @@
 """deploy/observability/ checked with Prometheus's own tool and against the
 live binary (issue #15, section 3).
 
-    python3 tests/observability/test_observability.py [-v] [-k PATTERN]
+    python3 tests/observability/test_observability.py [-v] [-k PATTERN] [--json FILE]
 
-Exits non-zero on any failure. Needs promtool (Debian's prometheus package,
+Exits non-zero on any failure; --json FILE writes the counts as
+tests/run_integration.py does, for tests/run_tests.py. Needs promtool (Debian's prometheus package,
 installed by tests/deps.sh), build/portcullis and PostgreSQL 15.
 
 - the rules pass `promtool check rules`, and `promtool test rules` passes
@@ -546,5 +547,27 @@ class TestLiveMetrics(unittest.TestCase):
         self.assertEqual(sorted(set(self.types) - shown), [], "exported metrics no panel shows")
 
 
+def main():
+    """unittest's command line, plus --json FILE: {"passed": N, "failed":
+    [test ids], "skipped": N}, as tests/run_integration.py writes it for
+    tests/run_tests.py."""
+    args = sys.argv[1:]
+    json_out = None
+    if "--json" in args:
+        i = args.index("--json")
+        json_out = args[i + 1]
+        del args[i:i + 2]
+    prog = unittest.main(module="__main__", argv=[sys.argv[0]] + args, exit=False)
+    result = prog.result
+    if json_out:
+        bad = result.failures + result.errors
+        # an error outside a test (setUpModule) is one failure too
+        in_tests = [t for t, _ in bad if isinstance(t, unittest.TestCase)]
+        with open(json_out, "w") as f:
+            json.dump({"passed": result.testsRun - len(in_tests) - len(result.skipped),
+                       "failed": sorted(t.id() for t, _ in bad), "skipped": len(result.skipped)}, f)
+    sys.exit(0 if result.wasSuccessful() else 1)
+
+
 if __name__ == "__main__":
-    unittest.main()
+    main()
