@@ -7,6 +7,7 @@
 #   make image-test   build the container image with podman and check it end to end
 #   make flake-hunt   the integration suite RUNS times (5) with every core loaded
 #   make deploy-test  the Dify compose drop-in against Dify's own nginx and compose files
+#   make observability promtool checks of deploy/observability against the live binary
 
 CC      ?= cc
 PKGS    := libevent_core libpq yaml-0.1 openssl libjwt
@@ -28,7 +29,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all clean deps deps-bench test test-run unit unit-bins integration run bench check-sanitize fuzz fuzz-run \
-        soak image-test flake-hunt tools-test deploy-test check-layers check-tsan
+        soak image-test flake-hunt tools-test deploy-test check-layers check-tsan observability
 
 all: $(BUILD)/portcullis
 
@@ -56,6 +57,12 @@ unit: $(UNIT_BIN)
 
 integration: $(BUILD)/portcullis
 	@python3 tests/run_integration.py
+
+# deploy/observability: promtool check/test rules, the dashboard's queries,
+# promtool check metrics on a live scrape, every queried metric exported
+observability: deps
+	@$(MAKE) --no-print-directory all
+	@python3 tests/observability/test_observability.py
 
 # deps, build, then every test phase (tests/run_tests.py), ending with one
 # line for the whole run: "N passed, M failed"

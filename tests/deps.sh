@@ -9,18 +9,21 @@
 #   that stops packages from starting services is put in place for the
 #   install and removed afterwards, whatever happens;
 # - Debian's postgresql-15 creates a system cluster (15/main) that the tests
-#   never use; when this install created it, it is dropped again.
+#   never use; when this install created it, it is dropped again;
+# - Debian's prometheus (for promtool) enables a prometheus service: the
+#   policy-rc.d above keeps it from starting.
 set -eu
 
 # nginx-light, python3-yaml, gettext-base (envsubst), util-linux (unshare),
 # iproute2: tests/deploy renders Dify's nginx templates and runs real nginx;
 # python3-flask, python3-werkzeug, gunicorn: Dify's own routing stack, the
 # upstream of the Dify pack's tests; openssl: tests/image makes a throwaway
-# CA and reads the image's CA bundle
+# CA and reads the image's CA bundle; prometheus: promtool for
+# tests/observability
 PKGS="build-essential pkg-config libevent-dev libpq-dev libyaml-dev libssl-dev libjwt-dev
       libcmocka-dev postgresql-15 python3 curl openssl
       nginx-light python3-yaml gettext-base util-linux iproute2
-      python3-flask python3-werkzeug gunicorn"
+      python3-flask python3-werkzeug gunicorn prometheus"
 case "${1:-}" in
     bench) PKGS="$PKGS wrk haproxy" ;;
     fuzz) PKGS="$PKGS clang libclang-rt-14-dev" ;;

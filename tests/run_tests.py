@@ -4,8 +4,10 @@ for the whole run: "N passed, M failed".
 
     python3 tests/run_tests.py [--build DIR]
 
-Phases: unit (the cmocka binaries in DIR/tests), integration
-(tests/run_integration.py). A phase that cannot run at all counts as one
+Phases: layers (make check-layers), unit (the cmocka binaries in DIR/tests),
+tools (tests/tools), integration (tests/run_integration.py), deploy
+(tests/deploy, tests/image/deploy_settings.py), observability
+(tests/observability). A phase that cannot run at all counts as one
 failure. Exit status 0 only when nothing failed.
 """
 import json
@@ -67,7 +69,8 @@ def unittest_dir(name):
 
 
 def deploy(build):
-    """tests/deploy/test_dropin.py, which runs itself in private namespaces."""
+    """tests/deploy/test_dropin.py, which runs itself in private namespaces,
+    then tests/image/deploy_settings.py (deploy/ runs the image restricted)."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         path = f.name
     try:
@@ -78,7 +81,30 @@ def deploy(build):
             with open(path) as f:
                 res = json.load(f)
         except (OSError, ValueError):
-            return 0, ["deploy suite did not run (exit %d)" % r.returncode]
+            res = {"passed": 0, "failed": ["deploy suite did not run (exit %d)" % r.returncode]}
+    finally:
+        os.unlink(path)
+    r = subprocess.run([sys.executable, os.path.join(HERE, "image", "deploy_settings.py"), "10001:10001"])
+    if r.returncode == 0:
+        return res["passed"] + 1, res["failed"]
+    return res["passed"], res["failed"] + ["tests/image/deploy_settings.py"]
+
+
+def observability(build):
+    """tests/observability: promtool on deploy/observability, and the live
+    binary's /metrics against the rules and the dashboard."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+        path = f.name
+    try:
+        env = dict(os.environ)
+        env.setdefault("PORTCULLIS_BIN", os.path.join(build, "portcullis"))
+        r = subprocess.run([sys.executable, os.path.join(HERE, "observability", "test_observability.py"),
+                            "--json", path], env=env)
+        try:
+            with open(path) as f:
+                res = json.load(f)
+        except (OSError, ValueError):
+            return 0, ["observability suite did not run (exit %d)" % r.returncode]
         return res["passed"], res["failed"]
     finally:
         os.unlink(path)
@@ -103,7 +129,7 @@ def layers(build):
 
 
 PHASES = [("layers", layers), ("unit", unit), ("tools", unittest_dir("tools")), ("integration", unittest_dir("integration")),
-          ("deploy", deploy)]
+          ("deploy", deploy), ("observability", observability)]
 
 
 def main():
