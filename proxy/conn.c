@@ -136,7 +136,7 @@ void pc_conn_accept(struct pc_worker *w, int fd, const struct sockaddr *sa, sock
     struct pc_conn *c = pc_calloc(1, sizeof(*c));
     PC_UNUSED(salen);
     c->w = w;
-    pc_sock_open(&c->sock, w->base, fd, 0, conn_sock_cb, c);
+    pc_sock_open(&c->sock, w->base, fd, conn_sock_cb, c);
     if (sa->sa_family == AF_INET)
         inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->peer, sizeof(c->peer));
     else if (sa->sa_family == AF_INET6)

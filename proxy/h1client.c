@@ -438,6 +438,11 @@ static int h1c_pump_response(struct pc_req *r, int eof)
     return 0;
 }
 
+/* A small piece of a response that goes on: acknowledge it at once, or
+ * an upstream that writes its head and body apart without TCP_NODELAY
+ * (Python's http.server) waits for our delayed ACK (sock.h). */
+#define H1C_SMALL_READ 4096
+
 static int h1c_upstream_readable(struct pc_req *r)
 {
     struct h1c *x = &r->x;
@@ -451,8 +456,11 @@ static int h1c_upstream_readable(struct pc_req *r)
         int rc = h1c_read_head(r);
         if (rc < 0)
             return -1;
-        if (rc == 0)
+        if (rc == 0) {
+            if (!eof && n < H1C_SMALL_READ)
+                pc_sock_ack_now(&x->up->sock);
             return eof ? h1c_broken(r, 502) : 0;
+        }
         if (x->tunnel) {
             /* bytes after the 101 belong to the tunnel, both ways */
             if (h1c_tunnel_in(r) != 0)
@@ -462,7 +470,10 @@ static int h1c_upstream_readable(struct pc_req *r)
             return eof ? h1c_abort(r, PC_UPERR__COUNT, NULL) : 0;
         }
     }
-    return h1c_pump_response(r, eof);
+    int rc = h1c_pump_response(r, eof);
+    if (rc == 0 && !eof && n < H1C_SMALL_READ)
+        pc_sock_ack_now(&x->up->sock);
+    return rc;
 }
 
 int h1c_client_drained(struct pc_req *r)

@@ -21,39 +21,49 @@
 
 static const char pc_forbidden_msg[] = "You do not have permission to access this resource.";
 
+/*
+ * Every verdict goes through here: the decision, the reason logged, and
+ * what the caller answers (status PC_JUDGE_FORWARD, PC_JUDGE_LOCAL or an
+ * HTTP status with Dify's code and message). A refusal (403 or 503) under
+ * a shadow rule is logged as shadow_deny and forwarded.
+ */
+static void judge_verdict(struct pc_req *r, enum pc_decision decision, const char *reason, int status,
+                          const char *code, const char *message)
+{
+    if (reason != NULL)
+        r->reason = reason;
+    if ((decision == PC_D_DENY || decision == PC_D_ERROR) && r->rule != NULL && r->rule->shadow) {
+        decision = PC_D_SHADOW_DENY;
+        status = PC_JUDGE_FORWARD;
+        code = message = NULL;
+    }
+    r->decision = decision;
+    r->judge_fn(r, status, code, message);
+}
+
+static void judge_forbidden(struct pc_req *r, const char *reason)
+{
+    judge_verdict(r, PC_D_DENY, reason, 403, "forbidden", pc_forbidden_msg);
+}
+
+static void judge_unauthenticated(struct pc_req *r, const char *reason, const char *message)
+{
+    judge_verdict(r, PC_D_UNAUTH, reason, 401, "unauthorized", message);
+}
+
 static void judge_decided(struct dec_request *d, enum dec_result res, const char *reason)
 {
     struct pc_req *r = (struct pc_req *)((char *)d - offsetof(struct pc_req, dec));
-    pc_judge_fn fn = r->judge_fn;
     r->deciding = 0;
     r->t_policy_end = pc_now_us();
     r->cache_state = d->cache_hit ? 1 : 2;
-    r->reason = reason; /* d->reason: it lives in r */
-    switch (res) {
-    case DEC_ALLOW:
-        r->decision = PC_D_ALLOW;
-        fn(r, PC_JUDGE_FORWARD, NULL, NULL);
-        return;
-    case DEC_DENY:
-        if (r->rule->shadow) {
-            r->decision = PC_D_SHADOW_DENY;
-            fn(r, PC_JUDGE_FORWARD, NULL, NULL);
-            return;
-        }
-        r->decision = PC_D_DENY;
-        fn(r, 403, "forbidden", pc_forbidden_msg);
-        return;
-    case DEC_ERROR:
-    default:
-        if (r->rule->shadow) {
-            r->decision = PC_D_SHADOW_DENY;
-            fn(r, PC_JUDGE_FORWARD, NULL, NULL);
-            return;
-        }
-        r->decision = PC_D_ERROR;
-        fn(r, 503, "service_unavailable", "authorization is temporarily unavailable");
-        return;
-    }
+    /* d->reason: it lives in r */
+    if (res == DEC_ALLOW)
+        judge_verdict(r, PC_D_ALLOW, reason, PC_JUDGE_FORWARD, NULL, NULL);
+    else if (res == DEC_DENY)
+        judge_forbidden(r, reason);
+    else
+        judge_verdict(r, PC_D_ERROR, reason, 503, "service_unavailable", "authorization is temporarily unavailable");
 }
 
 static const char *const judge_source_kinds[] = {"cookie", "header", "query"};
@@ -76,21 +86,13 @@ static void judge_trace_cred(struct pc_req *r, const struct id_source *src, int 
 
 static void judge_identity(struct pc_req *r, struct dec_ctx *dec, struct tokcache *tokens)
 {
-    pc_judge_fn fn = r->judge_fn;
     const struct id_config *idc = r->cfg->identity;
     struct id_cred creds[ID_MAX_CREDS];
     int n = id_collect(idc, r->h.headers, r->h.nheaders, r->cookie, r->cookie_len,
                        r->canon.has_query ? r->canon.query : NULL, r->canon.query_len, creds, &r->pool);
-    if (n < 0) {
-        r->decision = PC_D_UNAUTH;
-        r->reason = "too many credentials";
-        fn(r, 401, "unauthorized", "too many credentials");
-        return;
-    }
-    if (n == 0) {
-        r->decision = PC_D_UNAUTH;
-        r->reason = "no credential";
-        fn(r, 401, "unauthorized", "no credential");
+    if (n <= 0) {
+        const char *why = n < 0 ? "too many credentials" : "no credential";
+        judge_unauthenticated(r, why, why);
         return;
     }
     double now = pc_wall_s();
@@ -128,14 +130,11 @@ static void judge_identity(struct pc_req *r, struct dec_ctx *dec, struct tokcach
         }
     }
     if (bad) {
-        r->decision = PC_D_UNAUTH;
-        fn(r, 401, "unauthorized", "invalid credential");
+        judge_unauthenticated(r, NULL, "invalid credential"); /* the reason names the credential */
         return;
     }
     if (disagree) {
-        r->decision = PC_D_UNAUTH;
-        r->reason = "credentials disagree";
-        fn(r, 401, "unauthorized", "credentials name different users");
+        judge_unauthenticated(r, "credentials disagree", "credentials name different users");
         return;
     }
 
@@ -166,21 +165,17 @@ void pc_judge(struct pc_req *r, struct dec_ctx *dec, struct tokcache *tokens, pc
     r->matchbuf = pc_pool_alloc(&r->pool, (r->h.target_len + 2) * 2 + 64);
     if (canon_target(r->h.target, r->h.target_len, r->h.method_id == H1_M_OPTIONS, r->pathbuf, &r->canon,
                      &why) != 0) {
-        r->decision = PC_D_REJECT;
-        r->reason = why;
-        fn(r, 400, "bad_request", why);
+        judge_verdict(r, PC_D_REJECT, why, 400, "bad_request", why);
         return;
     }
     if (r->req.too_large) {
-        r->decision = PC_D_REJECT;
-        r->reason = "body larger than limits.body_bytes";
-        fn(r, 413, "request_entity_too_large", "request body larger than the limit");
+        judge_verdict(r, PC_D_REJECT, "body larger than limits.body_bytes", 413, "request_entity_too_large",
+                      "request body larger than the limit");
         return;
     }
     if (!r->canon.asterisk && (strcmp(r->canon.path, r->cfg->health_path) == 0 ||
                                strcmp(r->canon.path, r->cfg->ready_path) == 0)) {
-        r->decision = PC_D_LOCAL;
-        fn(r, PC_JUDGE_LOCAL, NULL, NULL);
+        judge_verdict(r, PC_D_LOCAL, NULL, PC_JUDGE_LOCAL, NULL, NULL);
         return;
     }
     if (!r->canon.asterisk) {
@@ -188,40 +183,24 @@ void pc_judge(struct pc_req *r, struct dec_ctx *dec, struct tokcache *tokens, pc
                             r->canon.path_len, r->canon.query, r->canon.query_len,
                             r->matchbuf, &r->match, &why);
         if (rc != 0) {
-            r->decision = PC_D_REJECT;
-            r->reason = why;
-            fn(r, rc, pc_status_code_name(rc), why);
+            judge_verdict(r, PC_D_REJECT, why, rc, pc_status_code_name(rc), why);
             return;
         }
     }
     r->rule = r->match.rule;
     if (r->rule == NULL) {
-        if (r->cfg->default_forward) {
-            r->decision = PC_D_FORWARD;
-            r->reason = "no rule matched (default: forward)";
-            fn(r, PC_JUDGE_FORWARD, NULL, NULL);
-        } else {
-            r->decision = PC_D_DENY;
-            r->reason = "no rule matched (default: deny)";
-            fn(r, 403, "forbidden", pc_forbidden_msg);
-        }
+        if (r->cfg->default_forward)
+            judge_verdict(r, PC_D_FORWARD, "no rule matched (default: forward)", PC_JUDGE_FORWARD, NULL, NULL);
+        else
+            judge_forbidden(r, "no rule matched (default: deny)");
         return;
     }
     switch (r->rule->action) {
     case RULE_FORWARD:
-        r->decision = PC_D_FORWARD;
-        fn(r, PC_JUDGE_FORWARD, NULL, NULL);
+        judge_verdict(r, PC_D_FORWARD, NULL, PC_JUDGE_FORWARD, NULL, NULL);
         return;
     case RULE_DENY:
-        if (r->rule->shadow) {
-            r->decision = PC_D_SHADOW_DENY;
-            r->reason = "rule action: deny (shadow)";
-            fn(r, PC_JUDGE_FORWARD, NULL, NULL);
-            return;
-        }
-        r->decision = PC_D_DENY;
-        r->reason = "rule action: deny";
-        fn(r, 403, "forbidden", pc_forbidden_msg);
+        judge_forbidden(r, r->rule->shadow ? "rule action: deny (shadow)" : "rule action: deny");
         return;
     case RULE_ALLOW:
         judge_identity(r, dec, tokens);

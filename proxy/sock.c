@@ -32,24 +32,20 @@ static void pc_sock_timer_cb(evutil_socket_t fd, short what, void *arg)
     s->cb(s, what);
 }
 
-static void pc_sock_quickack(struct pc_sock *s)
+void pc_sock_ack_now(struct pc_sock *s)
 {
     int one = 1;
-    if (s->quickack)
-        setsockopt(s->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+    setsockopt(s->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
 }
 
-void pc_sock_open(struct pc_sock *s, struct event_base *base, int fd, unsigned flags, pc_sock_cb cb,
-                  void *owner)
+void pc_sock_open(struct pc_sock *s, struct event_base *base, int fd, pc_sock_cb cb, void *owner)
 {
     int one = 1;
     memset(s, 0, sizeof(*s));
     s->fd = fd;
     s->cb = cb;
     s->owner = owner;
-    s->quickack = (flags & PC_SOCK_QUICKACK) != 0;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    pc_sock_quickack(s);
     s->in = evbuffer_new();
     s->out = evbuffer_new();
     if (s->in == NULL || s->out == NULL)
@@ -114,7 +110,6 @@ ssize_t pc_sock_fill(struct pc_sock *s, size_t max)
         return -1;
     }
     s->last_in = pc_now_ms();
-    pc_sock_quickack(s);
     return n;
 }
 
@@ -136,7 +131,6 @@ int pc_sock_flush(struct pc_sock *s)
         s->last_out = pc_now_ms();
     }
     pc_sock_write(s, 0);
-    pc_sock_quickack(s);
     return 1;
 }
 

@@ -31,21 +31,13 @@ struct pc_sock {
     unsigned writing : 1;
     unsigned timer_on : 1;
     unsigned eof : 1;               /* the peer closed its side */
-    unsigned quickack : 1;
     pc_sock_cb cb;
     void *owner;
 };
 
-/* PC_SOCK_QUICKACK: acknowledge every segment at once. An upstream that
- * writes a response head and its body in separate small segments without
- * TCP_NODELAY holds the body back until its head is acknowledged; on a
- * pooled connection Linux delays that ACK (40 ms). Quick ACKs are re-armed
- * after every read and write, since the kernel drops them by itself. */
-enum { PC_SOCK_QUICKACK = 1 };
 
 /* Take fd (non-blocking; TCP_NODELAY is set here) into s. */
-void pc_sock_open(struct pc_sock *s, struct event_base *base, int fd, unsigned flags, pc_sock_cb cb,
-                  void *owner);
+void pc_sock_open(struct pc_sock *s, struct event_base *base, int fd, pc_sock_cb cb, void *owner);
 /* Events, descriptor and buffers: gone. */
 void pc_sock_close(struct pc_sock *s);
 
@@ -56,6 +48,16 @@ ssize_t pc_sock_fill(struct pc_sock *s, size_t max);
  * interest dropped), 0 when the socket is full (write interest on), -1 on
  * an error. */
 int pc_sock_flush(struct pc_sock *s);
+
+/*
+ * Acknowledge what was read now, not after the delayed-ACK timer (TCP_QUICKACK).
+ * For an owner that read a small piece of a message and waits for the rest:
+ * a peer that wrote the rest separately, without TCP_NODELAY, holds it back
+ * (Nagle) until this ACK, and on a reused connection Linux delays it by up
+ * to 40 ms. Not on every read: the ACK is a packet of its own, where a
+ * delayed one rides on the next request.
+ */
+void pc_sock_ack_now(struct pc_sock *s);
 
 void pc_sock_read(struct pc_sock *s, int on);
 void pc_sock_write(struct pc_sock *s, int on);

@@ -91,7 +91,7 @@ static int up_connect(struct pc_worker *w, const struct pc_config *cfg, const st
     }
     struct up_conn *u = pc_calloc(1, sizeof(*u));
     u->w = w;
-    pc_sock_open(&u->sock, w->base, fd, PC_SOCK_QUICKACK, up_sock_cb, u);
+    pc_sock_open(&u->sock, w->base, fd, up_sock_cb, u);
     memcpy(&u->addr, sa, salen);
     u->addrlen = salen;
     u->cb = cb;

@@ -14,7 +14,8 @@ on exit (also on Ctrl-C):
     (a) an open route (action: forward), (b) a protected route authorized
     by the owner policy with decisions cached (ttl 60s), (c) the same with
     ttl 0s (no decision cache).
-wrk measures each target, interleaved round by round. Then: the RSS of
+wrk measures each target, interleaved round by round: req/s, p99, and
+the CPU time the target's processes spent per request. Then: the RSS of
 portcullis holding 10,000 idle keep-alive connections, and the extra delay
 of the first SSE event through portcullis against a direct connection.
 
@@ -187,6 +188,28 @@ def tail(path, n=15):
         return ""
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def session_cpu_s(sid):
+    """CPU seconds (user + system) of every process in session sid: each
+    service is started in a session of its own, so nginx's workers and
+    portcullis's threads are all counted."""
+    total = 0
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rindex(")") + 2:].split()
+        if int(fields[3]) == sid:  # field 6: session
+            total += int(fields[11]) + int(fields[12])  # fields 14, 15: utime, stime
+    return total / CLK_TCK
+
+
 def vmrss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -346,6 +369,10 @@ class Target:
 
     def median_p99(self):
         v = [r["p99"] for r in self.ok_runs()]
+        return statistics.median(v) if v else None
+
+    def median_cpu_us(self):
+        v = [r["cpu_us"] for r in self.ok_runs() if r.get("cpu_us") is not None]
         return statistics.median(v) if v else None
 
 
@@ -615,7 +642,10 @@ def run(b, nofile):
 
     def measure(tg, duration):
         m0 = metrics(tg.admin) if tg.admin else {}
+        cpu0 = session_cpu_s(tg.proc.pid)
         r = run_wrk(tg.url, duration, tg.headers, tg.script, tg.script_args)
+        cpu1 = session_cpu_s(tg.proc.pid)
+        r["cpu_us"] = (cpu1 - cpu0) * 1e6 / r["requests"] if r["requests"] else None
         if tg.admin and tg.proc.poll() is None:
             m1 = metrics(tg.admin)
             for attr, name in (("queries", "portcullis_policy_queries_total"),
@@ -649,13 +679,13 @@ def run(b, nofile):
                 continue
             r = measure(tg, DURATION)
             tg.runs.append(r)
-            say("  %-36s %10s req/s  p99 %9s ms%s" % (
-                tg.name, fmt(r["rps"], ",.0f"), fmt(r["p99"], ".2f"),
+            say("  %-36s %10s req/s  p99 %9s ms  CPU %6s us/req%s" % (
+                tg.name, fmt(r["rps"], ",.0f"), fmt(r["p99"], ".2f"), fmt(r["cpu_us"], ".1f"),
                 "  !! " + "; ".join(r["problems"]) if r["problems"] else ""))
         say("")
 
     hap_t = by["haproxy"]
-    h_rps, h_p99 = hap_t.median_rps(), hap_t.median_p99()
+    h_rps, h_p99, h_cpu = hap_t.median_rps(), hap_t.median_p99(), hap_t.median_cpu_us()
     rows = []
     for tg in targets:
         rps = [r["rps"] for r in tg.ok_runs()]
@@ -665,11 +695,14 @@ def run(b, nofile):
         rows.append([tg.name, fmt(tg.median_rps(), ",.0f"),
                      "%s-%s" % (fmt(min(rps), ",.0f"), fmt(max(rps), ",.0f")) if rps else "-",
                      fmt(ratio(tg.median_rps(), h_rps), ".2f"), fmt(tg.median_p99(), ".2f"),
-                     fmt(ratio(tg.median_p99(), h_p99), ".2f"), "%d/%d" % (len(tg.ok_runs()), ROUNDS),
+                     fmt(ratio(tg.median_p99(), h_p99), ".2f"), fmt(tg.median_cpu_us(), ".1f"),
+                     fmt(ratio(tg.median_cpu_us(), h_cpu), ".2f"), "%d/%d" % (len(tg.ok_runs()), ROUNDS),
                      "; ".join(issues) if issues else "none"])
     say("results: medians over %d round(s); ratios to HAProxy's medians in this run" % ROUNDS)
-    say(table(rows, ["target", "req/s", "req/s range", "x HAProxy", "p99 ms", "p99 x HAProxy", "runs",
-                     "non-2xx / socket errors"], "lrrrrrrl"))
+    say(table(rows, ["target", "req/s", "req/s range", "x HAProxy", "p99 ms", "p99 x HAProxy", "CPU us/req",
+                     "CPU x HAProxy", "runs", "non-2xx / socket errors"], "lrrrrrrrrl"))
+    say("(CPU us/req: user + system CPU of the target's processes during its wrk runs, per request answered;")
+    say(" for the upstream row, of the upstream alone)")
     say("")
 
     # what portcullis did (its /metrics around each wrk run, warm-up included)

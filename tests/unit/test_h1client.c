@@ -130,7 +130,7 @@ static int setup(void **state)
     fx.w.pool = up_pool_new();
     fx.w.metrics = pc_calloc(1, sizeof(*fx.w.metrics));
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fx.cpair), 0);
-    pc_sock_open(&fx.client, fx.base, fx.cpair[0], 0, client_cb, NULL);
+    pc_sock_open(&fx.client, fx.base, fx.cpair[0], client_cb, NULL);
     *state = &fx;
     return 0;
 }
