@@ -9,6 +9,7 @@
 #include "server.h"
 #include "../lib/log.h"
 #include "explain.h"
+#include "token.h"
 #include "config.h"
 #include "../rules/match.h"
 #include "../policies/policy.h"
@@ -20,10 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
-#include <jwt.h>
 
 #define PC_DEFAULT_CONFIG "/etc/portcullis/portcullis.yaml"
 
@@ -46,124 +45,6 @@ const char *pc_default_config_path(void)
 {
     const char *env = getenv("PORTCULLIS_CONFIG");
     return env && *env ? env : PC_DEFAULT_CONFIG;
-}
-
-static int pc_token_main(int argc, char **argv)
-{
-    static const struct option opts[] = {
-        {"secret", required_argument, NULL, 's'},
-        {"secret-file", required_argument, NULL, 'f'},
-        {"claim", required_argument, NULL, 'c'},
-        {"ttl", required_argument, NULL, 't'},
-        {"alg", required_argument, NULL, 'a'},
-        {"kid", required_argument, NULL, 'k'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *secret = NULL, *secret_file = NULL, *alg_name = "HS256", *kid = NULL;
-    int64_t ttl_ms = 3600000;
-    jwt_t *jwt = NULL;
-    char *out = NULL;
-    unsigned char *key = NULL;
-    size_t keylen = 0;
-    int rc = 1;
-
-    if (jwt_new(&jwt) != 0) {
-        fprintf(stderr, "portcullis token: out of memory\n");
-        return 1;
-    }
-    optind = 1;
-    int ch;
-    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (ch) {
-        case 's': secret = optarg; break;
-        case 'f': secret_file = optarg; break;
-        case 'a': alg_name = optarg; break;
-        case 'k': kid = optarg; break;
-        case 't':
-            if (pc_parse_duration(optarg, &ttl_ms) != 0) {
-                fprintf(stderr, "portcullis token: bad --ttl '%s'\n", optarg);
-                goto out;
-            }
-            break;
-        case 'c': {
-            char *eq = strchr(optarg, '=');
-            if (eq == NULL || eq == optarg) {
-                fprintf(stderr, "portcullis token: --claim wants name=value\n");
-                goto out;
-            }
-            *eq = '\0';
-            const char *v = eq + 1;
-            uint64_t n;
-            int r;
-            if (pc_parse_u64(v, strlen(v), &n) == 0)
-                r = jwt_add_grant_int(jwt, optarg, (long)n);
-            else if (strcmp(v, "true") == 0 || strcmp(v, "false") == 0)
-                r = jwt_add_grant_bool(jwt, optarg, v[0] == 't');
-            else
-                r = jwt_add_grant(jwt, optarg, v);
-            if (r != 0) {
-                fprintf(stderr, "portcullis token: cannot add claim %s\n", optarg);
-                goto out;
-            }
-            break;
-        }
-        case 'h':
-            usage(stdout);
-            rc = 0;
-            goto out;
-        default:
-            usage(stderr);
-            goto out;
-        }
-    }
-    if (secret_file != NULL) {
-        char err[300];
-        if (id_read_secret_file(secret_file, &key, &keylen, err, sizeof(err)) != 0) {
-            fprintf(stderr, "portcullis token: %s\n", err);
-            goto out;
-        }
-    } else if (secret != NULL) {
-        keylen = strlen(secret);
-        key = (unsigned char *)pc_strndup(secret, keylen);
-    }
-    if (key == NULL || keylen == 0) {
-        fprintf(stderr, "portcullis token: a non-empty --secret or --secret-file is required\n");
-        goto out;
-    }
-    jwt_alg_t alg = jwt_str_alg(alg_name);
-    if (alg != JWT_ALG_HS256 && alg != JWT_ALG_HS384 && alg != JWT_ALG_HS512) {
-        fprintf(stderr, "portcullis token: --alg must be HS256, HS384 or HS512\n");
-        goto out;
-    }
-    time_t now = time(NULL);
-    /* libjwt 1.10 reports a missing grant with errno ENOENT */
-    errno = 0;
-    jwt_get_grant_int(jwt, "exp");
-    if (errno == ENOENT && ttl_ms > 0 && jwt_add_grant_int(jwt, "exp", (long)(now + ttl_ms / 1000)) != 0)
-        goto out;
-    errno = 0;
-    jwt_get_grant_int(jwt, "iat");
-    if (errno == ENOENT && jwt_add_grant_int(jwt, "iat", (long)now) != 0)
-        goto out;
-    if (kid != NULL && jwt_add_header(jwt, "kid", kid) != 0)
-        goto out;
-    if (jwt_set_alg(jwt, alg, key, (int)keylen) != 0) {
-        fprintf(stderr, "portcullis token: cannot set the algorithm\n");
-        goto out;
-    }
-    out = jwt_encode_str(jwt);
-    if (out == NULL) {
-        fprintf(stderr, "portcullis token: encoding failed\n");
-        goto out;
-    }
-    printf("%s\n", out);
-    rc = 0;
-out:
-    free(out);
-    free(key);
-    jwt_free(jwt);
-    return rc;
 }
 
 /*
