@@ -5,10 +5,12 @@
  *   portcullis -t [-c FILE]         validate the config (and its SQL) and exit
  *   portcullis token ...            mint a test token
  *   portcullis explain ...          evaluate one request without forwarding it
+ *   portcullis test ...             run a rule pack's decision tests
  */
 #include "server.h"
 #include "../lib/log.h"
 #include "explain.h"
+#include "packtest.h"
 #include "token.h"
 #include "config.h"
 #include "../rules/match.h"
@@ -32,6 +34,7 @@ static void usage(FILE *f)
             "usage: portcullis [-c FILE] [-t [--print-defaults]]\n"
             "       portcullis token (--secret S | --secret-file F) [--claim k=v]... [--ttl 1h] [--alg HS256] [--kid ID]\n"
             "       portcullis explain [-c FILE] METHOD URL [-H 'Name: value']...\n"
+            "       portcullis test [-c FILE] [--junit FILE] [--coverage] [--require-coverage] TESTS.yaml...\n"
             "       portcullis healthcheck [HOST:PORT] [PATH]\n"
             "\n"
             "  -c, --config FILE  config file (default: $PORTCULLIS_CONFIG, then " PC_DEFAULT_CONFIG ")\n"
@@ -120,6 +123,8 @@ int main(int argc, char **argv)
         return pc_token_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "explain") == 0)
         return pc_explain_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "test") == 0)
+        return pc_packtest_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "healthcheck") == 0)
         return pc_healthcheck_main(argc - 1, argv + 1);
 
