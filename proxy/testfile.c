@@ -207,8 +207,9 @@ static void tf_decision_parse(struct cfg_ctx *ctx, const struct yt_node *n, stru
             e->decision = d;
             return;
         }
-        pc_buf_addf(&names, "%s%s", d > PC_D_NONE + 1 ? ", " : "", pc_decision_names[d]);
     }
+    for (int d = PC_D_NONE + 1; d < PC_D__COUNT; d++)
+        pc_buf_addf(&names, "%s%s", d > PC_D_NONE + 1 ? ", " : "", pc_decision_names[d]);
     cfg_error(ctx, n, "expect.decision must be one of %s, found '%s'", pc_buf_cstr(&names), n->str);
     pc_buf_free(&names);
 }
