@@ -412,7 +412,8 @@ static void pt_cover_line(const char *kind, const char *name, const char *file, 
         printf("covered: %s %s (%s:%d:%d), %d case%s\n", kind, name, file, line, col, hits, hits == 1 ? "" : "s");
 }
 
-/* Print coverage; the number of rules and policies no case exercised. */
+/* Print coverage; the number of rules and policies no case exercised,
+ * named in uncovered ("rule a, policy b"). */
 static size_t pt_coverage(const struct pt_run *run, const struct pt_opts *opt, struct pc_buf *uncovered)
 {
     const struct pc_config *cfg = run->o.cfg;
@@ -420,14 +421,18 @@ static size_t pt_coverage(const struct pt_run *run, const struct pt_opts *opt, s
     for (size_t i = 0; i < run->nrules; i++) {
         const struct rule *r = &cfg->rules->rules[i];
         pt_cover_line("rule", r->name, cfg->file, r->line, r->col, run->rule_hits[i], opt->coverage);
-        if (run->rule_hits[i] == 0)
-            pc_buf_addf(uncovered, "%srule %s", nr++ + np ? ", " : "", r->name);
+        if (run->rule_hits[i] == 0) {
+            pc_buf_addf(uncovered, "%srule %s", uncovered->len ? ", " : "", r->name);
+            nr++;
+        }
     }
     for (size_t i = 0; i < run->npolicies; i++) {
         const struct pol_policy *p = &cfg->pol->set->p[i];
         pt_cover_line("policy", p->name, cfg->file, p->line, p->col, run->policy_hits[i], opt->coverage);
-        if (run->policy_hits[i] == 0)
-            pc_buf_addf(uncovered, "%spolicy %s", nr + np++ ? ", " : "", p->name);
+        if (run->policy_hits[i] == 0) {
+            pc_buf_addf(uncovered, "%spolicy %s", uncovered->len ? ", " : "", p->name);
+            np++;
+        }
     }
     printf("coverage: %zu/%zu rules, %zu/%zu policies\n", run->nrules - nr, run->nrules, run->npolicies - np,
            run->npolicies);
