@@ -41,7 +41,14 @@ static void usage(FILE *f)
             "  -t, --test         validate the config, check policies against the database, exit\n"
             "      --print-defaults  with -t: print the effective config, every default filled in\n"
             "  -v, --version      print the version\n"
-            "  -h, --help         this help\n");
+            "  -h, --help         this help\n"
+            "\n"
+            "test runs the decision tests of TESTS.yaml against the config's database and exits 1 when\n"
+            "one fails, 2 on a usage, file, config or database error:\n"
+            "      --junit FILE   also write a JUnit XML report\n"
+            "      --coverage     list every rule and policy with the cases that exercised it\n"
+            "                     (those no case exercised are always listed)\n"
+            "      --require-coverage  a rule or policy no case exercised fails the run\n");
 }
 
 const char *pc_default_config_path(void)
