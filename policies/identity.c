@@ -343,6 +343,7 @@ void id_config_parse(struct cfg_ctx *ctx, const struct yt_node *n, struct id_con
         c->sources = pc_calloc(1, sizeof(*c->sources));
         c->sources[0].kind = ID_SRC_HEADER;
         c->sources[0].name = pc_strdup("Authorization");
+        c->sources[0].name_len = strlen("Authorization");
         c->nsources = 1;
     }
 }
