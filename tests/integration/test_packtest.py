@@ -37,6 +37,69 @@ def position(text, needle):
     return text.count("\n", 0, i) + 1, i - (text.rfind("\n", 0, i) + 1) + 1
 
 
+# The README's example of a pack for one's own application, verbatim: its
+# schema, its config and its tests.
+EXAMPLE_SQL = """
+CREATE TABLE documents (id integer PRIMARY KEY, team text NOT NULL, author text NOT NULL);
+CREATE TABLE members (team text NOT NULL, person text NOT NULL, role text NOT NULL);
+INSERT INTO documents VALUES (1, 'red', 'alice'), (2, 'blue', 'bob');
+INSERT INTO members VALUES ('red', 'alice', 'member'), ('red', 'carol', 'lead'), ('blue', 'bob', 'member');
+"""
+
+EXAMPLE_CONFIG = """listen: 0.0.0.0:8080
+upstream: http://127.0.0.1:3000
+identity:
+  secret: "${APP_JWT_SECRET}"
+  audience: notes
+database:
+  url: "${APP_DATABASE_URL}"
+policies:
+  author: SELECT 1 FROM documents WHERE id = CAST(:doc_id AS integer) AND author = :subject
+  team_lead: |
+    SELECT 1 FROM documents d JOIN members m ON m.team = d.team
+     WHERE d.id = CAST(:doc_id AS integer) AND m.person = :subject AND m.role = 'lead'
+rules:
+  - name: document
+    path: /api/documents/{doc_id:int}
+    methods: [GET, PUT]
+    allow: [author, team_lead]
+  - name: public
+    path: /public/**
+    action: forward
+default: deny
+"""
+
+EXAMPLE_TESTS = """tests:
+  - name: the author reads her document
+    request: GET /api/documents/1
+    subject: alice
+    expect: {status: forwarded, decision: allow, rule: document, reason: "policy author: row"}
+  - name: the team's lead edits it
+    request: PUT /api/documents/1
+    subject: carol
+    expect: {status: forwarded, decision: allow, rule: document, reason: "policy team_lead: row"}
+  - name: someone of another team is refused
+    request: GET /api/documents/1
+    subject: bob
+    expect: {status: 403, decision: deny, rule: document}
+  - name: no token, 401
+    request: GET /api/documents/1
+    expect: {status: 401, decision: unauthenticated, rule: document, reason: "no credential"}
+  - name: a token for another audience is refused
+    request: GET /api/documents/1
+    subject: alice
+    claims: {aud: billing}
+    expect: {status: 401, decision: unauthenticated, rule: document, reason: "wrong audience"}
+  - name: public pages need no token
+    request: GET /public/index.html
+    expect: {status: forwarded, decision: forward, rule: public}
+  - name: what no rule matches is denied
+    request: DELETE /api/documents/1
+    subject: alice
+    expect: {status: 403, decision: deny, rule: null, reason: "no rule matched"}
+"""
+
+
 class TestPackTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -235,6 +298,59 @@ class TestPackTest(unittest.TestCase):
         r = self.run_test(self.write("places.yaml", text))
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertEqual(r.stdout.splitlines()[-1], "3 passed, 0 failed")
+
+    def example(self):
+        """The README example's database (once), config path and environment."""
+        if not getattr(TestPackTest, "example_db", None):
+            db = "example_" + secrets.token_hex(4)
+            self.pg.psql("CREATE DATABASE %s" % db, db="postgres")
+            self.pg.psql(EXAMPLE_SQL, db=db)
+            TestPackTest.example_db = db
+        env = {"APP_JWT_SECRET": "example-" + secrets.token_hex(8),
+               "APP_DATABASE_URL": "host=127.0.0.1 port=%d dbname=%s user=postgres" % (self.pg.port,
+                                                                                     TestPackTest.example_db)}
+        return self.write("app.yaml", EXAMPLE_CONFIG), env
+
+    def test_the_readme_example_for_ones_own_app_passes_with_full_coverage(self):
+        config, env = self.example()
+        tests = self.write("app.test.yaml", EXAMPLE_TESTS)
+        r = run_portcullis("test", "-c", config, "--require-coverage", tests, env=env, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("coverage: 2/2 rules, 2/2 policies", r.stdout)
+        self.assertEqual(r.stdout.splitlines()[-1], "%d passed, 0 failed" % len(yaml.safe_load(EXAMPLE_TESTS)["tests"]))
+
+    def test_a_case_signs_with_a_named_key_and_typed_claims(self):
+        config, env = self.example()
+        with open(config) as f:
+            text = f.read().replace('  secret: "${APP_JWT_SECRET}"\n',
+                                    '  keys:\n    - {id: k1, secret: "${APP_JWT_SECRET}-1"}\n'
+                                    '    - {id: k2, secret: "${APP_JWT_SECRET}-2"}\n')
+        config = self.write("app-keys.yaml", text)
+        tests = """tests:
+  - name: signed with k2, its kid names it
+    request: GET /api/documents/1
+    subject: alice
+    key: k2
+    expect: {status: forwarded, decision: allow, rule: document}
+  - name: an audience list that holds the audience
+    request: GET /api/documents/1
+    subject: alice
+    claims: {aud: [billing, notes]}
+    expect: {status: forwarded, decision: allow, rule: document}
+  - name: a number where the subject should be a string
+    request: GET /api/documents/1
+    subject: alice
+    claims: {sub: 7}
+    expect: {status: 401, decision: unauthenticated, rule: document, reason: "subject claim missing or not a string"}
+"""
+        r = run_portcullis("test", "-c", config, self.write("keys.yaml", tests), env=env, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        bad = tests.replace("key: k2", "key: k3")
+        path = self.write("keys-bad.yaml", bad)
+        r = run_portcullis("test", "-c", config, path, env=env, timeout=60)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("%s:%d:%d: %s has no identity.keys entry with id 'k3'" % ((path,) + position(bad, "k3") + (config,)),
+                      r.stderr)
 
     def test_an_unreachable_database_is_an_error_and_no_case_runs(self):
         text = "tests:\n  - name: x\n    request: GET /healthz\n    expect: {status: local, decision: local, rule: null}\n"
