@@ -35,6 +35,9 @@ void id_config_free(struct id_config *c)
         free(c->issuers[i]);
     free(c->issuers);
     free(c->audience);
+    for (size_t i = 0; i < c->npublic; i++)
+        free(c->public_secrets[i]);
+    free(c->public_secrets);
     free(c);
 }
 
@@ -71,7 +74,7 @@ int id_read_secret_file(const char *path, unsigned char **out, size_t *outlen, c
     return 0;
 }
 
-static int id_source_parse(struct cfg_ctx *ctx, struct yt_node *v, struct id_source *s)
+int id_source_parse(struct cfg_ctx *ctx, const struct yt_node *v, struct id_source *s)
 {
     if (cfg_expect(ctx, v, YT_SCALAR, "identity.sources item") != 0)
         return -1;
@@ -211,6 +214,16 @@ static void id_issuers_parse(struct cfg_ctx *ctx, const struct yt_node *v, struc
     }
 }
 
+/* identity.public_secrets, kept: `portcullis test` forges tokens with
+ * them to show they are refused. */
+static void id_public_keep(const struct yt_node *list, struct id_config *c)
+{
+    c->public_secrets = pc_calloc(list->n ? list->n : 1, sizeof(*c->public_secrets));
+    for (size_t i = 0; i < list->n; i++)
+        if (list->items[i]->type == YT_SCALAR && list->items[i]->len > 0)
+            c->public_secrets[c->npublic++] = pc_strndup(list->items[i]->str, list->items[i]->len);
+}
+
 /* A key equal to one of identity.public_secrets is published: anyone can
  * mint tokens with it, and no rule would protect anything. */
 static void id_refuse_public(struct cfg_ctx *ctx, const struct yt_node *n, const struct id_config *c,
@@ -296,8 +309,10 @@ void id_config_parse(struct cfg_ctx *ctx, const struct yt_node *n, struct id_con
         } else if (strcmp(k->str, "leeway") == 0) {
             cfg_scalar(ctx, v, CFG_DURATION, &c->leeway_ms, 0, 3600000);
         } else if (strcmp(k->str, "public_secrets") == 0) {
-            if (cfg_expect(ctx, v, YT_SEQ, "identity.public_secrets") == 0)
+            if (cfg_expect(ctx, v, YT_SEQ, "identity.public_secrets") == 0) {
                 public_secrets = v;
+                id_public_keep(v, c);
+            }
         } else if (strcmp(k->str, "allow_public_secret") == 0) {
             cfg_scalar(ctx, v, CFG_BOOL, &allow_public, 0, 0);
         } else {
@@ -328,6 +343,7 @@ void id_config_parse(struct cfg_ctx *ctx, const struct yt_node *n, struct id_con
         c->sources = pc_calloc(1, sizeof(*c->sources));
         c->sources[0].kind = ID_SRC_HEADER;
         c->sources[0].name = pc_strdup("Authorization");
+        c->sources[0].name_len = strlen("Authorization");
         c->nsources = 1;
     }
 }

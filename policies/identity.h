@@ -34,6 +34,10 @@ struct id_source {
     size_t name_len;
 };
 
+/* One credential source, "cookie:NAME", "header:NAME" or "query:NAME",
+ * into *s (its name malloc'd). 0, or -1 with an error in ctx. */
+int id_source_parse(struct cfg_ctx *ctx, const struct yt_node *v, struct id_source *s);
+
 /* Read a key file, as Dify writes one: trailing CR/LF are not part of the
  * key; an empty file, or one over 4096 bytes, is an error (in err). */
 int id_read_secret_file(const char *path, unsigned char **out, size_t *outlen, char *err, size_t errlen);
@@ -53,6 +57,8 @@ struct id_config {
     char *audience;
     int require_exp;
     int64_t leeway_ms;
+    char **public_secrets;       /* published keys, refused as signing keys (for tests that forge with one) */
+    size_t npublic;
 };
 
 /* The `identity` section, into *out. */

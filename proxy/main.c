@@ -5,10 +5,13 @@
  *   portcullis -t [-c FILE]         validate the config (and its SQL) and exit
  *   portcullis token ...            mint a test token
  *   portcullis explain ...          evaluate one request without forwarding it
+ *   portcullis test ...             run a rule pack's decision tests
  */
 #include "server.h"
 #include "../lib/log.h"
 #include "explain.h"
+#include "packtest.h"
+#include "token.h"
 #include "config.h"
 #include "../rules/match.h"
 #include "../policies/policy.h"
@@ -20,10 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
-#include <jwt.h>
 
 #define PC_DEFAULT_CONFIG "/etc/portcullis/portcullis.yaml"
 
@@ -33,137 +34,27 @@ static void usage(FILE *f)
             "usage: portcullis [-c FILE] [-t [--print-defaults]]\n"
             "       portcullis token (--secret S | --secret-file F) [--claim k=v]... [--ttl 1h] [--alg HS256] [--kid ID]\n"
             "       portcullis explain [-c FILE] METHOD URL [-H 'Name: value']...\n"
+            "       portcullis test [-c FILE] [--junit FILE] [--coverage] [--require-coverage] TESTS.yaml...\n"
             "       portcullis healthcheck [HOST:PORT] [PATH]\n"
             "\n"
             "  -c, --config FILE  config file (default: $PORTCULLIS_CONFIG, then " PC_DEFAULT_CONFIG ")\n"
             "  -t, --test         validate the config, check policies against the database, exit\n"
             "      --print-defaults  with -t: print the effective config, every default filled in\n"
             "  -v, --version      print the version\n"
-            "  -h, --help         this help\n");
+            "  -h, --help         this help\n"
+            "\n"
+            "test runs the decision tests of TESTS.yaml against the config's database and exits 1 when\n"
+            "one fails, 2 on a usage, file, config or database error:\n"
+            "      --junit FILE   also write a JUnit XML report\n"
+            "      --coverage     list every rule and policy with the cases that exercised it\n"
+            "                     (those no case exercised are always listed)\n"
+            "      --require-coverage  a rule or policy no case exercised fails the run\n");
 }
 
 const char *pc_default_config_path(void)
 {
     const char *env = getenv("PORTCULLIS_CONFIG");
     return env && *env ? env : PC_DEFAULT_CONFIG;
-}
-
-static int pc_token_main(int argc, char **argv)
-{
-    static const struct option opts[] = {
-        {"secret", required_argument, NULL, 's'},
-        {"secret-file", required_argument, NULL, 'f'},
-        {"claim", required_argument, NULL, 'c'},
-        {"ttl", required_argument, NULL, 't'},
-        {"alg", required_argument, NULL, 'a'},
-        {"kid", required_argument, NULL, 'k'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *secret = NULL, *secret_file = NULL, *alg_name = "HS256", *kid = NULL;
-    int64_t ttl_ms = 3600000;
-    jwt_t *jwt = NULL;
-    char *out = NULL;
-    unsigned char *key = NULL;
-    size_t keylen = 0;
-    int rc = 1;
-
-    if (jwt_new(&jwt) != 0) {
-        fprintf(stderr, "portcullis token: out of memory\n");
-        return 1;
-    }
-    optind = 1;
-    int ch;
-    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (ch) {
-        case 's': secret = optarg; break;
-        case 'f': secret_file = optarg; break;
-        case 'a': alg_name = optarg; break;
-        case 'k': kid = optarg; break;
-        case 't':
-            if (pc_parse_duration(optarg, &ttl_ms) != 0) {
-                fprintf(stderr, "portcullis token: bad --ttl '%s'\n", optarg);
-                goto out;
-            }
-            break;
-        case 'c': {
-            char *eq = strchr(optarg, '=');
-            if (eq == NULL || eq == optarg) {
-                fprintf(stderr, "portcullis token: --claim wants name=value\n");
-                goto out;
-            }
-            *eq = '\0';
-            const char *v = eq + 1;
-            uint64_t n;
-            int r;
-            if (pc_parse_u64(v, strlen(v), &n) == 0)
-                r = jwt_add_grant_int(jwt, optarg, (long)n);
-            else if (strcmp(v, "true") == 0 || strcmp(v, "false") == 0)
-                r = jwt_add_grant_bool(jwt, optarg, v[0] == 't');
-            else
-                r = jwt_add_grant(jwt, optarg, v);
-            if (r != 0) {
-                fprintf(stderr, "portcullis token: cannot add claim %s\n", optarg);
-                goto out;
-            }
-            break;
-        }
-        case 'h':
-            usage(stdout);
-            rc = 0;
-            goto out;
-        default:
-            usage(stderr);
-            goto out;
-        }
-    }
-    if (secret_file != NULL) {
-        char err[300];
-        if (id_read_secret_file(secret_file, &key, &keylen, err, sizeof(err)) != 0) {
-            fprintf(stderr, "portcullis token: %s\n", err);
-            goto out;
-        }
-    } else if (secret != NULL) {
-        keylen = strlen(secret);
-        key = (unsigned char *)pc_strndup(secret, keylen);
-    }
-    if (key == NULL || keylen == 0) {
-        fprintf(stderr, "portcullis token: a non-empty --secret or --secret-file is required\n");
-        goto out;
-    }
-    jwt_alg_t alg = jwt_str_alg(alg_name);
-    if (alg != JWT_ALG_HS256 && alg != JWT_ALG_HS384 && alg != JWT_ALG_HS512) {
-        fprintf(stderr, "portcullis token: --alg must be HS256, HS384 or HS512\n");
-        goto out;
-    }
-    time_t now = time(NULL);
-    /* libjwt 1.10 reports a missing grant with errno ENOENT */
-    errno = 0;
-    jwt_get_grant_int(jwt, "exp");
-    if (errno == ENOENT && ttl_ms > 0 && jwt_add_grant_int(jwt, "exp", (long)(now + ttl_ms / 1000)) != 0)
-        goto out;
-    errno = 0;
-    jwt_get_grant_int(jwt, "iat");
-    if (errno == ENOENT && jwt_add_grant_int(jwt, "iat", (long)now) != 0)
-        goto out;
-    if (kid != NULL && jwt_add_header(jwt, "kid", kid) != 0)
-        goto out;
-    if (jwt_set_alg(jwt, alg, key, (int)keylen) != 0) {
-        fprintf(stderr, "portcullis token: cannot set the algorithm\n");
-        goto out;
-    }
-    out = jwt_encode_str(jwt);
-    if (out == NULL) {
-        fprintf(stderr, "portcullis token: encoding failed\n");
-        goto out;
-    }
-    printf("%s\n", out);
-    rc = 0;
-out:
-    free(out);
-    free(key);
-    jwt_free(jwt);
-    return rc;
 }
 
 /*
@@ -239,6 +130,8 @@ int main(int argc, char **argv)
         return pc_token_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "explain") == 0)
         return pc_explain_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "test") == 0)
+        return pc_packtest_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "healthcheck") == 0)
         return pc_healthcheck_main(argc - 1, argv + 1);
 

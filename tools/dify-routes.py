@@ -9,6 +9,9 @@ checkout (--api DIR, Dify's api/ directory) or straight from git objects
   editor-routes   the routes under the fallback prefixes that the pack does not
                   protect, over many Dify versions, as portcullis rules
                   (action: forward); --write FILE rewrites the marked block
+  editor-tests    one `portcullis test` case per known editor route of the pack (forwarded
+                  for a member who is not the resource's creator); --write FILE rewrites
+                  the marked block of the pack's test file (rules/dify.test.yaml)
   review          what a new Dify release needs a human to look at; exit 1 if anything
   table           the README's route table: each protected rule of the pack, its methods,
                   the Dify releases that have its routes, its policies
@@ -1053,6 +1056,82 @@ def route_selected(path, under, exact):
     return path in exact or any(path.startswith(u) for u in under)
 
 
+# The resources the generated cases name: rows of the pack's test data (the fixture
+# the demo and the tests load), and a subject of rules/dify.test.yaml's subjects: who
+# is a member of workspace A but neither its owner or admin nor the creator of these.
+EDITOR_TEST_AS = "normal_a"
+EDITOR_TEST_IDS = {"app_id": "a1a1a1a1-0000-4000-8000-000000000001",      # a-editor-app, created by editor_a
+                   "agent_id": "ae000000-0000-4000-8000-000000000001"}    # its workspace's agent, by editor_a
+EDITOR_TEST_UUID = "0e0e0e0e-0000-4000-8000-000000000001"
+
+
+def concrete_path(segs):
+    """A path the template matches: known ids for app_id and agent_id, made-up values elsewhere."""
+    out = []
+    for kind, v in segs:
+        if kind == "lit":
+            out.append(v)
+        elif kind == "uuid":
+            out.append(EDITOR_TEST_IDS.get(v, EDITOR_TEST_UUID))
+        elif kind == "int":
+            out.append("1")
+        elif kind == "str":
+            out.append("x-" + (v or "segment"))
+        else:
+            out.append("x")
+    return "/" + "/".join(out)
+
+
+def editor_test_block(rules, indent):
+    """Test cases (text lines) for the pack's generated rules, one each, with its first method."""
+    pad = " " * indent
+    out = []
+    for r in rules:
+        if not r.in_block:
+            continue
+        method = (r.methods or ["GET"])[0]
+        out.append(f'{pad}- name: "known editor route {r.name}: {method} reaches Dify for a non-creator member"')
+        out.append(f"{pad}  request: {method} {concrete_path(r.segs)}")
+        out.append(f"{pad}  as: {EDITOR_TEST_AS}")
+        out.append(f"{pad}  expect: {{status: forwarded, decision: forward, rule: {r.name}}}")
+    return out
+
+
+def cmd_editor_tests(args):
+    with open(args.rules, encoding="utf-8") as f:
+        rules, _ = read_pack(f.read(), args.rules)
+    target = None
+    if args.write:
+        with open(args.write, encoding="utf-8") as f:
+            target = f.read()
+    indent = rules_indent_tests(target) if target is not None else 2
+    pad = " " * indent
+    header = [
+        f"{pad}# One case per known editor route of {os.path.basename(args.rules)} (its generated block):",
+        f"{pad}# Dify lets every editor use these, so they reach Dify for a member who is",
+        f"{pad}# not the resource's creator. Do not edit by hand: regenerate with",
+        f"{pad}#   tools/dify-routes.py editor-tests --write rules/dify.test.yaml",
+    ]
+    block = editor_test_block(rules, indent)
+    if target is None:
+        print(f"{pad}{BEGIN_MARK}")
+        print("\n".join(header + block))
+        print(f"{pad}{END_MARK}")
+        return 0
+    new = splice(target, header + block)
+    tmp = args.write + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(new)
+    os.replace(tmp, args.write)
+    print(f"{args.write}: {len(block) // 4} known editor route cases", file=sys.stderr)
+    return 0
+
+
+def rules_indent_tests(text):
+    m = re.search(r"^tests:\s*\n(?:\s*#.*\n|\s*\n)*( *)- ", text, re.M)
+    return len(m.group(1)) if m else 2
+
+
 def cmd_list_union(args):
     if not args.git:
         raise ToolError("list --union reads every release: give --git GITDIR")
@@ -1495,6 +1574,11 @@ def main(argv=None):
     p.add_argument("--rules", default=default_rules(), help="the pack (default rules/dify.yaml)")
     p.add_argument("--write", metavar="FILE", help="rewrite the marked block of FILE in place")
     p.set_defaults(func=cmd_editor)
+
+    p = sub.add_parser("editor-tests", help="one portcullis test case per known editor route of the pack")
+    p.add_argument("--rules", default=default_rules(), help="the pack (default rules/dify.yaml)")
+    p.add_argument("--write", metavar="FILE", help="rewrite the marked block of FILE (rules/dify.test.yaml) in place")
+    p.set_defaults(func=cmd_editor_tests)
 
     p = sub.add_parser("review", help="what a new Dify release needs reviewed (exit 1 if anything)")
     src_args(p)

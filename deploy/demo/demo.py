@@ -77,6 +77,10 @@ curl -i -b 'access_token=%(owner)s' -H 'Authorization: Bearer %(member)s' %(url_
 DB_HOST=127.0.0.1 DB_PORT=%(pgport)d SECRET_KEY=%(secret)s \\
   %(bin)s explain -c %(config)s GET %(url_a)s -H 'Cookie: access_token=%(member)s'
 
+# the pack's decision tests, every rule covered, against this database:
+DB_HOST=127.0.0.1 DB_PORT=%(pgport)d SECRET_KEY=%(secret)s \\
+  %(bin)s test -c %(config)s --require-coverage %(tests)s
+
 # revocation is instant (policies/invalidate.sql is installed): demote the owner
 psql -h 127.0.0.1 -p %(pgport)d -U postgres dify -c "UPDATE tenant_account_joins SET role='normal' WHERE account_id='%(owner_id)s'"
 
@@ -84,7 +88,7 @@ curl -s http://127.0.0.1:%(admin)d/metrics | grep portcullis_requests_total
 
 Ctrl-C stops everything and removes the database.
 """ % dict(port=PORT, admin=ADMIN, owner=t_owner, member=t_member, other=t_other, url_a=url_a, url_b=url_b,
-           bin=BIN, config=config, pgport=pg.port, secret=SECRET, owner_id=USERS["owner_a"]), flush=True)
+           bin=BIN, config=config, tests=os.path.join(ROOT, "rules", "dify.test.yaml"), pgport=pg.port, secret=SECRET, owner_id=USERS["owner_a"]), flush=True)
         signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
         proxy.wait()
     except KeyboardInterrupt:

@@ -556,6 +556,29 @@ class Pack(unittest.TestCase):
         names = [r.name for r in rules]
         self.assertEqual(len(names), len(set(names)))
 
+    def test_the_pack_tests_editor_block_is_what_the_tool_writes_from_the_pack(self):
+        # a stale block (the pack regenerated, its tests not) is caught here, and by
+        # portcullis test --require-coverage in tests/integration/test_packtest.py
+        tests = os.path.join(ROOT, "rules", "dify.test.yaml")
+        d = tempfile.mkdtemp()
+        try:
+            copy = os.path.join(d, "dify.test.yaml")
+            shutil.copy(tests, copy)
+            r = run_tool("editor-tests", "--rules", PACK, "--write", copy)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with open(tests) as a, open(copy) as b:
+                self.assertEqual(a.read(), b.read(), "rules/dify.test.yaml: regenerate with "
+                                 "tools/dify-routes.py editor-tests --write rules/dify.test.yaml")
+        finally:
+            shutil.rmtree(d)
+        with open(PACK) as f:
+            rules, _ = dr.read_pack(f.read(), PACK)
+        block = dr.editor_test_block(rules, 2)
+        generated = [r.name for r in rules if r.in_block]
+        self.assertEqual(len(block), 4 * len(generated))
+        for name in generated:
+            self.assertIn("rule: %s}" % name, "\n".join(block))
+
 
 @unittest.skipUnless(have_mirror(), "the Dify mirror (%s, commit %s) is absent: set DIFY_GIT" % (DIFY_GIT, REF_COMMIT))
 class DifyHistory(unittest.TestCase):

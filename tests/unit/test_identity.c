@@ -15,8 +15,10 @@
 #include <string.h>
 
 #include "../../policies/identity.h"
+#include "../../lib/cfg.h"
 #include "../../lib/h1.h"
 #include "../../lib/base.h"
+#include "../../lib/yaml.h"
 
 /* ---- id_parse_cookies ---- */
 
@@ -559,6 +561,29 @@ static void test_no_credentials_gives_zero(void **state)
     assert_int_equal(collect(&c, h, PC_ARRAY_LEN(h), "a=b"), 0);
 }
 
+/* identity: without sources: reads the Authorization header, the documented
+ * default (its name's length was once left 0, so that nothing matched) */
+static void test_without_sources_the_authorization_header_is_read(void **state)
+{
+    (void)state;
+    static const char text[] = "secret: k\n";
+    char err[256];
+    struct cfg_ctx ctx = {.file = "t.yaml"};
+    struct id_config *c = NULL;
+    struct yt_doc *doc = yt_load("t.yaml", text, strlen(text), NULL, err, sizeof(err));
+    assert_non_null(doc);
+    id_config_parse(&ctx, doc->root, &c);
+    assert_int_equal(ctx.nerrors, 0);
+    assert_int_equal(c->nsources, 1);
+    struct h1_header h[] = {HDR("Cookie", "access_token=no"), HDR("authorization", "Bearer tok")};
+    assert_int_equal(collect(c, h, 2, NULL), 1);
+    ASSERT_CRED(0, 0, "tok");
+    id_config_free(c);
+    yt_free(doc);
+    pc_buf_free(&ctx.errors);
+    pc_buf_free(&ctx.warnings);
+}
+
 int main(void)
 {
     pc_hash_init();
@@ -591,6 +616,7 @@ int main(void)
         cmocka_unit_test_teardown(test_other_header_sources_carry_the_token_itself, teardown),
         cmocka_unit_test_teardown(test_more_than_max_credentials_returns_minus_one, teardown),
         cmocka_unit_test_teardown(test_no_credentials_gives_zero, teardown),
+        cmocka_unit_test_teardown(test_without_sources_the_authorization_header_is_read, teardown),
     };
     return cmocka_run_group_tests_name("identity", tests, NULL, NULL);
 }
