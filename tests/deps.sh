@@ -10,6 +10,10 @@
 #   install and removed afterwards, whatever happens;
 # - Debian's postgresql-15 creates a system cluster (15/main) that the tests
 #   never use; when this install created it, it is dropped again.
+# - mariadb-server (the throwaway servers of tests/lib/harness.py class
+#   MariaDB) and libmariadb-dev (MariaDB Connector/C, the MySQL-compatible
+#   policy backend of issue 14): the service is never started (policy-rc.d
+#   above); the tests run their own mariadbd with --no-defaults.
 set -eu
 
 # nginx-light, python3-yaml, gettext-base (envsubst), util-linux (unshare),
@@ -17,7 +21,7 @@ set -eu
 # python3-flask, python3-werkzeug, gunicorn: Dify's own routing stack, the
 # upstream of the Dify pack's tests
 PKGS="build-essential pkg-config libevent-dev libpq-dev libyaml-dev libssl-dev libjwt-dev
-      libcmocka-dev postgresql-15 python3 curl
+      libcmocka-dev postgresql-15 mariadb-server libmariadb-dev python3 curl
       nginx-light python3-yaml gettext-base util-linux iproute2
       python3-flask python3-werkzeug gunicorn"
 case "${1:-}" in
