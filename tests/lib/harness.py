@@ -612,11 +612,12 @@ class MariaDB:
     An application user (user, password; auth "mysql_native_password" or
     "ed25519") gets `grant` on the database. sql() runs as that user over TCP
     with as_app=True, otherwise as root over the socket; the password travels
-    in a 0600 option file, never on a command line. close() kills the server
+    in a 0600 option file, never on a command line. server_args are added to
+    mariadbd's command line (TLS files, for example). close() kills the server
     and removes the directory: nothing is left behind."""
 
     def __init__(self, fixture_sql=None, password=None, user="portcullis", database="dify",
-                 auth="mysql_native_password", grant="SELECT", collation="utf8mb4_unicode_ci"):
+                 auth="mysql_native_password", grant="SELECT", collation="utf8mb4_unicode_ci", server_args=()):
         if auth not in ("mysql_native_password", "ed25519"):
             raise ValueError("auth: mysql_native_password or ed25519")
         self.port = free_port()
@@ -624,6 +625,7 @@ class MariaDB:
         self.password = password if password is not None else ""
         self.database = database
         self.collation = collation
+        self.extra_args = list(server_args)
         self.proc = None
         self._db_ready = False
         self.base = tempfile.mkdtemp(prefix="pc-my-")
@@ -673,7 +675,7 @@ class MariaDB:
                 "--tmpdir=" + self.tmp, "--skip-name-resolve", "--performance-schema=OFF",
                 "--innodb-flush-log-at-trx-commit=2", "--innodb-doublewrite=0", "--max-connections=200",
                 "--character-set-server=utf8mb4", "--collation-server=" + self.collation,
-                "--plugin-load-add=auth_ed25519"] + self._file_args() + self._user_args()
+                "--plugin-load-add=auth_ed25519"] + self._file_args() + self._user_args() + self.extra_args
 
     def _write_client_files(self):
         def write(name, lines):
