@@ -25,7 +25,7 @@
  * or URI), then each key given on its own, which overrides it. Empty
  * values are left out. keys/vals need PG_MAX_PARAMS entries.
  */
-#define PG_MAX_PARAMS 16
+#define PG_MAX_PARAMS 20
 struct pol_db;
 void pg_conn_params(const struct pol_db *db, const char *appname, const char **keys,
                     const char **vals, char *timeout, size_t timeout_len);
