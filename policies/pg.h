@@ -9,6 +9,9 @@
  * queries from many requests, each followed by a sync so that one error
  * never poisons another request's query.
  *
+ * The first connection also runs cache.invalidate_query every
+ * cache.invalidate_poll, in the same pipeline (invpoll.h).
+ *
  * A connection that dies fails its queries (the decision becomes 503) and
  * reconnects with backoff. A connection whose oldest query is far past the
  * policy budget is presumed wedged and is replaced.
