@@ -597,6 +597,20 @@ def dify_pg(shape="main"):
 
 
 MARIADBD = "/usr/sbin/mariadbd"
+# the server side of ed25519 comes with Debian's mariadb-server, which the
+# tests do not need otherwise (tests/deps.sh installs mariadb-server-core)
+ED25519_PLUGIN = "/usr/lib/mysql/plugin/auth_ed25519.so"
+
+
+def mariadb_run_user():
+    """The user a throwaway mariadbd runs as when the tests run as root:
+    mysql where a mariadb-server package made one, else nobody."""
+    import pwd
+    try:
+        pwd.getpwnam("mysql")
+        return "mysql"
+    except KeyError:
+        return "nobody"
 
 
 def sql_string(value):
@@ -607,7 +621,8 @@ def sql_string(value):
 class MariaDB:
     """A throwaway MariaDB server from Debian's mariadb-server, in a temp dir:
     TCP on 127.0.0.1:port and a Unix socket, nothing read from /etc/mysql
-    (--no-defaults). As root the server runs as the mysql user (--user).
+    (--no-defaults). As root the server runs as the mysql user, or nobody
+    where there is none (--user).
 
     An application user (user, password; auth "mysql_native_password" or
     "ed25519") gets `grant` on the database. sql() runs as that user over TCP
@@ -635,10 +650,11 @@ class MariaDB:
         self.sock = os.path.join(self.base, "mysqld.sock")
         self.log = os.path.join(self.base, "error.log")
         os.makedirs(self.tmp)
-        self.as_mysql = os.geteuid() == 0
+        self.auth = auth
+        self.run_as = mariadb_run_user() if os.geteuid() == 0 else None
         try:
-            if self.as_mysql:
-                subprocess.run(["chown", "-R", "mysql:mysql", self.base], check=True)
+            if self.run_as:
+                subprocess.run(["chown", "-R", "%s:" % self.run_as, self.base], check=True)
             r = subprocess.run(["mariadb-install-db", "--no-defaults", "--datadir=" + self.data,
                                 "--auth-root-authentication-method=normal", "--skip-test-db",
                                 "--skip-name-resolve"] + self._file_args() + self._user_args(),
@@ -662,7 +678,7 @@ class MariaDB:
             raise
 
     def _user_args(self):
-        return ["--user=mysql"] if self.as_mysql else []
+        return ["--user=" + self.run_as] if self.run_as else []
 
     def _file_args(self):
         # options that shape the files on disk: the same at install and start
@@ -674,8 +690,9 @@ class MariaDB:
                 "--pid-file=" + os.path.join(self.base, "mysqld.pid"), "--log-error=" + self.log,
                 "--tmpdir=" + self.tmp, "--skip-name-resolve", "--performance-schema=OFF",
                 "--innodb-flush-log-at-trx-commit=2", "--innodb-doublewrite=0", "--max-connections=200",
-                "--character-set-server=utf8mb4", "--collation-server=" + self.collation,
-                "--plugin-load-add=auth_ed25519"] + self._file_args() + self._user_args() + self.extra_args
+                "--character-set-server=utf8mb4", "--collation-server=" + self.collation] + \
+            (["--plugin-load-add=auth_ed25519"] if self.auth == "ed25519" else []) + \
+            self._file_args() + self._user_args() + self.extra_args
 
     def _write_client_files(self):
         def write(name, lines):
@@ -812,6 +829,26 @@ class MariaDB:
 
     def __exit__(self, *exc):
         self.close()
+
+
+_dify_mariadbs = {}
+
+
+def dify_mariadb(shape="main"):
+    """A MariaDB server with Dify's real MySQL schema of one shape
+    (tests/fixtures/dify-schema-<shape>.mysql.sql: 1.10.1, main) and the
+    fixture's people and apps as rows (dify-data-<shape>.mysql.sql), shared
+    by the test run; its app user (portcullis) may only SELECT. Tests that
+    change rows and put them back may use it; tests that stop or lock it
+    start their own."""
+    if shape not in _dify_mariadbs:
+        my = MariaDB(password="portcullis-pw")
+        my.sql_file(os.path.join(ROOT, "tests", "fixtures", "dify-schema-%s.mysql.sql" % shape))
+        my.sql_file(os.path.join(ROOT, "tests", "fixtures", "dify-data-%s.mysql.sql" % shape))
+        _dify_mariadbs[shape] = my
+        import atexit
+        atexit.register(my.close)
+    return _dify_mariadbs[shape]
 
 
 def scrape(admin_port):
