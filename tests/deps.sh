@@ -10,10 +10,13 @@
 #   install and removed afterwards, whatever happens;
 # - Debian's postgresql-15 creates a system cluster (15/main) that the tests
 #   never use; when this install created it, it is dropped again.
-# - mariadb-server (the throwaway servers of tests/lib/harness.py class
-#   MariaDB) and libmariadb-dev (MariaDB Connector/C, the MySQL-compatible
-#   policy backend of issue 14): the service is never started (policy-rc.d
-#   above); the tests run their own mariadbd with --no-defaults.
+# - mariadb-server-core and mariadb-client-core (mariadbd,
+#   mariadb-install-db and the mariadb client: the throwaway servers of
+#   tests/lib/harness.py class MariaDB) and libmariadb-dev (MariaDB
+#   Connector/C, which the mysql policy driver is built on). Not
+#   mariadb-server: it would create a system datadir (/var/lib/mysql), a
+#   mysql user and a service that the tests never use; they run their own
+#   mariadbd with --no-defaults in a temporary directory.
 set -eu
 
 # nginx-light, python3-yaml, gettext-base (envsubst), util-linux (unshare),
@@ -21,7 +24,7 @@ set -eu
 # python3-flask, python3-werkzeug, gunicorn: Dify's own routing stack, the
 # upstream of the Dify pack's tests
 PKGS="build-essential pkg-config libevent-dev libpq-dev libyaml-dev libssl-dev libjwt-dev
-      libcmocka-dev postgresql-15 mariadb-server libmariadb-dev python3 curl
+      libcmocka-dev postgresql-15 mariadb-server-core mariadb-client-core libmariadb-dev python3 curl
       nginx-light python3-yaml gettext-base util-linux iproute2
       python3-flask python3-werkzeug gunicorn"
 case "${1:-}" in
