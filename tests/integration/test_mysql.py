@@ -693,6 +693,7 @@ class TestTLS(unittest.TestCase):
         try:
             if want in ("TLS", "no TLS"):
                 self.assertTrue(self.serves(p), p.stderr()[-2000:])
+                p.wait_stderr("connection 0 up")
                 line = [l for l in p.stderr().splitlines() if "connection 0 up" in l][0]
                 self.assertIn(", TLS " if want == "TLS" else ", no TLS", line)
             else:
@@ -778,8 +779,9 @@ class StallingRelay:
 
 class TestTheLoopNeverStalls(unittest.TestCase):
     """Connector/C's TLS handshake blocks its thread. It runs on a connect
-    thread: while a handshake waits 2 s on the network, the worker's one
-    event loop keeps answering."""
+    thread: while a handshake waits 3 s on the network, the worker's one
+    event loop keeps answering (a loop blocked by it would leave a probe
+    waiting for up to the whole 3 s; 1 s is the margin for a busy machine)."""
 
     def test_health_answers_promptly_while_a_tls_handshake_is_stalled(self):
         import tempfile
@@ -789,7 +791,7 @@ class TestTheLoopNeverStalls(unittest.TestCase):
         my = MariaDB(os.path.join(FIXTURES, "dify-schema-main.mysql.sql"), password="pw",
                      server_args=["--ssl-ca=" + os.path.join(d, "ca.pem"), "--ssl-cert=" + os.path.join(d, "server.pem"),
                                   "--ssl-key=" + os.path.join(d, "server.key")])
-        relay = StallingRelay(my.port, 2.0)
+        relay = StallingRelay(my.port, 3.0)
         up = Upstream()
         p = Proxy(CONFIG, upstream=up.port, **settings(my, dbport=relay.port, sslmode="require", workers=1,
                                                        pool=1, connect_timeout="10s"))
@@ -801,7 +803,7 @@ class TestTheLoopNeverStalls(unittest.TestCase):
             while time.time() < deadline and relay.stalls < 2:
                 time.sleep(0.01)
             self.assertEqual(relay.stalls, 2, "the pool's handshake never started")
-            end = time.time() + 1.5  # well inside the 2 s stall
+            end = time.time() + 2.5  # inside the 3 s stall
             c = Conn(p.port)
             while time.time() < end:
                 t = time.monotonic()
@@ -811,9 +813,10 @@ class TestTheLoopNeverStalls(unittest.TestCase):
                 time.sleep(0.01)
             c.close()
             self.assertGreater(samples, 20)
-            self.assertLess(worst, 0.5, "the loop stalled for %.0f ms during the handshake" % (worst * 1000))
+            self.assertLess(worst, 1.0, "the loop stalled for %.0f ms during the handshake" % (worst * 1000))
             self.assertEqual(http(p.port, "GET", "/readyz").status, 503)  # the connection is not up yet
             self.assertTrue(wait_until(lambda: http(p.port, "GET", "/readyz").status == 200, timeout=10))
+            p.wait_stderr("connection 0 up")
             self.assertIn(", TLS ", [l for l in p.stderr().splitlines() if "connection 0 up" in l][0])
         finally:
             p.close()
