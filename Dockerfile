@@ -10,10 +10,11 @@ ARG RUNTIME_IMAGE=debian:bookworm-slim
 FROM ${BUILD_IMAGE} AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential pkg-config \
-      libevent-dev libpq-dev libyaml-dev libssl-dev libjwt-dev \
+      libevent-dev libpq-dev libmariadb-dev libyaml-dev libssl-dev libjwt-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile ./
+COPY lib/ lib/
 COPY proxy/ proxy/
 COPY rules/ rules/
 COPY policies/ policies/
@@ -25,7 +26,7 @@ RUN CFLAGS="-O2 -g0" make -j"$(nproc)" BUILD=/build \
 FROM ${RUNTIME_IMAGE}
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libevent-core-2.1-7 libpq5 libyaml-0-2 libssl3 libjwt0 \
+      libevent-core-2.1-7 libpq5 libmariadb3 libyaml-0-2 libssl3 libjwt0 \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log \
       /usr/share/doc/* /usr/share/man/* \
@@ -34,7 +35,7 @@ RUN apt-get update \
       --shell /usr/sbin/nologin portcullis
 COPY --from=build /build/portcullis /usr/local/bin/portcullis
 COPY rules/dify.yaml /etc/portcullis/portcullis.yaml
-COPY policies/invalidate.sql /usr/share/portcullis/invalidate.sql
+COPY policies/invalidate.sql policies/invalidate.mysql.sql policies/invalidate-agents.mysql.sql /usr/share/portcullis/
 USER 10001:10001
 ENV PORTCULLIS_LISTEN=0.0.0.0:8080
 EXPOSE 8080
