@@ -28,6 +28,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #define MY_BACKOFF_MIN_MS 100
@@ -380,6 +382,18 @@ static void myc_start(struct my_conn *c)
     myc_run(c, MYO_CONNECT, NULL);
 }
 
+/* TCP keepalives, as the PostgreSQL driver asks libpq for: a connection
+ * that a firewall or NAT dropped in silence is noticed while idle, not by
+ * the next lookup. */
+static int myc_keepalive(int fd)
+{
+    int on = 1, idle = 30, intvl = 10, cnt = 3;
+    return setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on)) != 0 ||
+           setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) != 0 ||
+           setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl)) != 0 ||
+           setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)) != 0 ? -1 : 0;
+}
+
 /* Connected (on the loop or the connect thread): set the session up. */
 static void myc_connected(struct my_conn *c)
 {
@@ -398,6 +412,11 @@ static void myc_connected(struct my_conn *c)
         myc_down(c, "cannot make the socket non-blocking", 1);
         return;
     }
+    struct my_target t;
+    my_target(&c->cfg->db, &t);
+    if (t.socket == NULL && myc_keepalive(fd) != 0)
+        pc_log(PC_LOG_WARN, "worker %d: database connection %d: cannot enable TCP keepalives: %s", c->pool->worker,
+               c->idx, strerror(errno));
     if ((why = my_tls_check(c->m, &c->cfg->db)) != NULL) {
         myc_down(c, why, 1);
         return;
