@@ -18,6 +18,7 @@ The oracle is written from the facts the fixture's rows are written from
   run      the app rule, for the run's app
 A banned account never passes."""
 import os
+import re
 import sys
 import unittest
 
@@ -184,6 +185,21 @@ class PackCase:
             self.assertNotIn(left_out, r.stderr)
         else:
             self.assertIn(left_out, r.stderr)
+
+
+    def test_connections_read_the_schema_and_its_version_as_on_postgresql(self):
+        # the report the admin listener serves: what the start-up check and
+        # every connection read (information_schema, alembic_version)
+        status = http(self.proxy.admin_port, "GET", "/status").json()
+        with open(os.path.join(ROOT, "tests", "fixtures", "dify-schema-%s.mysql.sql" % self.shape)) as f:
+            head = re.search(r"INSERT INTO `?alembic_version`? .*?VALUES \('([0-9a-f]+)'\)", f.read()).group(1)
+        self.assertEqual(status["schema"], {"version": head, "known": True, "error": None})
+        by_name = {p["name"]: p for p in status["policies"]}
+        for name in ("agent_owner", "agent_admin", "agent_creator", "agent_logs_creator"):
+            self.assertEqual(by_name[name]["available"], bool(self.F["agents"]), name)
+        # the creator policies run their maintainer variant where there is one
+        self.assertEqual(by_name["creator"]["variant"], 1 if self.F["has_maintainer"] else 2)
+        self.assertEqual(by_name["run_creator"]["variant"], 1 if self.F["has_maintainer"] else 2)
 
 
 class TestPackOnMySQL1_10_1(PackCase, unittest.TestCase):
