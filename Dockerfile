@@ -16,7 +16,7 @@ FROM ${BUILD_IMAGE} AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential pkg-config ca-certificates \
-      libevent-dev libpq-dev libyaml-dev libssl-dev libjwt-dev \
+      libevent-dev libpq-dev libmariadb-dev libyaml-dev libssl-dev libjwt-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile ./

@@ -10,7 +10,7 @@
 #   make observability promtool checks of deploy/observability against the live binary
 
 CC      ?= cc
-PKGS    := libevent_core libpq yaml-0.1 openssl libjwt
+PKGS    := libevent_core libpq libmariadb yaml-0.1 openssl libjwt
 # CFLAGS is the optimisation/debug/sanitizer part and may be overridden on
 # the command line (make CFLAGS=...); the rest is always added.
 CFLAGS  ?= -O2 -g

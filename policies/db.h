@@ -1,7 +1,7 @@
 /*
  * portcullis: the database driver interface. The decision engine talks to
  * a pool of connections through one of these; PostgreSQL (pg.c) is one,
- * and a unit test's fake is another.
+ * MySQL (my.c) another, and a unit test's fake a third.
  *
  * A pool belongs to one worker thread and runs in its event loop: every
  * call, and every callback, happens on that thread. submit() never
@@ -55,7 +55,9 @@ struct db_events {
 struct db_driver {
     const char *name;
     /* nconns connections for generation gen; listener: connection 0
-     * listens for invalidations (cache.invalidate_channel). */
+     * listens for invalidations (cache.invalidate_channel, PostgreSQL) and
+     * runs cache.invalidate_query every cache.invalidate_poll, reporting
+     * through ev->invalidate. */
     struct db_pool *(*pool_new)(struct event_base *base, int worker, int nconns, struct pol_gen *gen,
                                 int listener, const struct db_events *ev);
     void (*pool_free)(struct db_pool *p);
@@ -67,6 +69,7 @@ struct db_driver {
     int (*check)(const struct pol_gen *gen, char **errors, char **warnings);
 };
 
-extern const struct db_driver db_driver_pg;
+extern const struct db_driver db_driver_pg;  /* pg.c */
+extern const struct db_driver db_driver_my;  /* my.c: MySQL, MariaDB and compatible servers */
 
 #endif

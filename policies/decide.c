@@ -77,6 +77,7 @@ static void dec_on_invalidate(void *arg)
     struct dec_ctx *ctx = arg;
     lru_clear(ctx->cache);
     ctx->inval_seq++; /* answers to queries sent before now are not cached */
+    pc_metric_add(&ctx->m->cache_invalidations, 1);
     dec_publish_entries(ctx);
 }
 

@@ -117,6 +117,7 @@ struct dec_counters {
     uint64_t queries[PC_LABEL_SLOTS][DEC_Q__COUNT]; /* [policy metric slot][result] */
     struct pc_hist query_duration;
     uint64_t cache_hits, cache_misses;
+    uint64_t cache_invalidations;   /* the database said decisions may be stale */
     uint64_t cache_entries;     /* gauge */
     int db_up, db_connecting, db_down;
     int db_configured;          /* the generation runs policies */

@@ -39,11 +39,16 @@ static void pol_gen_free(struct pol_gen *g)
         memset(d->password, 0, strlen(d->password));
     free(d->password);
     free(d->sslmode);
+    free(d->sslrootcert);
+    free(d->sslcert);
+    free(d->sslkey);
+    free(d->server_public_key);
     free(d->schema_version.query);
     for (size_t i = 0; i < d->schema_version.nknown; i++)
         free(d->schema_version.known[i]);
     free(d->schema_version.known);
     free(g->cache.invalidate_channel);
+    free(g->cache.invalidate_query);
     free(g);
 }
 
@@ -63,7 +68,11 @@ const struct cfg_row pol_cache_rows[] = {
     CFG_ROW("ttl", CFG_DURATION, CO(ttl), 0, 86400000, "5s", "how long a policy result is reused; 0s: no decision cache"),
     CFG_ROW("max_entries", CFG_INT, CO(max_entries), 1, 100000000, "100000", "decision cache size, split between workers"),
     CFG_ROW("invalidate_channel", CFG_STR, CO(invalidate_channel), 0, 0, NULL,
-            "LISTEN here; any NOTIFY empties the cache"),
+            "PostgreSQL: LISTEN here; any NOTIFY empties the cache"),
+    CFG_ROW("invalidate_query", CFG_STR, CO(invalidate_query), 0, 0, NULL,
+            "SQL returning one value, run every invalidate_poll; a change empties the cache"),
+    CFG_ROW("invalidate_poll", CFG_DURATION, CO(invalidate_poll), 100, 3600000, "1s",
+            "how often invalidate_query runs"),
     CFG_ROW("token_ttl", CFG_DURATION, CO(token_ttl), 0, 86400000, "60s", "verified-token cache lifetime cap; 0s: off"),
 };
 const size_t pol_cache_nrows = PC_ARRAY_LEN(pol_cache_rows);
@@ -100,15 +109,28 @@ static void pol_schema_version_parse(struct cfg_ctx *ctx, const struct yt_node *
         cfg_error(ctx, n, "database.schema_version needs known: [the versions this config was checked against]");
 }
 
+/* The driver's names: Dify's DB_TYPE values are among them, so that a
+ * config can say driver: "${DB_TYPE}". */
+const char *const pol_db_drivers[] = {"postgresql", "mysql", "postgres", "mariadb", "oceanbase", "seekdb", NULL};
+static const enum pol_dialect pol_db_driver_dialect[] = {POL_DIALECT_PG, POL_DIALECT_MYSQL, POL_DIALECT_PG,
+                                                         POL_DIALECT_MYSQL, POL_DIALECT_MYSQL, POL_DIALECT_MYSQL};
+
 #define DO(f) offsetof(struct pol_db, f)
 const struct cfg_row pol_db_rows[] = {
-    CFG_ROW("url", CFG_STR, DO(url), 0, 0, NULL, "libpq conninfo or postgresql:// URI"),
-    CFG_ROW("host", CFG_STR, DO(host), 0, 0, NULL, "libpq host (several: a,b)"),
-    CFG_ROW("port", CFG_STR, DO(port), 0, 0, NULL, "libpq port"),
-    CFG_ROW("dbname", CFG_STR, DO(dbname), 0, 0, NULL, "libpq dbname"),
-    CFG_ROW("user", CFG_STR, DO(user), 0, 0, NULL, "libpq user"),
-    CFG_ROW("password", CFG_STR, DO(password), 0, 0, NULL, "libpq password, any characters"),
-    CFG_ROW("sslmode", CFG_STR, DO(sslmode), 0, 0, NULL, "libpq sslmode"),
+    CFG_ROW_ENUM("driver", DO(driver), pol_db_drivers, "postgresql",
+                 "postgresql (or postgres), or mysql (or mariadb, oceanbase, seekdb: one driver)"),
+    CFG_ROW("url", CFG_STR, DO(url), 0, 0, NULL, "postgresql: libpq conninfo or postgresql:// URI"),
+    CFG_ROW("host", CFG_STR, DO(host), 0, 0, NULL, "host name or address (postgresql: several, a,b); /path: a Unix socket"),
+    CFG_ROW("port", CFG_STR, DO(port), 0, 0, NULL, "port (default 5432, mysql 3306)"),
+    CFG_ROW("dbname", CFG_STR, DO(dbname), 0, 0, NULL, "database name"),
+    CFG_ROW("user", CFG_STR, DO(user), 0, 0, NULL, "user name"),
+    CFG_ROW("password", CFG_STR, DO(password), 0, 0, NULL, "password, any characters"),
+    CFG_ROW("sslmode", CFG_STR, DO(sslmode), 0, 0, NULL, "disable, prefer (default), require, verify-ca, verify-full"),
+    CFG_ROW("sslrootcert", CFG_STR, DO(sslrootcert), 0, 0, NULL, "CA certificates (PEM) for verify-ca and verify-full"),
+    CFG_ROW("sslcert", CFG_STR, DO(sslcert), 0, 0, NULL, "client certificate (PEM)"),
+    CFG_ROW("sslkey", CFG_STR, DO(sslkey), 0, 0, NULL, "client certificate's key (PEM)"),
+    CFG_ROW("server_public_key", CFG_STR, DO(server_public_key), 0, 0, NULL,
+            "mysql: the server's RSA public key (PEM) for caching_sha2_password without TLS"),
     CFG_ROW("pool", CFG_INT, DO(pool), 1, 256, "4", "connections in all, split between workers"),
     CFG_ROW("connect_timeout", CFG_DURATION, DO(connect_timeout), 1, 600000, "5s", "per connection attempt"),
     CFG_ROW_CUSTOM("schema_version", DO(schema_version), pol_schema_version_parse,
@@ -120,10 +142,64 @@ const size_t pol_db_nrows = PC_ARRAY_LEN(pol_db_rows);
 void pol_cache_parse(struct cfg_ctx *ctx, const struct yt_node *n, struct pol_cache *c)
 {
     cfg_rows(ctx, n, "cache", pol_cache_rows, pol_cache_nrows, c);
+    if (c->invalidate_query != NULL && c->invalidate_query[0] == '\0') {
+        /* "${VAR:-}": not configured */
+        free(c->invalidate_query);
+        c->invalidate_query = NULL;
+    }
+    const struct yt_node *iq = yt_get(n, "invalidate_query");
+    if (iq != NULL) {
+        c->invalidate_line = iq->line;
+        c->invalidate_col = iq->col;
+    }
     const char *ch = c->invalidate_channel;
     if (ch != NULL && (ch[0] == '\0' || strspn(ch, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(ch)))
         cfg_error(ctx, yt_get(n, "invalidate_channel"),
                   "cache.invalidate_channel must be a lower-case identifier ([a-z0-9_])");
+}
+
+static int pol_empty(const char *s)
+{
+    return s == NULL || s[0] == '\0';
+}
+
+static void pol_db_check_pg(struct cfg_ctx *ctx, const struct yt_node *n, const struct pol_db *d)
+{
+    if (pol_empty(d->url) && pol_empty(d->host) && pol_empty(d->dbname))
+        cfg_error(ctx, n, "database needs a url, or a host and dbname");
+    if (!pol_empty(d->server_public_key))
+        cfg_error(ctx, yt_get(n, "server_public_key"),
+                  "database.server_public_key is for driver mysql (caching_sha2_password); "
+                  "PostgreSQL authenticates with SCRAM");
+}
+
+static void pol_db_check_mysql(struct cfg_ctx *ctx, const struct yt_node *n, const struct pol_db *d)
+{
+    static const char *const modes[] = {"disable", "prefer", "require", "verify-ca", "verify-full"};
+    if (!pol_empty(d->url))
+        cfg_error(ctx, yt_get(n, "url"),
+                  "database.url is a libpq conninfo; with driver mysql give host, port, dbname, user and password");
+    if (pol_empty(d->host) || pol_empty(d->dbname))
+        cfg_error(ctx, n, "database needs a host and a dbname (driver mysql)");
+    if (!pol_empty(d->port)) {
+        uint64_t port;
+        if (pc_parse_u64(d->port, strlen(d->port), &port) != 0 || port < 1 || port > 65535)
+            cfg_error(ctx, yt_get(n, "port"), "database.port must be a port number, found '%s'", d->port);
+    }
+    if (!pol_empty(d->sslmode)) {
+        size_t i;
+        for (i = 0; i < PC_ARRAY_LEN(modes); i++)
+            if (strcmp(d->sslmode, modes[i]) == 0)
+                break;
+        if (i == PC_ARRAY_LEN(modes))
+            cfg_error(ctx, yt_get(n, "sslmode"),
+                      "database.sslmode must be one of disable, prefer, require, verify-ca, verify-full "
+                      "(driver mysql), found '%s'", d->sslmode);
+        else if (i >= 3 && pol_empty(d->sslrootcert))
+            cfg_error(ctx, yt_get(n, "sslmode"),
+                      "database.sslmode %s needs sslrootcert: the CA certificates to verify the server with",
+                      d->sslmode);
+    }
 }
 
 void pol_db_parse(struct cfg_ctx *ctx, const struct yt_node *n, struct pol_db *db)
@@ -134,8 +210,9 @@ void pol_db_parse(struct cfg_ctx *ctx, const struct yt_node *n, struct pol_db *d
     db->col = n->col;
     db->configured = 1;
     cfg_rows(ctx, n, "database", pol_db_rows, pol_db_nrows, db);
-    const struct pol_db *d = db;
-    if ((d->url == NULL || d->url[0] == '\0') && (d->host == NULL || d->host[0] == '\0') &&
-        (d->dbname == NULL || d->dbname[0] == '\0'))
-        cfg_error(ctx, n, "database needs a url, or a host and dbname");
+    db->dialect = pol_db_driver_dialect[db->driver];
+    if (db->dialect == POL_DIALECT_MYSQL)
+        pol_db_check_mysql(ctx, n, db);
+    else
+        pol_db_check_pg(ctx, n, db);
 }

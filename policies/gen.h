@@ -26,10 +26,18 @@ struct pol_schema_version {
     int line, col;
 };
 
+/* The SQL a driver speaks: which of a policy's `sql:` texts it runs, and
+ * how :name placeholders are rewritten (policy.h). */
+enum pol_dialect { POL_DIALECT_PG = 0, POL_DIALECT_MYSQL = 1 };
+
 struct pol_db {
-    char *url;          /* conninfo or postgresql:// URI */
-    /* libpq keywords given one by one: no quoting, and they override url */
+    int driver;         /* index into pol_db_drivers (synonyms included) */
+    enum pol_dialect dialect; /* what driver comes to */
+    char *url;          /* PostgreSQL: conninfo or postgresql:// URI */
+    /* given one by one: no quoting, and they override url */
     char *host, *port, *dbname, *user, *password, *sslmode;
+    char *sslrootcert, *sslcert, *sslkey;
+    char *server_public_key; /* mysql: caching_sha2_password's RSA key, pinned */
     int64_t pool;
     int64_t connect_timeout;
     struct pol_schema_version schema_version; /* query == NULL: not checked */
@@ -41,6 +49,9 @@ struct pol_cache {
     int64_t ttl;         /* ms; 0 turns the decision cache off */
     uint64_t max_entries;
     char *invalidate_channel;
+    char *invalidate_query;  /* polled; a change of its value empties the cache */
+    int64_t invalidate_poll; /* ms between two runs of invalidate_query */
+    int invalidate_line, invalidate_col; /* where invalidate_query is written */
     int64_t token_ttl;   /* ms; verified-token cache lifetime cap; 0 = off */
 };
 
@@ -60,6 +71,8 @@ void pol_gen_unref(struct pol_gen *g);
 
 /* The `database` and `cache` sections, and their rows (defaults, docs). */
 extern const struct cfg_row pol_db_rows[], pol_cache_rows[];
+/* database.driver's names, and the dialect each one means */
+extern const char *const pol_db_drivers[];
 extern const size_t pol_db_nrows, pol_cache_nrows;
 void pol_db_parse(struct cfg_ctx *ctx, const struct yt_node *n, struct pol_db *db);
 void pol_cache_parse(struct cfg_ctx *ctx, const struct yt_node *n, struct pol_cache *c);

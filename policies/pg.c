@@ -3,6 +3,7 @@
  */
 #include "pg.h"
 #include <event2/event_struct.h>
+#include "invpoll.h"
 #include "policy.h"
 #include "schema.h"
 #include "gen.h"
@@ -66,6 +67,14 @@ struct db_pool {
     int dispatch_pending;
     int rr;
     struct db_events ev;            /* to the pool's owner, on its thread */
+    /* cache.invalidate_query on conn 0, every cache.invalidate_poll */
+    struct db_query pollq;
+    struct event poll_ev;
+    int poll_on, poll_due, poll_inflight;
+    struct pc_buf pollval;
+    int pollval_null;
+    struct inv_poll poll;
+    int closing;
 };
 
 static void pgc_event_cb(evutil_socket_t fd, short what, void *arg);
@@ -73,6 +82,7 @@ static void pgc_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void pgc_start(struct pg_conn *c);
 static void pool_dispatch(struct db_pool *p);
 static void pool_schedule(struct db_pool *p);
+static void pg_poll_capture(struct db_pool *p, PGresult *r);
 
 static void pool_publish(struct db_pool *p)
 {
@@ -182,6 +192,9 @@ void pg_conn_params(const struct pol_db *db, const char *appname, const char **k
     PG_PARAM("user", db->user);
     PG_PARAM("password", db->password);
     PG_PARAM("sslmode", db->sslmode);
+    PG_PARAM("sslrootcert", db->sslrootcert);
+    PG_PARAM("sslcert", db->sslcert);
+    PG_PARAM("sslkey", db->sslkey);
     PG_PARAM("application_name", appname);
     snprintf(timeout, timeout_len, "%lld", (long long)((db->connect_timeout + 999) / 1000));
     PG_PARAM("connect_timeout", timeout);
@@ -371,6 +384,10 @@ static void pgc_ready(struct pg_conn *c)
     /* the listener may have missed notifications while it was down */
     if (c->idx == 0 && c->pool->listener && c->cfg->cache.invalidate_channel != NULL && c->pool->ev.invalidate)
         c->pool->ev.invalidate(c->pool->ev.arg);
+    if (c->idx == 0 && c->pool->listener && c->cfg->cache.invalidate_query != NULL) {
+        inv_poll_reset(&c->pool->poll); /* a new session: its first answer empties the cache */
+        c->pool->poll_due = 1;
+    }
     pool_schedule(c->pool);
 }
 
@@ -446,6 +463,8 @@ static void pgc_results(struct pg_conn *c)
             if (r == NULL)
                 continue;
             ExecStatusType st = PQresultStatus(r);
+            if (q == &c->pool->pollq)
+                pg_poll_capture(c->pool, r);
             if (st == PGRES_TUPLES_OK) {
                 q->st = DBQ_OK;
                 q->ntuples = PQntuples(r);
@@ -488,6 +507,56 @@ static void pgc_results(struct pg_conn *c)
     }
     if (c->nsent == 0)
         evtimer_del(&c->timer);
+}
+
+/* ---- cache.invalidate_query ---- */
+
+static void pg_poll_capture(struct db_pool *p, PGresult *r)
+{
+    p->pollval.len = 0;
+    p->pollval_null = !(PQresultStatus(r) == PGRES_TUPLES_OK && PQnfields(r) >= 1 && PQntuples(r) > 0 &&
+                        !PQgetisnull(r, 0, 0));
+    if (!p->pollval_null)
+        pc_buf_add(&p->pollval, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
+}
+
+static void pg_poll_done(struct db_query *q, enum db_status st, int ntuples, const char *err)
+{
+    struct db_pool *p = (struct db_pool *)((char *)q - offsetof(struct db_pool, pollq));
+    PC_UNUSED(ntuples);
+    p->poll_inflight = 0;
+    if (p->closing)
+        return;
+    int changed = st == DBQ_OK ? inv_poll_result(&p->poll, p->worker, p->pollval_null ? NULL : p->pollval.p,
+                                                 p->pollval.len, NULL)
+                               : inv_poll_result(&p->poll, p->worker, NULL, 0, err && *err ? err : "error");
+    if (changed && p->ev.invalidate)
+        p->ev.invalidate(p->ev.arg);
+}
+
+static void pg_poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct db_pool *p = arg;
+    PC_UNUSED(fd);
+    PC_UNUSED(what);
+    p->poll_due = 1;
+    pool_schedule(p);
+}
+
+/* The poll timer follows the pool's generation. */
+static void pg_poll_arm(struct db_pool *p)
+{
+    if (p->poll_on) {
+        event_del(&p->poll_ev);
+        p->poll_on = 0;
+    }
+    if (!p->listener || p->cfg->cache.invalidate_query == NULL)
+        return;
+    int64_t ms = p->cfg->cache.invalidate_poll;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    event_assign(&p->poll_ev, p->base, -1, EV_PERSIST, pg_poll_cb, p);
+    if (event_add(&p->poll_ev, &tv) == 0)
+        p->poll_on = 1;
 }
 
 static void pgc_notifies(struct pg_conn *c)
@@ -582,18 +651,25 @@ static void pgc_timer_cb(evutil_socket_t fd, short what, void *arg)
 static int pgc_send(struct pg_conn *c, struct db_query *q)
 {
     char name[PG_STMT_NAME];
-    const struct pol_variant *v = &c->cfg->set->p[q->policy].variants[c->choice[q->policy]];
     const char *vals[POL_MAX_PARAMS];
     int lens[POL_MAX_PARAMS];
-    /* the variant's $1..$n, from the policy's parameters */
-    for (size_t k = 0; k < v->nparams; k++) {
-        vals[k] = q->values[v->param[k]];
-        lens[k] = q->lengths[v->param[k]];
+    if (q == &c->pool->pollq) {
+        /* one statement, no parameters: checked by -t and at start-up */
+        if (!PQsendQueryParams(c->pg, c->cfg->cache.invalidate_query, 0, NULL, NULL, NULL, NULL, 0) ||
+            !PQpipelineSync(c->pg))
+            return -1;
+    } else {
+        const struct pol_variant *v = &c->cfg->set->p[q->policy].variants[c->choice[q->policy]];
+        /* the variant's $1..$n, from the policy's parameters */
+        for (size_t k = 0; k < v->nparams; k++) {
+            vals[k] = q->values[v->param[k]];
+            lens[k] = q->lengths[v->param[k]];
+        }
+        pgc_stmt_name(c, q->policy, name);
+        if (!PQsendQueryPrepared(c->pg, name, (int)v->nparams, vals, lens, NULL, 0) ||
+            !PQpipelineSync(c->pg))
+            return -1;
     }
-    pgc_stmt_name(c, q->policy, name);
-    if (!PQsendQueryPrepared(c->pg, name, (int)v->nparams, vals, lens, NULL, 0) ||
-        !PQpipelineSync(c->pg))
-        return -1;
     q->phase = 0;
     q->sent_at = pc_now_ms();
     q->st = DBQ_ERROR;
@@ -630,6 +706,19 @@ static int pool_can_take(const struct db_pool *p, const struct pol_gen *cfg)
 static void pool_dispatch(struct db_pool *p)
 {
     struct db_query *q, *next;
+    struct pg_conn *c0 = &p->conns[0];
+    if (p->poll_due && !p->poll_inflight && c0->state == PGC_READY && !c0->retire && c0->cfg == p->cfg &&
+        p->listener && c0->cfg->cache.invalidate_query != NULL) {
+        p->poll_due = 0;
+        p->poll_inflight = 1;
+        p->pollq.gen = c0->cfg;
+        if (pgc_send(c0, &p->pollq) != 0) {
+            p->poll_inflight = 0;
+            pgc_down(c0, PQerrorMessage(c0->pg), 1);
+        } else {
+            pgc_flush(c0);
+        }
+    }
     for (q = TAILQ_FIRST(&p->waiting); q != NULL; q = next) {
         next = TAILQ_NEXT(q, link);
         struct pg_conn *best = NULL;
@@ -703,6 +792,8 @@ static struct db_pool *pg_pool_new(struct event_base *base, int worker, int ncon
     p->ev = *ev;
     TAILQ_INIT(&p->waiting);
     event_assign(&p->dispatch_ev, base, -1, 0, pool_dispatch_cb, p);
+    p->pollq.policy = -1;
+    p->pollq.done = pg_poll_done;
     p->conns = pc_calloc((size_t)nconns, sizeof(*p->conns));
     for (int i = 0; i < nconns; i++) {
         struct pg_conn *c = &p->conns[i];
@@ -714,6 +805,7 @@ static struct db_pool *pg_pool_new(struct event_base *base, int worker, int ncon
         evtimer_assign(&c->timer, base, pgc_timer_cb, c);
         pgc_start(c);
     }
+    pg_poll_arm(p);
     return p;
 }
 
@@ -734,6 +826,8 @@ static void pg_pool_set_config(struct db_pool *p, struct pol_gen *cfg)
             c->retire = 1;
         }
     }
+    p->poll_due = 0;
+    pg_poll_arm(p);
     pool_schedule(p);
 }
 
@@ -742,6 +836,9 @@ static void pg_pool_free(struct db_pool *p)
     if (p == NULL)
         return;
     event_del(&p->dispatch_ev);
+    p->closing = 1;
+    if (p->poll_on)
+        event_del(&p->poll_ev);
     for (int i = 0; i < p->n; i++) {
         struct pg_conn *c = &p->conns[i];
         if (c->ev_on)
@@ -763,6 +860,8 @@ static void pg_pool_free(struct db_pool *p)
         TAILQ_REMOVE(&p->waiting, q, link);
         q->done(q, DBQ_ERROR, 0, "shutting down");
     }
+    inv_poll_free(&p->poll);
+    pc_buf_free(&p->pollval);
     pol_gen_unref(p->cfg);
     free(p->conns);
     free(p);

@@ -9,6 +9,9 @@
  * queries from many requests, each followed by a sync so that one error
  * never poisons another request's query.
  *
+ * The first connection also runs cache.invalidate_query every
+ * cache.invalidate_poll, in the same pipeline (invpoll.h).
+ *
  * A connection that dies fails its queries (the decision becomes 503) and
  * reconnects with backoff. A connection whose oldest query is far past the
  * policy budget is presumed wedged and is replaced.
@@ -25,7 +28,7 @@
  * or URI), then each key given on its own, which overrides it. Empty
  * values are left out. keys/vals need PG_MAX_PARAMS entries.
  */
-#define PG_MAX_PARAMS 16
+#define PG_MAX_PARAMS 20
 struct pol_db;
 void pg_conn_params(const struct pol_db *db, const char *appname, const char **keys,
                     const char **vals, char *timeout, size_t timeout_len);

@@ -1,7 +1,8 @@
 /*
  * portcullis: the synchronous PostgreSQL check of -t, start-up and reload
  * (policy.h pol_check_database): connect, read the schema and its version,
- * prepare each policy's chosen variant, report as file:line:col lines.
+ * prepare each policy's chosen variant, run cache.invalidate_query once,
+ * report as file:line:col lines.
  * Blocking, so never on a thread that serves requests.
  */
 #include "pg.h"
@@ -73,6 +74,27 @@ static void pol_check_version(const struct pol_gen *cfg, PGconn *c, struct pc_bu
     PQclear(r);
 }
 
+/* cache.invalidate_query must run and return one column. */
+static int pol_check_invalidate(const struct pol_gen *cfg, PGconn *c, struct pc_buf *b)
+{
+    const struct pol_cache *ca = &cfg->cache;
+    if (ca->invalidate_query == NULL)
+        return 0;
+    PGresult *r = PQexecParams(c, ca->invalidate_query, 0, NULL, NULL, NULL, NULL, 0);
+    int ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQnfields(r) == 1;
+    if (!ok) {
+        pc_buf_addf(b, "%s:%d:%d: cache.invalidate_query does not run: ", cfg->file, ca->invalidate_line,
+                    ca->invalidate_col);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK)
+            pc_buf_adds(b, "it must return one column (a value that changes when access does)");
+        else
+            pol_pg_message(b, PQresultErrorMessage(r));
+        pc_buf_addc(b, '\n');
+    }
+    PQclear(r);
+    return ok ? 0 : -1;
+}
+
 int pg_check(const struct pol_gen *cfg, char **errors, char **warnings)
 {
     struct pc_buf b = {0}, w = {0};
@@ -129,6 +151,8 @@ int pg_check(const struct pol_gen *cfg, char **errors, char **warnings)
         }
         PQclear(r);
     }
+    if (pol_check_invalidate(cfg, c, &b) != 0)
+        rc = -1;
     if (rc == 0)
         pol_report_choice(cfg, choice, (const char *const *)missing);
 out:

@@ -12,8 +12,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+static const char *const pol_dialect_names[POL_NDIALECTS] = {"postgresql", "mysql"};
+
+static void pol_variant_texts_free(struct pol_variant *v)
+{
+    for (int d = 0; d < POL_NDIALECTS; d++) {
+        free(v->text[d]);
+        v->text[d] = NULL;
+    }
+}
+
 static void pol_variant_clear(struct pol_variant *v)
 {
+    pol_variant_texts_free(v);
     free(v->sql);
     free(v->param);
     for (size_t r = 0; r < v->nrequires; r++)
@@ -259,34 +270,75 @@ static void pol_requires_parse(struct cfg_ctx *ctx, const char *policy, const st
     }
 }
 
-/* Rewrite a variant's SQL and map its parameters onto the policy's. */
-static void pol_variant_sql(struct cfg_ctx *ctx, struct pol_policy *p, const struct yt_node *n,
-                            struct pol_variant *v)
+/* A variant's sql: one text for every dialect, or {postgresql: ..., mysql:
+ * ...}. Kept as written until every section is read (pol_gen_finish). */
+static void pol_variant_texts(struct cfg_ctx *ctx, struct pol_policy *p, const struct yt_node *n,
+                              struct pol_variant *v)
+{
+    v->line = n->line;
+    v->col = n->col;
+    if (n->type == YT_SCALAR) {
+        for (int d = 0; d < POL_NDIALECTS; d++) {
+            v->text[d] = pc_strdup(n->str);
+            v->text_line[d] = n->line;
+            v->text_col[d] = n->col;
+        }
+        return;
+    }
+    if (cfg_expect(ctx, n, YT_MAP, "a policy's SQL (text, or a mapping of postgresql: and mysql: texts)") != 0)
+        return;
+    for (size_t i = 0; i < n->n; i++) {
+        const struct yt_node *k = n->keys[i], *t = n->items[i];
+        int d;
+        for (d = 0; d < POL_NDIALECTS; d++)
+            if (strcmp(k->str, pol_dialect_names[d]) == 0)
+                break;
+        if (d == POL_NDIALECTS) {
+            cfg_unknown_key(ctx, k, "a policy's sql", pol_dialect_names, POL_NDIALECTS);
+            continue;
+        }
+        if (cfg_expect(ctx, t, YT_SCALAR, "a policy's SQL") != 0)
+            continue;
+        v->text[d] = pc_strdup(t->str);
+        v->text_line[d] = t->line;
+        v->text_col[d] = t->col;
+    }
+    if (n->n == 0)
+        cfg_error(ctx, n, "policy '%s': sql: lists no SQL", p->name);
+}
+
+/* Rewrite a variant's SQL for dialect d and map its parameters onto the
+ * policy's. */
+static void pol_variant_sql(struct cfg_ctx *ctx, struct pol_policy *p, struct pol_variant *v, int d)
 {
     const char *why;
     char **names = NULL;
     size_t nn = 0;
-    if (cfg_expect(ctx, n, YT_SCALAR, "a policy's SQL") != 0)
+    struct yt_node at = {.type = YT_SCALAR, .line = v->line, .col = v->col};
+    if (v->text[d] == NULL) {
+        cfg_error(ctx, &at, "policy '%s' has no SQL for driver %s", p->name, pol_dialect_names[d]);
         return;
-    v->line = n->line;
-    v->col = n->col;
-    v->sql = pol_rewrite_sql(n->str, &names, &nn, &why);
+    }
+    v->line = at.line = v->text_line[d];
+    v->col = at.col = v->text_col[d];
+    v->sql = d == POL_DIALECT_MYSQL ? pol_rewrite_sql_mysql(v->text[d], &names, &nn, &why)
+                                    : pol_rewrite_sql(v->text[d], &names, &nn, &why);
     if (v->sql == NULL) {
-        cfg_error(ctx, n, "policy '%s': %s", p->name, why);
+        cfg_error(ctx, &at, "policy '%s': %s", p->name, why);
         return;
     }
     v->nparams = nn;
     v->param = pc_calloc(nn ? nn : 1, sizeof(*v->param));
     for (size_t j = 0; j < nn; j++) {
         if (strncmp(names[j], "claims.", 7) != 0 && strchr(names[j], '.') != NULL)
-            cfg_error(ctx, n, "policy '%s': bad parameter :%s", p->name, names[j]);
+            cfg_error(ctx, &at, "policy '%s': bad parameter :%s", p->name, names[j]);
         size_t k;
         for (k = 0; k < p->nparams; k++)
             if (strcmp(p->params[k], names[j]) == 0)
                 break;
         if (k == p->nparams) {
             if (p->nparams == POL_MAX_PARAMS) {
-                cfg_error(ctx, n, "policy '%s': too many parameters", p->name);
+                cfg_error(ctx, &at, "policy '%s': too many parameters", p->name);
                 k = 0;
             } else {
                 p->params = pc_realloc(p->params, (p->nparams + 1) * sizeof(*p->params));
@@ -317,7 +369,7 @@ static void pol_variant_parse(struct cfg_ctx *ctx, struct pol_policy *p, const s
     if (sql == NULL)
         cfg_error(ctx, n, "policy '%s' needs sql:", p->name);
     else
-        pol_variant_sql(ctx, p, sql, v);
+        pol_variant_texts(ctx, p, sql, v);
 }
 
 static void pol_parse_one(struct cfg_ctx *ctx, struct pol_policy *p, const struct yt_node *v)
@@ -326,7 +378,7 @@ static void pol_parse_one(struct cfg_ctx *ctx, struct pol_policy *p, const struc
         /* the short form: SQL that every schema can run */
         p->variants = pc_calloc(1, sizeof(*p->variants));
         p->nvariants = 1;
-        pol_variant_sql(ctx, p, v, &p->variants[0]);
+        pol_variant_texts(ctx, p, v, &p->variants[0]);
         return;
     }
     if (cfg_expect(ctx, v, YT_MAP, "a policy (SQL, or a mapping with sql: and requires:, or variants:)") != 0)
@@ -380,7 +432,15 @@ void pol_set_parse(struct cfg_ctx *ctx, const struct yt_node *n, struct pol_gen 
 
 void pol_gen_finish(struct cfg_ctx *ctx, struct pol_gen *gen, const struct yt_node *policies)
 {
-    if (gen->set != NULL && gen->set->n > 0 && !gen->db.configured)
+    struct pol_set *ps = gen->set;
+    for (size_t i = 0; ps != NULL && i < ps->n; i++) {
+        struct pol_policy *p = &ps->p[i];
+        for (size_t j = 0; j < p->nvariants; j++) {
+            pol_variant_sql(ctx, p, &p->variants[j], (int)gen->db.dialect);
+            pol_variant_texts_free(&p->variants[j]);
+        }
+    }
+    if (ps != NULL && ps->n > 0 && !gen->db.configured)
         cfg_error(ctx, policies, "policies need a database section");
 }
 
@@ -395,6 +455,5 @@ int pol_check_database(const struct pol_gen *gen, char **errors, char **warnings
 
 const struct db_driver *db_driver_for(const struct pol_gen *gen)
 {
-    PC_UNUSED(gen);
-    return &db_driver_pg;
+    return gen->db.dialect == POL_DIALECT_MYSQL ? &db_driver_my : &db_driver_pg;
 }

@@ -3,7 +3,11 @@
  * app's database; it passes when the query returns at least one row.
  *
  * :name placeholders (outside quotes, dollar quotes and comments) become
- * $n parameters; values are always bound, never interpolated.
+ * the driver's parameters ($n on PostgreSQL, ? on MySQL); values are always
+ * bound, never interpolated.
+ *
+ * A policy's SQL is one text, or one per dialect ({postgresql: ..., mysql:
+ * ...}); the database section's driver picks which one runs (gen.h).
  */
 #ifndef PC_POLICY_H
 #define PC_POLICY_H
@@ -29,13 +33,20 @@ struct pol_gen;
  * whose variants fits is left out on that connection: rules that list it
  * decide without it, and never fall open (see decide.h).
  */
+#define POL_NDIALECTS 2
+
 struct pol_variant {
-    char *sql;          /* rewritten, with $1..$n in this variant's order */
+    char *sql;          /* rewritten for the driver: $1..$n, or one ? per use */
     size_t nparams;
-    int *param;         /* $k+1 is pol_policy.params[param[k]] */
+    int *param;         /* parameter k (0-based) is pol_policy.params[param[k]] */
     char **requires;
     size_t nrequires;
-    int line, col;
+    int line, col;      /* of the SQL that runs */
+    /* while the config loads: the SQL as written for each dialect (enum
+     * pol_dialect; NULL: none), rewritten for the configured one by
+     * pol_gen_finish and then freed */
+    char *text[POL_NDIALECTS];
+    int text_line[POL_NDIALECTS], text_col[POL_NDIALECTS];
 };
 
 struct pol_policy {
@@ -56,8 +67,9 @@ struct pol_set {
 
 /* The `policies` section, into gen->set. */
 void pol_set_parse(struct cfg_ctx *ctx, const struct yt_node *n, struct pol_gen *gen);
-/* After every section: policies need a database (policies: the section's
- * node, for the message). */
+/* After every section: each variant's SQL for the configured driver is
+ * rewritten (its parameters become the policy's), and policies need a
+ * database (policies: the section's node, for the message). */
 void pol_gen_finish(struct cfg_ctx *ctx, struct pol_gen *gen, const struct yt_node *policies);
 void pol_set_free(struct pol_set *ps);
 int pol_find(const struct pol_set *ps, const char *name);
@@ -69,6 +81,11 @@ const char *pol_param(const struct pol_set *ps, int idx, size_t i);
  * the parameter names, or NULL with *why. Exposed for tests.
  */
 char *pol_rewrite_sql(const char *sql, char ***params, size_t *nparams, const char **why);
+/*
+ * The same in MySQL's lexical grammar (myrewrite.c): one ? per :name, and
+ * names[k] is the name of the k-th ? (a name used twice is listed twice).
+ */
+char *pol_rewrite_sql_mysql(const char *sql, char ***names, size_t *nnames, const char **why);
 
 /*
  * Check every policy against the database synchronously (for -t, start-up

@@ -16,6 +16,9 @@ const char pol_schema_sql_pg[] =
     "SELECT table_name::text, column_name::text FROM information_schema.columns "
     "WHERE table_schema = ANY (current_schemas(false))";
 
+const char pol_schema_sql_my[] =
+    "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()";
+
 struct pol_schema {
     char **names;   /* sorted once pol_schema_has() is first called */
     size_t n, cap;

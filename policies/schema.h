@@ -39,6 +39,8 @@ void pol_schema_free(struct pol_schema *s);
 
 /* PostgreSQL: every (table, column) visible on the search path. */
 extern const char pol_schema_sql_pg[];
+/* MySQL: every (table, column) of the connection's database. */
+extern const char pol_schema_sql_my[];
 
 /*
  * The variant each policy uses on schema s (NULL: a schema that was not

@@ -173,11 +173,12 @@ void pc_metrics_render(struct pc_buf *b, struct pc_worker **ws, int nw, const st
     pc_hist_render(b, "portcullis_policy_duration_seconds", "Policy query round trips.", ws, nw,
                    offsetof(struct pc_metrics, dec.query_duration));
 
-    uint64_t hits = 0, misses = 0, entries = 0, uerr[PC_UPERR__COUNT] = {0};
+    uint64_t hits = 0, misses = 0, entries = 0, invals = 0, uerr[PC_UPERR__COUNT] = {0};
     int db_up = 0, db_connecting = 0, db_down = 0;
     for (int w = 0; w < nw; w++) {
         hits += ld(&ws[w]->metrics->dec.cache_hits);
         misses += ld(&ws[w]->metrics->dec.cache_misses);
+        invals += ld(&ws[w]->metrics->dec.cache_invalidations);
         for (int k = 0; k < PC_UPERR__COUNT; k++)
             uerr[k] += ld(&ws[w]->metrics->upstream_errors[k]);
         /* what the worker published: never the worker's own objects */
@@ -193,6 +194,10 @@ void pc_metrics_render(struct pc_buf *b, struct pc_worker **ws, int nw, const st
     pc_buf_addf(b, "# HELP portcullis_policy_cache_misses_total Decision cache misses.\n"
                    "# TYPE portcullis_policy_cache_misses_total counter\n"
                    "portcullis_policy_cache_misses_total %llu\n", (unsigned long long)misses);
+    pc_buf_addf(b, "# HELP portcullis_policy_cache_invalidations_total Decision caches emptied because the "
+                   "database said access changed (NOTIFY, cache.invalidate_query).\n"
+                   "# TYPE portcullis_policy_cache_invalidations_total counter\n"
+                   "portcullis_policy_cache_invalidations_total %llu\n", (unsigned long long)invals);
     pc_buf_addf(b, "# HELP portcullis_policy_cache_entries Decisions currently cached.\n"
                    "# TYPE portcullis_policy_cache_entries gauge\n"
                    "portcullis_policy_cache_entries %llu\n", (unsigned long long)entries);

@@ -11,7 +11,14 @@
 # - Debian's postgresql-15 creates a system cluster (15/main) that the tests
 #   never use; when this install created it, it is dropped again;
 # - Debian's prometheus (for promtool) enables a prometheus service: the
-#   policy-rc.d above keeps it from starting.
+#   policy-rc.d above keeps it from starting;
+# - mariadb-server-core and mariadb-client-core (mariadbd,
+#   mariadb-install-db and the mariadb client: the throwaway servers of
+#   tests/lib/harness.py class MariaDB) and libmariadb-dev (MariaDB
+#   Connector/C, which the mysql policy driver is built on). Not
+#   mariadb-server: it would create a system datadir (/var/lib/mysql), a
+#   mysql user and a service that the tests never use; they run their own
+#   mariadbd with --no-defaults in a temporary directory.
 set -eu
 
 # nginx-light, python3-yaml, gettext-base (envsubst), util-linux (unshare),
@@ -21,7 +28,7 @@ set -eu
 # CA and reads the image's CA bundle; prometheus: promtool for
 # tests/observability
 PKGS="build-essential pkg-config libevent-dev libpq-dev libyaml-dev libssl-dev libjwt-dev
-      libcmocka-dev postgresql-15 python3 curl openssl
+      libcmocka-dev postgresql-15 mariadb-server-core mariadb-client-core libmariadb-dev python3 curl openssl
       nginx-light python3-yaml gettext-base util-linux iproute2
       python3-flask python3-werkzeug gunicorn prometheus"
 case "${1:-}" in

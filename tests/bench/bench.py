@@ -13,7 +13,8 @@ on exit (also on Ctrl-C):
   - portcullis, workers = cores, access logs off, in three configurations:
     (a) an open route (action: forward), (b) a protected route authorized
     by the owner policy with decisions cached (ttl 60s), (c) the same with
-    ttl 0s (no decision cache).
+    ttl 0s (no decision cache), and (m) (c) on MariaDB: the mysql driver
+    against a throwaway MariaDB (harness.MariaDB) with Dify's MySQL schema.
 wrk measures each target, interleaved round by round: req/s, p99, and
 the CPU time the target's processes spent per request. Then: the RSS of
 portcullis holding 10,000 idle keep-alive connections, and the extra delay
@@ -29,7 +30,8 @@ portcullis coalesces identical decisions in flight into one query, so (c)
 with one token and one app id asks PostgreSQL far less than once per
 request. (c) is therefore also run with distinct decisions: the script adds
 BENCH_DISTINCT_APPS apps to owner_a's workspace in its throwaway database,
-and wrk (distinct-apps.lua) asks for a different one on every request.
+and wrk (distinct-apps.lua) asks for a different one on every request. (m)
+runs both ways too, against the same apps added to MariaDB.
 """
 import glob
 import os
@@ -48,7 +50,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 
 import harness  # noqa: E402
-from harness import PG, free_port, http, mint, wait_port, wait_until  # noqa: E402
+from harness import PG, MariaDB, free_port, http, mint, wait_port, wait_until  # noqa: E402
 from fixture import APPS, USERS  # noqa: E402
 
 ROOT = harness.ROOT
@@ -98,6 +100,7 @@ class Bench:
         tempfile.tempdir = self.dir  # harness temp dirs (the PG cluster) land in ours
         self.procs = []  # (name, Popen)
         self.pg = None
+        self.my = None
 
     def path(self, name):
         return os.path.join(self.dir, name)
@@ -176,6 +179,9 @@ class Bench:
     def cleanup(self):
         self.stop_all()
         self.stop_pg()
+        if self.my is not None:
+            self.my.close()
+            self.my = None
         tempfile.tempdir = None
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -587,6 +593,15 @@ def run(b, nofile):
     with open(ids_file, "w") as f:
         f.write("\n".join(ids) + "\n")
     say("setup: %d more apps in owner_a's workspace for (c) with distinct decisions" % DISTINCT_APPS)
+    t = time.time()
+    b.my = MariaDB(os.path.join(ROOT, "tests", "fixtures", "dify-schema-main.mysql.sql"), password="bench")
+    b.my.sql_file(os.path.join(ROOT, "tests", "fixtures", "dify-data-main.mysql.sql"))
+    b.my.sql("INSERT INTO apps (id, tenant_id, name, mode, description, enable_site, enable_api, created_by, "
+             "maintainer) SELECT CONCAT('a2b2c3d4-0000-4000-8000-', LOWER(LPAD(HEX(seq), 12, '0'))), '%s', "
+             "CONCAT('bench-app-', seq), 'chat', '', 1, 1, '%s', '%s' FROM seq_1_to_%d; ANALYZE TABLE apps"
+             % (tenant, creator, creator, DISTINCT_APPS))
+    say("setup: MariaDB (%s) with Dify's MySQL schema and the same %d apps on port %d (%.1fs)" % (
+        b.my.sql("SELECT VERSION()").strip(), DISTINCT_APPS, b.my.port, time.time() - t))
 
     up_port = free_port()
     up = start_nginx(b, "upstream nginx", "upstream-nginx.conf", up_port, body=json_body(BODY_BYTES))
@@ -604,7 +619,9 @@ def run(b, nofile):
                           ttl="60s")
     pc = start_portcullis(b, "portcullis (c)", "portcullis-auth.yaml", up_port, secret=SECRET, dburl=b.pg.url,
                           ttl="0s")
-    for p in (pb, pc):
+    pm = start_portcullis(b, "portcullis (m)", "portcullis-auth-mysql.yaml", up_port, secret=SECRET,
+                          dbport=b.my.port, dbuser=b.my.user, dbpassword=b.my.password)
+    for p in (pb, pc, pm):
         if not wait_until(lambda: http(p.port, "GET", "/readyz").status == 200, timeout=20):
             raise RuntimeError("%s: not ready (database) after 20s:\n%s" % (p.bench_name, tail(p.bench_stderr)))
 
@@ -621,9 +638,13 @@ def run(b, nofile):
         Target("c*", "portcullis (c*) uncached, distinct", pc.port, pc, auth, admin=pc.admin,
                script=os.path.join(HERE, "distinct-apps.lua"), script_args=[ids_file],
                path="/apps/%s/logs" % ids[0]),
+        Target("m", "portcullis (m) uncached, MariaDB", pm.port, pm, auth, admin=pm.admin),
+        Target("m*", "portcullis (m*) MariaDB, distinct", pm.port, pm, auth, admin=pm.admin,
+               script=os.path.join(HERE, "distinct-apps.lua"), script_args=[ids_file],
+               path="/apps/%s/logs" % ids[0]),
     ]
     by = {tg.key: tg for tg in targets}
-    services = [up, hap, ngx, pa, pb, pc]
+    services = [up, hap, ngx, pa, pb, pc, pm]
 
     # every target answers 200 with the 1 KiB body; (b) and (c) really authorize
     for tg in targets:
@@ -632,7 +653,7 @@ def run(b, nofile):
             raise RuntimeError("%s: probe answered %d with %d bytes (expected 200, %d)" % (
                 tg.name, st, blen, BODY_BYTES))
     editor = ["Authorization: Bearer " + mint(SECRET, {"user_id": USERS["editor_a"]}, ttl=3600)]
-    for p in (pb, pc):
+    for p in (pb, pc, pm):
         no_token, _ = probe(p.port)
         not_owner, _ = probe(p.port, editor)
         say("setup: %s: owner_a -> 200, no token -> %d, editor_a (not owner) -> %d" % (
@@ -706,8 +727,8 @@ def run(b, nofile):
     say("")
 
     # what portcullis did (its /metrics around each wrk run, warm-up included)
-    say("PostgreSQL per request (portcullis metrics around the wrk runs, warm-up included):")
-    for key in ("b", "c", "c*"):
+    say("database queries per request (portcullis metrics around the wrk runs, warm-up included):")
+    for key in ("b", "c", "c*", "m", "m*"):
         tg = by[key]
         say("  %-36s %9d policy queries, %9d cache hits, %9d requests: %.3f queries per request" % (
             tg.name, tg.queries, tg.hits, tg.requests, tg.queries / tg.requests if tg.requests else 0))
@@ -751,7 +772,7 @@ def run(b, nofile):
     say("")
 
     # the issue's targets
-    a, bb, c, cs, ngx_t = by["a"], by["b"], by["c"], by["c*"], by["nginx"]
+    a, bb, c, cs, ngx_t, m, ms = by["a"], by["b"], by["c"], by["c*"], by["nginx"], by["m"], by["m*"]
 
     def verdict(ok):
         return "n/a" if ok is None else ("met" if ok else "NOT met")
@@ -773,6 +794,12 @@ def run(b, nofile):
         ["(c*) same, distinct decisions", ">= 10,000 req/s", "%s req/s (%.2f queries/request)" % (
             fmt(cs.median_rps(), ",.0f"), cs.queries / cs.requests if cs.requests else 0),
          verdict(None if cs.median_rps() is None else cs.median_rps() >= 10000)],
+        ["(m) uncached, MariaDB", ">= 10,000 req/s", "%s req/s (%.2f queries/request)" % (
+            fmt(m.median_rps(), ",.0f"), m.queries / m.requests if m.requests else 0),
+         verdict(None if m.median_rps() is None else m.median_rps() >= 10000)],
+        ["(m*) same, distinct decisions", ">= 10,000 req/s", "%s req/s (%.2f queries/request)" % (
+            fmt(ms.median_rps(), ",.0f"), ms.queries / ms.requests if ms.requests else 0),
+         verdict(None if ms.median_rps() is None else ms.median_rps() >= 10000)],
         ["RSS, %d idle connections" % IDLE_CONNS, "<= 32 MiB", "%s MiB" % fmt(rss_after, ".1f"),
          verdict(None if rss_after is None or rss["held"] < IDLE_CONNS else rss_after <= 32)],
         ["SSE first event, extra delay", "<= 5 ms", "%s ms" % fmt(extra, ".3f"),

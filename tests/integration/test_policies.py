@@ -84,6 +84,7 @@ def db_connections(proxy):
 
 
 class PolicyCase(unittest.TestCase):
+    config = CONFIG
     ttl = "0s"
     workers = 2
     policy_timeout = "1s"
@@ -91,7 +92,7 @@ class PolicyCase(unittest.TestCase):
     def setUp(self):
         self.pg = self.database()
         self.up = Upstream()
-        self.proxy = Proxy(CONFIG, upstream=self.up.port, dburl=self.pg.url, ttl=self.ttl, workers=self.workers,
+        self.proxy = Proxy(self.config, upstream=self.up.port, dburl=self.pg.url, ttl=self.ttl, workers=self.workers,
                            policy_timeout=self.policy_timeout)
         # Wait for every database connection, not only for readiness (one
         # per worker): connection 0 LISTENs, and when it comes up it drops
@@ -293,6 +294,51 @@ class TestNotifyDuringAQuery(RevocationCase):
         t.join()
         self.assertEqual(first, [200])  # decided on what it saw when it started
         self.assertEqual(http(self.proxy.port, "GET", target, headers=auth("admin_a"), timeout=10).status, 403)
+
+
+class TestPolledRevocation(RevocationCase):
+    """cache.invalidate_query works on PostgreSQL too: a change counter the
+    application (here, the test) bumps, polled by connection 0."""
+    ttl = "60s"
+    config = CONFIG.replace("  invalidate_channel: portcullis\n",
+                            "  invalidate_query: SELECT n FROM pc_changes\n  invalidate_poll: 200ms\n")
+
+    def setUp(self):
+        shared_pg().psql("CREATE TABLE IF NOT EXISTS pc_changes (n bigint NOT NULL); DELETE FROM pc_changes;"
+                         "INSERT INTO pc_changes VALUES (0)")
+        super().setUp()
+        # the first answer of each connection 0 empties its cache (a change
+        # may have been missed before): wait for both before caching anything
+        self.assertTrue(wait_until(lambda: metric(self.proxy, "portcullis_policy_cache_invalidations_total") >= 2,
+                                   timeout=10))
+
+    def tearDown(self):
+        super().tearDown()
+        self.pg.psql("DROP TABLE IF EXISTS pc_changes")
+
+    def test_a_changed_counter_empties_the_cache_within_the_poll(self):
+        c = Conn(self.proxy.port)  # one connection: one worker, one decision cache
+        target = "/apps/%s/logs" % APPS["a-editor-app"][0]
+        self.assertEqual(c.request("GET", target, auth("admin_a")).status, 200)
+        self.pg.psql("UPDATE tenant_account_joins SET role = 'normal' WHERE account_id = '%s'" % USERS["admin_a"])
+        self.assertEqual(c.request("GET", target, auth("admin_a")).status, 200)  # cached: the counter did not move
+        invalidations = metric(self.proxy, "portcullis_policy_cache_invalidations_total")
+        self.pg.psql("UPDATE pc_changes SET n = n + 1")
+        self.assertTrue(wait_until(lambda: metric(self.proxy, "portcullis_policy_cache_invalidations_total")
+                                   >= invalidations + 2, timeout=10))  # each worker's connection 0
+        self.assertEqual(c.request("GET", target, auth("admin_a")).status, 403)
+        c.close()
+
+    def test_t_checks_the_invalidate_query(self):
+        path = os.path.join(self.proxy.dir, "check.yaml")
+        with open(self.proxy.config_path) as f:
+            text = f.read().replace("SELECT n FROM pc_changes", "SELECT n FROM pc_no_such_table")
+        with open(path, "w") as f:
+            f.write(text)
+        r = run_portcullis("-t", "-c", path)
+        self.assertEqual(r.returncode, 1)
+        self.assertRegex(r.stderr, r"check\.yaml:\d+:\d+: cache.invalidate_query does not run: "
+                                   r".*relation \"pc_no_such_table\" does not exist")
 
 
 class TestDatabaseDown(PolicyCase):

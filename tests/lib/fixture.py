@@ -74,6 +74,26 @@ POLICY_SQL = {
 }
 
 
+# The same on MySQL (rules/dify.yaml's mysql texts): ids are CHAR(36) text,
+# compared without casts.
+MYSQL_POLICY_SQL = {
+    "owner": """SELECT 1 FROM apps a
+  JOIN tenant_account_joins j ON j.tenant_id = a.tenant_id
+  JOIN accounts ac ON ac.id = j.account_id
+ WHERE a.id = :app_id AND j.account_id = :subject
+   AND j.role = 'owner' AND ac.status = 'active'""",
+    "admin": """SELECT 1 FROM apps a
+  JOIN tenant_account_joins j ON j.tenant_id = a.tenant_id
+  JOIN accounts ac ON ac.id = j.account_id
+ WHERE a.id = :app_id AND j.account_id = :subject
+   AND j.role = 'admin' AND ac.status = 'active'""",
+    "creator": """SELECT 1 FROM apps a
+  JOIN tenant_account_joins j ON j.tenant_id = a.tenant_id AND j.account_id = a.created_by
+  JOIN accounts ac ON ac.id = a.created_by
+ WHERE a.id = :app_id AND a.created_by = :subject AND ac.status = 'active'""",
+}
+
+
 def identity_yaml(secret):
     """The `identity:` section for Dify console tokens: every place Dify
     reads one from, HS256 with `secret`, subject in user_id."""
@@ -88,10 +108,12 @@ def identity_yaml(secret):
 """ % secret
 
 
-def policies_yaml(*names):
-    """YAML entries for the named policies, to go under `policies:`."""
+def policies_yaml(*names, dialect="postgresql"):
+    """YAML entries for the named policies, to go under `policies:`, in
+    dialect (postgresql or mysql)."""
+    sql = MYSQL_POLICY_SQL if dialect == "mysql" else POLICY_SQL
     out = []
     for n in names:
         out.append("  %s: |" % n)
-        out += ["    " + line for line in POLICY_SQL[n].splitlines()]
+        out += ["    " + line for line in sql[n].splitlines()]
     return "\n".join(out) + "\n"

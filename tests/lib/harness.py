@@ -241,7 +241,13 @@ class Proxy:
     def start(self, wait=True):
         args = [BIN, "-c", self.config_path]
         if VALGRIND:
-            args = ["valgrind", "--leak-check=full", "--show-leak-kinds=definite,indirect",
+            # --max-stackframe: MariaDB Connector/C runs its non-blocking
+            # calls on coroutine stacks of its own, not registered with
+            # valgrind; a jump between one and the worker's stack that is
+            # smaller than this is taken for a frame and the memory between
+            # is marked dead (false invalid writes and "lost" blocks). No
+            # frame of ours is larger than 16 KiB.
+            args = ["valgrind", "--max-stackframe=65536", "--leak-check=full", "--show-leak-kinds=definite,indirect",
                     "--suppressions=" + os.path.join(ROOT, "tests", "valgrind.supp"),
                     "--errors-for-leak-kinds=definite,indirect", "--error-exitcode=99",
                     "--log-file=%s/valgrind.%%p.log" % self.dir] + args
@@ -694,6 +700,261 @@ def dify_pg(shape="main"):
         import atexit
         atexit.register(pg.close)
     return _dify_pgs[shape]
+
+
+MARIADBD = "/usr/sbin/mariadbd"
+# the server side of ed25519 comes with Debian's mariadb-server, which the
+# tests do not need otherwise (tests/deps.sh installs mariadb-server-core)
+ED25519_PLUGIN = "/usr/lib/mysql/plugin/auth_ed25519.so"
+
+
+def mariadb_run_user():
+    """The user a throwaway mariadbd runs as when the tests run as root:
+    mysql where a mariadb-server package made one, else nobody."""
+    import pwd
+    try:
+        pwd.getpwnam("mysql")
+        return "mysql"
+    except KeyError:
+        return "nobody"
+
+
+def sql_string(value):
+    """value as a MariaDB/MySQL string literal (default sql_mode: backslash escapes)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'").replace("\0", "\\0") + "'"
+
+
+class MariaDB:
+    """A throwaway MariaDB server from Debian's mariadb-server, in a temp dir:
+    TCP on 127.0.0.1:port and a Unix socket, nothing read from /etc/mysql
+    (--no-defaults). As root the server runs as the mysql user, or nobody
+    where there is none (--user).
+
+    An application user (user, password; auth "mysql_native_password" or
+    "ed25519") gets `grant` on the database. sql() runs as that user over TCP
+    with as_app=True, otherwise as root over the socket; the password travels
+    in a 0600 option file, never on a command line. server_args are added to
+    mariadbd's command line (TLS files, for example). close() kills the server
+    and removes the directory: nothing is left behind."""
+
+    def __init__(self, fixture_sql=None, password=None, user="portcullis", database="dify",
+                 auth="mysql_native_password", grant="SELECT", collation="utf8mb4_unicode_ci", server_args=()):
+        if auth not in ("mysql_native_password", "ed25519"):
+            raise ValueError("auth: mysql_native_password or ed25519")
+        self.port = free_port()
+        self.user = user
+        self.password = password if password is not None else ""
+        self.database = database
+        self.collation = collation
+        self.extra_args = list(server_args)
+        self.proc = None
+        self._db_ready = False
+        self.base = tempfile.mkdtemp(prefix="pc-my-")
+        os.chmod(self.base, 0o755)
+        self.data = os.path.join(self.base, "data")
+        self.tmp = os.path.join(self.base, "tmp")
+        self.sock = os.path.join(self.base, "mysqld.sock")
+        self.log = os.path.join(self.base, "error.log")
+        os.makedirs(self.tmp)
+        self.auth = auth
+        self.run_as = mariadb_run_user() if os.geteuid() == 0 else None
+        try:
+            if self.run_as:
+                subprocess.run(["chown", "-R", "%s:" % self.run_as, self.base], check=True)
+            r = subprocess.run(["mariadb-install-db", "--no-defaults", "--datadir=" + self.data,
+                                "--auth-root-authentication-method=normal", "--skip-test-db",
+                                "--skip-name-resolve"] + self._file_args() + self._user_args(),
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                raise RuntimeError("mariadb-install-db failed: %s%s" % (r.stdout, r.stderr))
+            self._write_client_files()
+            self.start()
+            self.sql("CREATE DATABASE `%s` CHARACTER SET utf8mb4 COLLATE %s" % (database, collation))
+            self._db_ready = True
+            if auth == "ed25519":
+                ident = "IDENTIFIED VIA ed25519 USING PASSWORD(%s)" % sql_string(self.password)
+            else:
+                ident = "IDENTIFIED VIA mysql_native_password USING PASSWORD(%s)" % sql_string(self.password)
+            self.sql("CREATE USER %s@'%%' %s" % (sql_string(user), ident))
+            self.sql("GRANT %s ON `%s`.* TO %s@'%%'" % (grant, database, sql_string(user)))
+            if fixture_sql:
+                self.sql_file(fixture_sql)
+        except BaseException:
+            self.close()
+            raise
+
+    def _user_args(self):
+        return ["--user=" + self.run_as] if self.run_as else []
+
+    def _file_args(self):
+        # options that shape the files on disk: the same at install and start
+        return ["--innodb-log-file-size=16M", "--innodb-buffer-pool-size=32M"]
+
+    def _server_args(self):
+        return [MARIADBD, "--no-defaults", "--datadir=" + self.data, "--socket=" + self.sock,
+                "--port=%d" % self.port, "--bind-address=127.0.0.1", "--skip-networking=0",
+                "--pid-file=" + os.path.join(self.base, "mysqld.pid"), "--log-error=" + self.log,
+                "--tmpdir=" + self.tmp, "--skip-name-resolve", "--performance-schema=OFF",
+                "--innodb-flush-log-at-trx-commit=2", "--innodb-doublewrite=0", "--max-connections=200",
+                "--character-set-server=utf8mb4", "--collation-server=" + self.collation] + \
+            (["--plugin-load-add=auth_ed25519"] if self.auth == "ed25519" else []) + \
+            self._file_args() + self._user_args() + self.extra_args
+
+    def _write_client_files(self):
+        def write(name, lines):
+            path = os.path.join(self.base, name)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write("\n".join(lines) + "\n")
+            return path
+        esc = self.password.replace("\\", "\\\\").replace('"', '\\"')
+        self.root_cnf = write("root.cnf", ["[client]", "user=root", "socket=" + self.sock])
+        self.app_cnf = write("app.cnf", ["[client]", "user=" + self.user, 'password="%s"' % esc,
+                                         "host=127.0.0.1", "port=%d" % self.port, "protocol=TCP"])
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout=60.0):
+        if self.running():
+            raise RuntimeError("mariadb already running")
+        logf = open(os.path.join(self.base, "stdout.log"), "ab")
+        self.proc = subprocess.Popen(self._server_args(), stdout=logf, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        logf.close()
+        deadline = time.time() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError("mariadbd exited with %s: %s" % (self.proc.returncode, self.log_tail()))
+            r = subprocess.run(["mariadb", "--defaults-file=" + self.root_cnf, "-N", "-B", "-e", "SELECT 1"],
+                               capture_output=True, text=True)
+            if r.returncode == 0:
+                break
+            if time.time() > deadline:
+                raise RuntimeError("mariadb not answering after %.0f s: %s" % (timeout, self.log_tail()))
+            time.sleep(0.05)
+        wait_port(self.port, timeout=max(1.0, deadline - time.time()), proc=self.proc)
+
+    def log_tail(self, n=20):
+        try:
+            with open(self.log) as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout=60.0):
+        """A clean shutdown (SIGTERM), waited for."""
+        if self.running():
+            self.proc.terminate()
+            self.proc.wait(timeout=timeout)
+
+    def kill(self):
+        """SIGKILL: the server dies without closing its connections cleanly."""
+        if self.running():
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+    def freeze(self):
+        """SIGSTOP: connections stay open but nothing answers."""
+        if self.running():
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self):
+        if self.running():
+            self.proc.send_signal(signal.SIGCONT)
+
+    def _client(self, as_app, db):
+        cnf = self.app_cnf if as_app else self.root_cnf
+        args = ["mariadb", "--defaults-file=" + cnf, "-N", "-B"]
+        if db:
+            args.append(db)
+        return args
+
+    def sql(self, sql, db=None, as_app=False):
+        """Run sql; the result rows as tab-separated text. The app user's
+        database is the default once it exists."""
+        if db is None and self._db_ready:
+            db = self.database
+        r = subprocess.run(self._client(as_app, db) + ["-e", sql], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError("mariadb failed: %s" % r.stderr.strip())
+        return r.stdout
+
+    def sql_file(self, path, db=None, as_app=False):
+        with open(path, "rb") as f:
+            r = subprocess.run(self._client(as_app, db or self.database), stdin=f, capture_output=True)
+        if r.returncode != 0:
+            raise RuntimeError("mariadb failed: %s" % r.stderr.decode(errors="replace").strip())
+
+    def lock_session(self, table, timeout=15.0):
+        """A root session holding LOCK TABLES table WRITE until
+        unlock_session(); returns once the lock is held (the session says so)."""
+        p = subprocess.Popen(self._client(False, self.database) + ["--unbuffered"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        p.stdin.write("LOCK TABLES `%s` WRITE;\nSELECT 'locked';\n" % table)
+        p.stdin.flush()
+        import select
+        ready, _, _ = select.select([p.stdout], [], [], timeout)
+        line = p.stdout.readline() if ready else ""
+        if line.strip() != "locked":
+            p.kill()
+            p.wait()
+            raise AssertionError("no WRITE lock on %s after %.0f s" % (table, timeout))
+        return p
+
+    @staticmethod
+    def unlock_session(p):
+        p.stdin.write("UNLOCK TABLES;\n")
+        p.stdin.close()
+        p.wait(timeout=30)
+        p.stdout.close()
+
+    def active_queries(self, like):
+        """Statements running now (text queries or prepared executions)
+        whose text matches the LIKE pattern, other than this one."""
+        return int(self.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND IN ('Query', "
+                            "'Execute') AND INFO LIKE %s AND ID <> CONNECTION_ID()" % sql_string(like)).strip())
+
+    def wait_active(self, like, n=1, timeout=15.0):
+        if not wait_until(lambda: self.active_queries(like) >= n, timeout=timeout):
+            raise AssertionError("fewer than %d queries like %r running after %.0f s" % (n, like, timeout))
+
+    def close(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+_dify_mariadbs = {}
+
+
+def dify_mariadb(shape="main"):
+    """A MariaDB server with Dify's real MySQL schema of one shape
+    (tests/fixtures/dify-schema-<shape>.mysql.sql: 1.10.1, main) and the
+    fixture's people and apps as rows (dify-data-<shape>.mysql.sql), shared
+    by the test run; its app user (portcullis) may only SELECT. Tests that
+    change rows and put them back may use it; tests that stop or lock it
+    start their own."""
+    if shape not in _dify_mariadbs:
+        my = MariaDB(password="portcullis-pw")
+        my.sql_file(os.path.join(ROOT, "tests", "fixtures", "dify-schema-%s.mysql.sql" % shape))
+        my.sql_file(os.path.join(ROOT, "tests", "fixtures", "dify-data-%s.mysql.sql" % shape))
+        _dify_mariadbs[shape] = my
+        import atexit
+        atexit.register(my.close)
+    return _dify_mariadbs[shape]
 
 
 def scrape(admin_port):

@@ -21,6 +21,7 @@
 #include "../../rules/match.h"
 #include "../../policies/identity.h"
 #include "../../policies/jwt.h"
+#include "../../policies/db.h"
 #include "../../policies/gen.h"
 #include "../../policies/policy.h"
 #include "../../lib/base.h"
@@ -1231,6 +1232,126 @@ static void test_identity_issuer_may_list_several_values(void **state)
     EXPECT_ERROR(BASE "identity:\n  secret: s\n  issuer: {a: b}\n", "5:11", "identity.issuer (a value or a list)");
 }
 
+/* ---- the MySQL driver and SQL per dialect ---- */
+
+#define MYDB "database:\n  driver: mysql\n  host: 127.0.0.1\n  dbname: dify\n"
+
+static void test_the_driver_and_its_synonyms_choose_the_dialect(void **state)
+{
+    (void)state;
+    static const char *const names[][2] = {
+        {"postgresql", "pg"}, {"postgres", "pg"}, {"mysql", "my"}, {"mariadb", "my"}, {"oceanbase", "my"},
+        {"seekdb", "my"},
+    };
+    for (size_t i = 0; i < PC_ARRAY_LEN(names); i++) {
+        char text[256];
+        snprintf(text, sizeof(text), BASE "database:\n  driver: %s\n  host: h\n  dbname: d\n", names[i][0]);
+        struct pc_config *c = EXPECT_OK(text);
+        assert_int_equal(c->pol->db.dialect, strcmp(names[i][1], "my") == 0 ? POL_DIALECT_MYSQL : POL_DIALECT_PG);
+        assert_ptr_equal(db_driver_for(c->pol), strcmp(names[i][1], "my") == 0 ? &db_driver_my : &db_driver_pg);
+        cfg_unref(c);
+    }
+    struct pc_config *c = EXPECT_OK(BASE DB);
+    assert_int_equal(c->pol->db.dialect, POL_DIALECT_PG); /* the default */
+    cfg_unref(c);
+    EXPECT_ERROR(BASE "database:\n  driver: sqlite\n  host: h\n  dbname: d\n", "4:11",
+                 "database.driver must be one of postgresql, mysql, postgres, mariadb, oceanbase, seekdb, found 'sqlite'");
+}
+
+static void test_mysql_database_keys_are_checked(void **state)
+{
+    (void)state;
+    EXPECT_ERROR(BASE "database:\n  driver: mysql\n  url: \"host=x\"\n  host: h\n  dbname: d\n", "5:8",
+                 "database.url is a libpq conninfo; with driver mysql give host");
+    EXPECT_ERROR(BASE "database:\n  driver: mysql\n  host: h\n", "4:3", "database needs a host and a dbname");
+    EXPECT_ERROR(BASE MYDB "  port: \"33o6\"\n", "7:9", "database.port must be a port number, found '33o6'");
+    EXPECT_ERROR(BASE MYDB "  sslmode: allow\n", "7:12", "database.sslmode must be one of disable, prefer");
+    EXPECT_ERROR(BASE MYDB "  sslmode: verify-full\n", "7:12", "database.sslmode verify-full needs sslrootcert");
+    EXPECT_ERROR(BASE DB "  server_public_key: /k.pem\n", "5:22", "database.server_public_key is for driver mysql");
+    struct pc_config *c = EXPECT_OK(BASE MYDB "  port: \"3307\"\n  sslmode: verify-ca\n  sslrootcert: /ca.pem\n"
+                                              "  sslcert: /c.pem\n  sslkey: /k.pem\n  server_public_key: /pub.pem\n");
+    assert_string_equal(c->pol->db.sslrootcert, "/ca.pem");
+    assert_string_equal(c->pol->db.sslcert, "/c.pem");
+    assert_string_equal(c->pol->db.sslkey, "/k.pem");
+    assert_string_equal(c->pol->db.server_public_key, "/pub.pem");
+    cfg_unref(c);
+}
+
+static void test_a_policy_gives_sql_per_dialect_and_runs_the_drivers(void **state)
+{
+    (void)state;
+    static const char policies[] =
+        "policies:\n"
+        "  both: SELECT 1 FROM apps WHERE id = :app_id AND created_by = :subject AND :app_id <> ''\n"
+        "  split:\n"
+        "    sql:\n"
+        "      postgresql: SELECT 1 FROM apps WHERE id = :app_id AND created_by::text = :subject\n"
+        "      mysql: SELECT 1 FROM apps WHERE created_by = :subject AND id = :app_id AND :subject <> ''\n";
+    char text[1024];
+    snprintf(text, sizeof(text), BASE MYDB "%s", policies);
+    struct pc_config *c = EXPECT_OK(text);
+    const struct pol_set *ps = c->pol->set;
+    /* MySQL: one ? per use, each mapped to the policy's parameter */
+    assert_string_equal(ps->p[0].variants[0].sql,
+                        "SELECT 1 FROM apps WHERE id = ? AND created_by = ? AND ? <> ''");
+    assert_int_equal(ps->p[0].nparams, 2);
+    assert_int_equal(ps->p[0].variants[0].nparams, 3);
+    assert_int_equal(ps->p[0].variants[0].param[0], 0);
+    assert_int_equal(ps->p[0].variants[0].param[1], 1);
+    assert_int_equal(ps->p[0].variants[0].param[2], 0);
+    const struct pol_policy *p = &ps->p[1];
+    assert_string_equal(p->variants[0].sql, "SELECT 1 FROM apps WHERE created_by = ? AND id = ? AND ? <> ''");
+    assert_string_equal(p->params[0], "subject");
+    assert_string_equal(p->params[1], "app_id");
+    assert_int_equal(p->variants[0].line, 12); /* the mysql text's position */
+    assert_int_equal(p->variants[0].col, 14);
+    assert_null(p->variants[0].text[0]);       /* the texts are not kept */
+    cfg_unref(c);
+    /* PostgreSQL: the same file runs its own text */
+    snprintf(text, sizeof(text), BASE DB "%s", policies);
+    c = EXPECT_OK(text);
+    p = &c->pol->set->p[1];
+    assert_string_equal(p->variants[0].sql, "SELECT 1 FROM apps WHERE id = $1 AND created_by::text = $2");
+    assert_string_equal(p->params[0], "app_id");
+    assert_int_equal(p->variants[0].line, 9);
+    cfg_unref(c);
+}
+
+static void test_a_policy_without_sql_for_the_driver_is_an_error(void **state)
+{
+    (void)state;
+    EXPECT_ERROR(BASE MYDB "policies:\n  p:\n    sql:\n      postgresql: SELECT 1\n", "10:7",
+                 "policy 'p' has no SQL for driver mysql");
+    EXPECT_ERROR(BASE DB "policies:\n  p:\n    variants:\n      - sql: {mysql: SELECT 1}\n", "8:14",
+                 "policy 'p' has no SQL for driver postgresql");
+    EXPECT_ERROR(BASE MYDB "policies:\n  p:\n    sql: {postgresql: SELECT 1, mysqll: SELECT 2}\n", "9:33",
+                 "unknown key 'mysqll' in a policy's sql (did you mean 'mysql'?)");
+    EXPECT_ERROR(BASE MYDB "policies:\n  p:\n    sql: {mysql: \"SELECT ?\"}\n", "9:18",
+                 "policy 'p': write parameters as :name, not ?");
+    /* the other dialect's text is not even read */
+    struct pc_config *c = EXPECT_OK(BASE MYDB "policies:\n  p:\n    sql: {postgresql: \"SELECT $1\", mysql: SELECT 1}\n");
+    cfg_unref(c);
+}
+
+static void test_cache_invalidate_query_and_poll(void **state)
+{
+    (void)state;
+    struct pc_config *c = EXPECT_OK(BASE "cache:\n  invalidate_query: SELECT n FROM portcullis_changes\n"
+                                         "  invalidate_poll: 250ms\n");
+    assert_string_equal(c->pol->cache.invalidate_query, "SELECT n FROM portcullis_changes");
+    assert_int_equal(c->pol->cache.invalidate_poll, 250);
+    assert_int_equal(c->pol->cache.invalidate_line, 4);
+    assert_int_equal(c->pol->cache.invalidate_col, 21);
+    cfg_unref(c);
+    /* "${VAR:-}" turns it off */
+    c = EXPECT_OK(BASE "cache:\n  invalidate_query: \"${EMPTY}\"\n");
+    assert_null(c->pol->cache.invalidate_query);
+    assert_int_equal(c->pol->cache.invalidate_poll, 1000);
+    cfg_unref(c);
+    EXPECT_ERROR(BASE "cache:\n  invalidate_poll: 10ms\n", "4:20", "");
+}
+
+
 int main(void)
 {
     pc_hash_init();
@@ -1297,6 +1418,11 @@ int main(void)
         cmocka_unit_test(test_a_fallback_rule_is_marked),
         cmocka_unit_test(test_identity_issuer_may_list_several_values),
         cmocka_unit_test(test_a_public_secret_is_refused_unless_explicitly_allowed),
+        cmocka_unit_test(test_the_driver_and_its_synonyms_choose_the_dialect),
+        cmocka_unit_test(test_mysql_database_keys_are_checked),
+        cmocka_unit_test(test_a_policy_gives_sql_per_dialect_and_runs_the_drivers),
+        cmocka_unit_test(test_a_policy_without_sql_for_the_driver_is_an_error),
+        cmocka_unit_test(test_cache_invalidate_query_and_poll),
     };
     return cmocka_run_group_tests_name("config", tests, setup_secret_files, teardown_secret_files);
 }

@@ -1,7 +1,8 @@
 /*
- * Unit tests for policy SQL rewriting (policies/policy.c): :name
- * placeholders become $n parameters, and nothing inside strings, quoted
- * identifiers, comments or dollar quotes is touched.
+ * Unit tests for policy SQL rewriting (policies/policy.c, myrewrite.c):
+ * :name placeholders become $n parameters (PostgreSQL) or one ? per use
+ * (MySQL), and nothing inside strings, quoted identifiers, comments or
+ * dollar quotes is touched, by each dialect's own lexical rules.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +21,7 @@ static char *g_sql;
 static char **g_params;
 static size_t g_np;
 static const char *g_why;
+static int g_mysql;     /* rewrite in MySQL's dialect */
 
 static void reset(void)
 {
@@ -37,6 +39,7 @@ static int teardown(void **state)
 {
     (void)state;
     reset();
+    g_mysql = 0;
     return 0;
 }
 
@@ -44,7 +47,8 @@ static const char *rewrite(const char *sql)
 {
     reset();
     g_np = 12345;
-    g_sql = pol_rewrite_sql(sql, &g_params, &g_np, &g_why);
+    g_sql = g_mysql ? pol_rewrite_sql_mysql(sql, &g_params, &g_np, &g_why)
+                    : pol_rewrite_sql(sql, &g_params, &g_np, &g_why);
     if (g_sql == NULL)
         g_np = 0;
     return g_sql;
@@ -94,6 +98,10 @@ static void expect_error_at(const char *file, int line, const char *in, const ch
     }
 }
 #define EXPECT_SQL_ERROR(in, why) expect_error_at(__FILE__, __LINE__, (in), (why))
+/* The same in MySQL's dialect: names are listed once per ? */
+#define EXPECT_MY_REWRITE(in, want, ...) \
+    (g_mysql = 1, expect_rewrite_at(__FILE__, __LINE__, (in), (want), __VA_ARGS__), g_mysql = 0)
+#define EXPECT_MY_SQL_ERROR(in, why) (g_mysql = 1, expect_error_at(__FILE__, __LINE__, (in), (why)), g_mysql = 0)
 
 static void test_named_placeholder_becomes_positional_parameter(void **state)
 {
@@ -287,6 +295,77 @@ static void test_capture_values_never_reach_the_sql_text(void **state)
     assert_null(strstr(g_sql, ":claims"));
 }
 
+/* ---- MySQL ---- */
+
+static void test_mysql_each_use_of_a_name_is_its_own_question_mark(void **state)
+{
+    (void)state;
+    EXPECT_MY_REWRITE("SELECT 1 FROM apps WHERE id = :app_id AND owner = :subject AND parent = :app_id",
+                      "SELECT 1 FROM apps WHERE id = ? AND owner = ? AND parent = ?",
+                      NAMES("app_id", "subject", "app_id"));
+    EXPECT_MY_REWRITE(":x :x", "? ?", NAMES("x", "x"));
+    EXPECT_MY_REWRITE("SELECT 1", "SELECT 1", NO_NAMES);
+    EXPECT_MY_REWRITE(":claims.role = 'a' AND :claims", "? = 'a' AND ?", NAMES("claims.role", "claims"));
+    /* := is assignment, not a placeholder; a lone : is left alone */
+    EXPECT_MY_REWRITE("SELECT @v := :x, a : b", "SELECT @v := ?, a : b", NAMES("x"));
+}
+
+static void test_mysql_strings_escape_with_backslashes_and_doubled_quotes(void **state)
+{
+    (void)state;
+    EXPECT_MY_REWRITE("SELECT 'it\\'s :x' = :y", "SELECT 'it\\'s :x' = ?", NAMES("y"));
+    EXPECT_MY_REWRITE("SELECT 'a'':x' , :y", "SELECT 'a'':x' , ?", NAMES("y"));
+    EXPECT_MY_REWRITE("SELECT '\\\\' , :y", "SELECT '\\\\' , ?", NAMES("y"));
+    /* in MySQL "..." is a string too, with the same escapes */
+    EXPECT_MY_REWRITE("SELECT \":x \\\" :z\" , :y", "SELECT \":x \\\" :z\" , ?", NAMES("y"));
+    /* a ? inside a string is text, not a parameter */
+    EXPECT_MY_REWRITE("SELECT '?', :a", "SELECT '?', ?", NAMES("a"));
+    EXPECT_MY_SQL_ERROR("SELECT ':a\\'", "unterminated string literal");
+}
+
+static void test_mysql_backquoted_identifiers_have_no_backslash_escapes(void **state)
+{
+    (void)state;
+    EXPECT_MY_REWRITE("SELECT `:x` FROM `my``:t` WHERE a = :a", "SELECT `:x` FROM `my``:t` WHERE a = ?",
+                      NAMES("a"));
+    EXPECT_MY_REWRITE("SELECT `a\\` , :b", "SELECT `a\\` , ?", NAMES("b"));
+    EXPECT_MY_SQL_ERROR("SELECT `a", "unterminated quoted identifier");
+}
+
+static void test_mysql_comments_follow_mysql(void **state)
+{
+    (void)state;
+    EXPECT_MY_REWRITE("SELECT 1 # :x\nWHERE id = :id", "SELECT 1 # :x\nWHERE id = ?", NAMES("id"));
+    EXPECT_MY_REWRITE("SELECT 1 -- :x\nWHERE id = :id", "SELECT 1 -- :x\nWHERE id = ?", NAMES("id"));
+    /* "--" without a space after it is two minus signs */
+    EXPECT_MY_REWRITE("SELECT 1--:x", "SELECT 1--?", NAMES("x"));
+    EXPECT_MY_REWRITE("SELECT 1 --\t:x\n, :y", "SELECT 1 --\t:x\n, ?", NAMES("y"));
+    /* block comments do not nest in MySQL */
+    EXPECT_MY_REWRITE("SELECT /* :a /* :b */ :c", "SELECT /* :a /* :b */ ?", NAMES("c"));
+    EXPECT_MY_SQL_ERROR("SELECT /* :a", "unterminated comment");
+}
+
+static void test_mysql_refuses_what_it_would_read_otherwise(void **state)
+{
+    (void)state;
+    EXPECT_MY_SQL_ERROR("SELECT 1 FROM apps WHERE id = ?", "write parameters as :name, not ?");
+    EXPECT_MY_SQL_ERROR("SELECT 1 /*! AND id = :x */", "executable comments");
+    EXPECT_MY_SQL_ERROR("SELECT 1 /*M!100000 AND 1 */", "executable comments");
+    /* $1 is no marker of ours in MySQL: left for the server to refuse */
+    EXPECT_MY_REWRITE("SELECT $1, :a", "SELECT $1, ?", NAMES("a"));
+    /* PostgreSQL's dollar quotes are not quotes in MySQL */
+    EXPECT_MY_REWRITE("SELECT $$ :a $$", "SELECT $$ ? $$", NAMES("a"));
+}
+
+static void test_mysql_too_many_uses_is_an_error(void **state)
+{
+    (void)state;
+    char sql[1024] = "SELECT 1 WHERE 1";
+    for (int i = 0; i <= POL_MAX_PARAMS; i++)
+        strcat(sql, " OR :p");
+    EXPECT_MY_SQL_ERROR(sql, "too many parameters");
+}
+
 int main(void)
 {
     pc_hash_init();
@@ -306,6 +385,12 @@ int main(void)
         cmocka_unit_test_teardown(test_unterminated_strings_comments_and_dollar_quotes_are_errors, teardown),
         cmocka_unit_test_teardown(test_too_many_parameters_is_an_error, teardown),
         cmocka_unit_test_teardown(test_capture_values_never_reach_the_sql_text, teardown),
+        cmocka_unit_test_teardown(test_mysql_each_use_of_a_name_is_its_own_question_mark, teardown),
+        cmocka_unit_test_teardown(test_mysql_strings_escape_with_backslashes_and_doubled_quotes, teardown),
+        cmocka_unit_test_teardown(test_mysql_backquoted_identifiers_have_no_backslash_escapes, teardown),
+        cmocka_unit_test_teardown(test_mysql_comments_follow_mysql, teardown),
+        cmocka_unit_test_teardown(test_mysql_refuses_what_it_would_read_otherwise, teardown),
+        cmocka_unit_test_teardown(test_mysql_too_many_uses_is_an_error, teardown),
     };
     return cmocka_run_group_tests_name("policy_sql", tests, NULL, NULL);
 }
