@@ -11,7 +11,7 @@
 
 /* Label values (rule and policy names) get one of this many slots in
  * every counter array; see proxy/metrics.h. */
-#define PC_LABEL_SLOTS 256
+#define PC_LABEL_SLOTS 1024
 
 struct pc_hist {
     uint64_t buckets[PC_HIST_BUCKETS]; /* last one is +Inf */

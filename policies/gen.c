@@ -28,6 +28,8 @@ struct pol_gen *pol_gen_ref(struct pol_gen *g)
 static void pol_gen_free(struct pol_gen *g)
 {
     struct pol_db *d = &g->db;
+    if (g->on_free != NULL)
+        g->on_free(g);
     free(g->file);
     pol_set_free(g->set);
     free(d->url);

@@ -63,6 +63,11 @@ struct pol_gen {
     struct pol_db db;
     struct pol_cache cache;
     int64_t policy_timeout; /* ms: the whole decision budget (timeouts.policy) */
+    /* Called when the last reference goes, before anything is freed: the
+     * installer hands back what it registered for the generation (metric
+     * label slots). Lookups in flight hold references, so nothing counts
+     * into those slots any more. */
+    void (*on_free)(struct pol_gen *g);
 };
 
 struct pol_gen *pol_gen_new(const char *file);

@@ -432,6 +432,12 @@ struct pc_config *cfg_load(const char *file, yt_getenv_fn getenv_fn, char **erro
 
 /* ---- installing ---- */
 
+static void cfg_release_policy_slots(struct pol_gen *g)
+{
+    for (size_t i = 0; g->set != NULL && i < g->set->n; i++)
+        pc_metrics_policy_slot_release(g->set->p[i].metric_slot);
+}
+
 char *cfg_install(struct pc_config *c)
 {
     struct pc_buf w = {0};
@@ -443,6 +449,9 @@ char *cfg_install(struct pc_config *c)
         c->rules->rules[i].metric_slot = pc_metrics_rule_slot(c->rules->rules[i].name);
     for (size_t i = 0; c->pol->set != NULL && i < c->pol->set->n; i++)
         c->pol->set->p[i].metric_slot = pc_metrics_policy_slot(c->pol->set->p[i].name);
+    /* the policies' slots go back when the last lookup of this generation
+     * is done, the rules' when the config is freed (cfg_free) */
+    c->pol->on_free = cfg_release_policy_slots;
     c->pol->generation = c->generation;
     if (w.len == 0)
         return NULL;
@@ -503,6 +512,8 @@ void cfg_free(struct pc_config *c)
     free(c->health_path);
     free(c->ready_path);
     id_config_free(c->identity);
+    for (size_t i = 0; c->rules != NULL && i < c->rules->n; i++)
+        pc_metrics_rule_slot_release(c->rules->rules[i].metric_slot);
     rule_set_free(c->rules);
     pol_gen_unref(c->pol);
     free(c);

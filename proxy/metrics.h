@@ -27,10 +27,23 @@ struct pc_metrics {
     struct dec_counters dec;                 /* the worker's decision engine publishes here */
 };
 
-/* Slots for label values; thread-safe, called at config load. Slot 0 is
- * "(none)" (no rule matched), the last slot is "(other)" on overflow. */
+struct pc_worker;
+
+/*
+ * Slots for label values; thread-safe, taken when a generation is
+ * installed and given back when the last reference to it goes. Slot 0 is
+ * "(none)" (no rule matched), the last slot is "(other)" when every other
+ * is in use. A name keeps its slot while any live generation uses it; a
+ * slot nobody uses is not exported, and serves a new name later: its
+ * counters then start at 0 for that name (the old name's counts are kept
+ * as a base, subtracted when rendering).
+ */
 int pc_metrics_rule_slot(const char *name);
 int pc_metrics_policy_slot(const char *name);
+void pc_metrics_rule_slot_release(int slot);
+void pc_metrics_policy_slot_release(int slot);
+/* The workers whose counters a reused slot's base is read from. */
+void pc_metrics_set_workers(struct pc_worker *const *workers, int n);
 
 /* Process-wide values. */
 void pc_metrics_reload(int ok);

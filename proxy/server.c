@@ -518,6 +518,7 @@ int pc_server_run(const char *config_path, struct pc_config *cfg)
         }
     }
 
+    pc_metrics_set_workers(s.workers, s.nworkers);
     pc_resolver_subscribe(pc_server_push_addr, &s);
     /* workers never see SIGTERM/SIGINT/SIGHUP: the main thread handles them */
     for (int i = 0; i < s.nworkers; i++) {

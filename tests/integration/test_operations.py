@@ -573,3 +573,44 @@ class TestReloadStorm(unittest.TestCase):
             for f in fillers:
                 f.close()
             lsock.close()
+
+
+class TestLabelSlots(unittest.TestCase):
+    """Rule names get metric label slots; a slot nobody's config uses any
+    more is given back and serves a new name, whose counters start at 0."""
+
+    RULES = 300
+
+    def config(self, gen):
+        rules = "".join("  - name: g%d_r%d\n    path: /g%d/r%d\n    action: forward\n" % (gen, i, gen, i)
+                        for i in range(self.RULES))
+        return ("listen: 127.0.0.1:{port}\nupstream: http://127.0.0.1:{upstream}\nworkers: 2\n"
+                "admin_listen: 127.0.0.1:{admin_port}\nrules:\n" + rules)
+
+    def test_renamed_rules_over_many_reloads_keep_their_own_labels_and_counts(self):
+        up = Upstream(log=False)
+        proxy = Proxy(self.config(0), upstream=up.port)
+        try:
+            # 5 generations of 300 names: more than the slots there are, so
+            # later generations need the slots of earlier ones
+            for gen in range(5):
+                if gen > 0:
+                    self.assertIn("reloaded", proxy.reload(self.config(gen)))
+                c = Conn(proxy.port)
+                for i in range(self.RULES):
+                    self.assertEqual(c.request("GET", "/g%d/r%d" % (gen, i)).status, 200)
+                c.close()
+
+                def settled(g=gen):
+                    samples = scrape(proxy.admin_port)
+                    rules = {l.get("rule") for n, l, v in samples if n == "portcullis_requests_total"}
+                    mine = [metric_sum(samples, "portcullis_requests_total", rule="g%d_r%d" % (g, i),
+                                       decision="forward") for i in range(self.RULES)]
+                    old = {r for r in rules if r and not r.startswith("g%d_" % g)}
+                    return mine == [1] * self.RULES and not old
+                self.assertTrue(wait_until(settled, timeout=15),
+                                "generation %d: %s" % (gen, [(n, l, v) for n, l, v in scrape(proxy.admin_port)
+                                                             if n == "portcullis_requests_total"][:20]))
+        finally:
+            proxy.close()
+            up.close()
