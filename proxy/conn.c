@@ -109,9 +109,15 @@ static void conn_timeout(struct pc_conn *c)
 {
     if (c->next_pending) {
         c->next_pending = 0;
-        conn_rearm(c);
-        conn_try_head(c);
-        return;
+        /* only a connection still waiting for its next request starts one:
+         * a read event in the same loop turn may have started it already,
+         * and a second start would run two requests at once on one
+         * connection (the first orphaned, its response mixed in) */
+        if (c->state == PC_CS_IDLE) {
+            conn_rearm(c);
+            conn_try_head(c);
+            return;
+        }
     }
     int64_t d = conn_deadline(c);
     if (d == 0)
@@ -392,6 +398,7 @@ static void conn_try_head(struct pc_conn *c)
     }
 
     /* A whole head: this is a request. */
+    c->next_pending = 0;
     struct pc_req *r = req_alloc(c);
     conn_set_state(c, PC_CS_ACTIVE);
     r->head = pc_pool_strndup(&r->pool, buf + start, end - start);

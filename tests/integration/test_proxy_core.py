@@ -235,6 +235,25 @@ class TestRelay(ProxyCase):
         self.assertEqual(targets, ["/slow?ms=%d&i=%d" % (150 - 30 * i, i) for i in range(5)] +
                          ["/echo/post", "/echo/last"])
 
+    def test_pipelined_requests_beyond_the_read_cap_are_each_answered_once_in_order(self):
+        # More than the proxy reads ahead (header_bytes + 256 KiB): it stops
+        # reading while the first request waits on the upstream, then reads
+        # again when that response is written. The read event and the timer
+        # that starts the next buffered request come in the same loop turn:
+        # the next request must start once, not twice (two requests at once
+        # on one connection: one dropped, one orphaned with its upstream).
+        pad = b"p" * 7000
+        reqs = [build_request("GET", "/slow?ms=300&i=0"), build_request("GET", "/echo?i=1")]
+        reqs += [build_request("GET", "/echo?i=%d" % i, headers=[("X-Pad", pad.decode())]) for i in range(2, 62)]
+        c = Conn(self.proxy.port)
+        sender = threading.Thread(target=c.send, args=(b"".join(reqs),), daemon=True)
+        sender.start()
+        targets = [c.read_response().json()["target"] for _ in range(len(reqs))]
+        sender.join()
+        c.close()
+        self.assertEqual(targets, ["/slow?ms=300&i=0"] + ["/echo?i=%d" % i for i in range(1, 62)])
+        self.assertEqual([r["target"] for r in self.up.settled_requests()], targets)
+
     def test_chunked_response_is_reframed(self):
         c = Conn(self.proxy.port)
         c.send(build_request("GET", "/chunked?n=4&size=3"))
