@@ -40,6 +40,7 @@ struct admin_conn {
     struct pc_buf out;
     size_t off;
     int head_only;
+    int handled;                    /* its one head is being answered */
     struct pc_ready ready;
 };
 
@@ -174,6 +175,16 @@ static void admin_read_cb(evutil_socket_t fd, short what, void *arg)
         admin_conn_free(ac);
         return;
     }
+    if (ac->handled) {
+        /* one request per connection: while it is answered (a readiness
+         * check may take seconds) more bytes are discarded, never read as
+         * a second head that would start a second check on ac->ready */
+        char discard[512];
+        ssize_t n = read(fd, discard, sizeof(discard));
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+            admin_conn_free(ac);
+        return;
+    }
     ssize_t n = read(fd, ac->buf + ac->len, sizeof(ac->buf) - ac->len);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
@@ -186,6 +197,7 @@ static void admin_read_cb(evutil_socket_t fd, short what, void *arg)
     int rc = h1_scan_head(&ac->scan, ac->buf, ac->len, 1, &start, &end);
     if (rc == H1_SCAN_DONE) {
         event_del(&ac->tev);
+        ac->handled = 1;
         admin_handle(ac, ac->buf + start, end - start);
     } else if (rc != H1_SCAN_MORE || ac->len == sizeof(ac->buf)) {
         static const char body[] = "{\"code\":\"bad_request\",\"message\":\"bad request\",\"status\":400}\n";

@@ -555,6 +555,49 @@ class TestHealth(ProxyCase):
         self.assertEqual(metric_sum(scrape(self.proxy.admin_port), "portcullis_ready"), 1)
 
 
+class TestAdminBlackholedUpstream(unittest.TestCase):
+    """An upstream whose accept queue is full: SYNs are dropped, so every
+    readiness probe waits its whole connect budget."""
+
+    def setUp(self):
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(0)
+        self.fillers = []
+        for _ in range(4):
+            f = socket.socket()
+            f.setblocking(False)
+            try:
+                f.connect(self.lsock.getsockname())
+            except BlockingIOError:
+                pass
+            self.fillers.append(f)
+        self.upport = self.lsock.getsockname()[1]
+        self.proxy = Proxy(CORE, upstream=self.upport)
+
+    def tearDown(self):
+        self.proxy.close()
+        for f in self.fillers:
+            f.close()
+        self.lsock.close()
+
+    def test_a_second_head_on_an_admin_connection_during_a_readiness_check_starts_no_second_check(self):
+        def probes():
+            return len(tcp_sockets(remote_port=self.upport, state="SYN_SENT"))
+        before = probes()
+        c = Conn(self.proxy.admin_port, timeout=10)
+        c.send(build_request("GET", "/metrics"))
+        self.assertTrue(wait_until(lambda: probes() > before))  # the probe is in flight
+        c.send(b"\r\n\r\n")  # with the first head, a second one
+        r = c.read_response()
+        self.assertEqual(r.status, 200)
+        self.assertIn(b"portcullis_ready 0", r.body)
+        self.assertTrue(c.closed())
+        # the admin listener still answers, and the process stops cleanly
+        self.assertEqual(http(self.proxy.admin_port, "GET", "/healthz", timeout=5).status, 200)
+        self.assertEqual(self.proxy.stop(), 0)
+
+
 class TestSignals(ProxyCase):
     def test_sigterm_drains_a_live_sse_stream_then_exits_0(self):
         c = Conn(self.proxy.port, timeout=10)
