@@ -100,6 +100,14 @@ static void pool_publish(struct db_pool *p)
         p->ev.state(p->ev.arg, &st);
 }
 
+static void pgc_unwatch(struct pg_conn *c)
+{
+    if (c->ev_on) {
+        event_del(&c->ev);
+        c->ev_on = 0;
+    }
+}
+
 static void pgc_watch(struct pg_conn *c, short what)
 {
     int fd = c->pg ? PQsocket(c->pg) : -1;
@@ -145,10 +153,7 @@ static void pgc_down(struct pg_conn *c, const char *why_in, int backoff)
     /* why_in is often PQerrorMessage(c->pg), which PQfinish frees */
     snprintf(why, sizeof(why), "%s", why_in ? why_in : "?");
     pc_one_line(why);
-    if (c->ev_on) {
-        event_del(&c->ev);
-        c->ev_on = 0;
-    }
+    pgc_unwatch(c);
     evtimer_del(&c->timer);
     if (c->pg != NULL) {
         PQfinish(c->pg);
@@ -576,7 +581,15 @@ static void pgc_event_cb(evutil_socket_t fd, short what, void *arg)
     struct pg_conn *c = arg;
     PC_UNUSED(fd);
     if (c->state == PGC_CONNECTING) {
+        short was = c->ev_what;
         PostgresPollingStatusType ps = PQconnectPoll(c->pg);
+        /* PQconnectPoll may have closed the socket and opened another (the
+         * next host of host=a,b, or the next address of a name), which
+         * usually gets the same descriptor number. Closing took the old one
+         * out of epoll, so a watch that compares only numbers would never
+         * register the new one: register afresh after every call while
+         * connecting (a few epoll_ctl calls per connection attempt). */
+        pgc_unwatch(c);
         switch (ps) {
         case PGRES_POLLING_READING:
             pgc_watch(c, EV_READ);
@@ -597,6 +610,7 @@ static void pgc_event_cb(evutil_socket_t fd, short what, void *arg)
             pgc_flush(c);
             return;
         default:
+            pgc_watch(c, was);
             return;
         }
     }
