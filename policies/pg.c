@@ -53,6 +53,7 @@ struct pg_conn {
     int retire;
     int backoff_ms;
     int was_up;
+    struct db_query ping;           /* SELECT 1 on an idle connection (pgc_idle) */
 };
 
 struct db_pool {
@@ -80,6 +81,7 @@ struct db_pool {
 static void pgc_event_cb(evutil_socket_t fd, short what, void *arg);
 static void pgc_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void pgc_start(struct pg_conn *c);
+static int pgc_send(struct pg_conn *c, struct db_query *q);
 static void pool_dispatch(struct db_pool *p);
 static void pool_schedule(struct db_pool *p);
 static void pg_poll_capture(struct db_pool *p, PGresult *r);
@@ -371,6 +373,30 @@ static int pgc_setup_advance(struct pg_conn *c)
     return pgc_setup_send(c) == 0 ? 0 : -1;
 }
 
+/*
+ * An idle connection is pinged every timeouts.policy, so that a database
+ * that went away silently (a black hole: no reset, nothing to read; or a
+ * server that is stopped while the kernel still acknowledges) is noticed
+ * without traffic. The ping is a query like any other: one far past the
+ * budget marks the connection down (pgc_timer_cb), which turns readiness
+ * 503. With no traffic a dead database is noticed within timeouts.policy
+ * (the idle wait) + 2 x timeouts.policy + 1 s (the wedge limit). TCP
+ * keepalives (30 s + 3 x 10 s) alone took about a minute, and notice
+ * neither a stopped server nor a middle box that still acknowledges.
+ */
+static void pgc_ping_done(struct db_query *q, enum db_status st, int ntuples, const char *err)
+{
+    PC_UNUSED(q);
+    PC_UNUSED(st);
+    PC_UNUSED(ntuples);
+    PC_UNUSED(err);
+}
+
+static void pgc_idle(struct pg_conn *c)
+{
+    pgc_arm(c, c->cfg->policy_timeout);
+}
+
 static void pgc_ready(struct pg_conn *c)
 {
     if (!PQenterPipelineMode(c->pg)) {
@@ -383,7 +409,7 @@ static void pgc_ready(struct pg_conn *c)
         pc_log(PC_LOG_INFO, "worker %d: database connection %d up (generation %llu)", c->pool->worker, c->idx,
                (unsigned long long)c->cfg->generation);
     c->was_up = 1;
-    evtimer_del(&c->timer);
+    pgc_idle(c);
     pgc_watch(c, EV_READ);
     pool_publish(c->pool);
     /* the listener may have missed notifications while it was down */
@@ -511,7 +537,7 @@ static void pgc_results(struct pg_conn *c)
         return;
     }
     if (c->nsent == 0)
-        evtimer_del(&c->timer);
+        pgc_idle(c);
 }
 
 /* ---- cache.invalidate_query ---- */
@@ -648,8 +674,17 @@ static void pgc_timer_cb(evutil_socket_t fd, short what, void *arg)
         return;
     case PGC_READY: {
         struct db_query *q = TAILQ_FIRST(&c->sent);
-        if (q == NULL)
+        if (q == NULL) {
+            /* idle for timeouts.policy: ping (pgc_idle) */
+            if (c->retire)
+                return;
+            if (pgc_send(c, &c->ping) != 0) {
+                pgc_down(c, PQerrorMessage(c->pg), 1);
+                return;
+            }
+            pgc_flush(c);
             return;
+        }
         int64_t limit = 2 * c->cfg->policy_timeout + 1000;
         int64_t age = pc_now_ms() - q->sent_at;
         if (age >= limit) {
@@ -671,6 +706,9 @@ static int pgc_send(struct pg_conn *c, struct db_query *q)
         /* one statement, no parameters: checked by -t and at start-up */
         if (!PQsendQueryParams(c->pg, c->cfg->cache.invalidate_query, 0, NULL, NULL, NULL, NULL, 0) ||
             !PQpipelineSync(c->pg))
+            return -1;
+    } else if (q == &c->ping) {
+        if (!PQsendQueryParams(c->pg, "SELECT 1", 0, NULL, NULL, NULL, NULL, 0) || !PQpipelineSync(c->pg))
             return -1;
     } else {
         const struct pol_variant *v = &c->cfg->set->p[q->policy].variants[c->choice[q->policy]];
@@ -815,6 +853,8 @@ static struct db_pool *pg_pool_new(struct event_base *base, int worker, int ncon
         c->idx = i;
         c->fd = -1;
         c->cfg = pol_gen_ref(cfg);
+        c->ping.policy = -1;
+        c->ping.done = pgc_ping_done;
         TAILQ_INIT(&c->sent);
         evtimer_assign(&c->timer, base, pgc_timer_cb, c);
         pgc_start(c);
