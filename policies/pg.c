@@ -54,6 +54,7 @@ struct pg_conn {
     int backoff_ms;
     int was_up;
     struct db_query ping;           /* SELECT 1 on an idle connection (pgc_idle) */
+    char *rot[3];                   /* host, hostaddr, port lists to start with (pgc_rotate) */
 };
 
 struct db_pool {
@@ -214,6 +215,106 @@ void pg_conn_params(const struct pol_db *db, const char *appname, const char **k
     vals[n] = NULL;
 }
 
+/*
+ * With several hosts (host=a,b), libpq moves on by itself from a host that
+ * refuses, but from one that does not answer at all (a dead node: a black
+ * hole) only after its own connect_timeout, which it applies in blocking
+ * PQconnectdb, not to PQconnectPoll driven by our loop. Our connect timer
+ * abandons the whole attempt, and the next one started at the first host
+ * again: the second host was never tried while the first stayed silent.
+ * So when an attempt times out, the next one starts at the host after the
+ * one that timed out (the lists are rotated), and keeps that order while it
+ * works; a reload starts from the configured order. A name with several
+ * addresses is one host to libpq and is not rotated.
+ */
+static const char *const pg_rot_keys[3] = {"host", "hostaddr", "port"};
+
+static size_t pg_list_len(const char *s)
+{
+    size_t n = 1;
+    for (; *s; s++)
+        n += *s == ',';
+    return n;
+}
+
+/* A comma-separated list, rotated to start at element `from`. */
+static char *pg_list_rotate(const char *list, size_t from)
+{
+    size_t len = strlen(list), n = pg_list_len(list), i = 0;
+    const char *at = list;
+    while (i < from % n)
+        if (*at++ == ',')
+            i++;
+    size_t head = (size_t)(at - list); /* elements before `from`, with their commas */
+    char *out = pc_malloc(len + 1);
+    memcpy(out, at, len - head);
+    if (head > 0) {
+        out[len - head] = ',';
+        memcpy(out + len - head + 1, list, head - 1);
+    }
+    out[len] = '\0';
+    return out;
+}
+
+/* Is element i of a comma-separated list want? (A one-element list
+ * applies to every host.) */
+static int pg_list_is(const char *list, size_t i, const char *want)
+{
+    if (pg_list_len(list) == 1)
+        i = 0;
+    for (size_t k = 0; k < i; k++) {
+        list = strchr(list, ',');
+        if (list == NULL)
+            return 0;
+        list++;
+    }
+    size_t wl = strlen(want);
+    return strncmp(list, want, wl) == 0 && (list[wl] == ',' || list[wl] == '\0');
+}
+
+static void pgc_rot_clear(struct pg_conn *c)
+{
+    for (int k = 0; k < 3; k++) {
+        free(c->rot[k]);
+        c->rot[k] = NULL;
+    }
+}
+
+/* The attempt on c->pg timed out: the next one starts after its host. */
+static void pgc_rotate(struct pg_conn *c)
+{
+    if (c->pg == NULL)
+        return;
+    PQconninfoOption *opts = PQconninfo(c->pg);
+    const char *cur_host = PQhost(c->pg), *cur_port = PQport(c->pg);
+    if (opts == NULL || cur_host == NULL || cur_port == NULL) {
+        PQconninfoFree(opts);
+        return;
+    }
+    const char *lists[3] = {NULL, NULL, NULL};
+    for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
+        for (int k = 0; k < 3; k++)
+            if (strcmp(o->keyword, pg_rot_keys[k]) == 0 && o->val != NULL && o->val[0] != '\0')
+                lists[k] = o->val;
+    const char *names = lists[0] ? lists[0] : lists[1];
+    size_t n = names ? pg_list_len(names) : 1;
+    if (n > 1) {
+        size_t at = 0;
+        for (size_t i = 0; i < n; i++) {
+            if ((pg_list_is(names, i, cur_host) || (lists[1] && pg_list_is(lists[1], i, cur_host))) &&
+                (lists[2] == NULL || pg_list_is(lists[2], i, cur_port))) {
+                at = i;
+                break;
+            }
+        }
+        pgc_rot_clear(c);
+        for (int k = 0; k < 3; k++)
+            if (lists[k] != NULL)
+                c->rot[k] = pg_list_len(lists[k]) == n ? pg_list_rotate(lists[k], at + 1) : pc_strdup(lists[k]);
+    }
+    PQconninfoFree(opts);
+}
+
 static void pgc_start(struct pg_conn *c)
 {
     struct db_pool *p = c->pool;
@@ -221,9 +322,20 @@ static void pgc_start(struct pg_conn *c)
     if (c->cfg != p->cfg) {
         pol_gen_unref(c->cfg);
         c->cfg = pol_gen_ref(p->cfg);
+        pgc_rot_clear(c); /* a reload may name other hosts */
     }
-    const char *keys[PG_MAX_PARAMS], *vals[PG_MAX_PARAMS];
+    const char *keys[PG_MAX_PARAMS + 3], *vals[PG_MAX_PARAMS + 3];
     pg_conn_params(&c->cfg->db, "portcullis", keys, vals, timeout, sizeof(timeout));
+    size_t n = 0;
+    while (keys[n] != NULL)
+        n++;
+    for (int k = 0; k < 3; k++) { /* later keywords override earlier ones */
+        if (c->rot[k] != NULL) {
+            keys[n] = pg_rot_keys[k];
+            vals[n++] = c->rot[k];
+        }
+    }
+    keys[n] = vals[n] = NULL;
     c->pg = PQconnectStartParams(keys, vals, 1);
     if (c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD) {
         pgc_down(c, c->pg ? PQerrorMessage(c->pg) : "out of memory", 1);
@@ -670,6 +782,7 @@ static void pgc_timer_cb(evutil_socket_t fd, short what, void *arg)
         return;
     case PGC_CONNECTING:
     case PGC_SETUP:
+        pgc_rotate(c);
         pgc_down(c, "connect timeout", 1);
         return;
     case PGC_READY: {
@@ -907,6 +1020,7 @@ static void pg_pool_free(struct db_pool *p)
         pc_buf_free(&c->version);
         free(c->choice);
         free(c->missing);
+        pgc_rot_clear(c);
         pol_gen_unref(c->cfg);
     }
     struct db_query *q;

@@ -140,7 +140,7 @@ def run(env, name, dburl, prefix=None, on_promote=None, silent=False):
         if not ok:
             fail(name, "a NOTIFY on the new primary did not empty the cache within 2 s")
         rd = watch.first(503, t_kill)
-        ru = watch.first(200, t_promote)
+        ru = watch.first(200, max(t_promote, rd or 0))   # 200 again, after the 503
         ROWS.append(dict(fault="failover " + name, worst=worst, switched=switched,
                          ready="%s / %s" % ("%.2f s" % (rd - t_kill) if rd else "-",
                                             "%.2f s" % (ru - t_promote) if ru else "-"),

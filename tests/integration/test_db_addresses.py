@@ -5,7 +5,11 @@ form (host=a,b), and with a name that resolves to several addresses
 (`localhost` to ::1, then 127.0.0.1). It closes the refused socket and
 opens the next one, which usually gets the same descriptor number; the
 server must watch the new socket, or it never becomes ready although -t
-(a blocking connect) works with the same settings."""
+(a blocking connect) works with the same settings.
+
+A first host that does not answer at all (a dead node) is left only when
+our connect timer gives up; the next attempt must start at the next host,
+or the second host is never tried."""
 import os
 import socket
 import subprocess
@@ -47,6 +51,41 @@ def refused_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+class SilentListener:
+    """A port that neither accepts nor refuses: a listener whose accept
+    queue is full, so the kernel drops every further SYN (as a black hole
+    does) and a connect waits until its own timeout."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(0)
+        self.port = self.sock.getsockname()[1]
+        self.fill = []
+        for _ in range(3):   # backlog 0 holds one; the rest wait in SYN_SENT
+            s = socket.socket()
+            s.setblocking(False)
+            try:
+                s.connect(("127.0.0.1", self.port))
+            except BlockingIOError:
+                pass
+            self.fill.append(s)
+        probe = socket.socket()
+        probe.settimeout(0.5)
+        try:
+            probe.connect(("127.0.0.1", self.port))
+            raise AssertionError("the silent listener accepted a connection")
+        except socket.timeout:
+            pass
+        finally:
+            probe.close()
+
+    def close(self):
+        for s in self.fill:
+            s.close()
+        self.sock.close()
 
 
 def ipv6_loopback():
@@ -117,6 +156,16 @@ class TestSecondDatabaseAddress(unittest.TestCase):
     def test_multi_host_with_target_session_attrs_read_write(self):
         self.check_serves("host=127.0.0.1,127.0.0.1 port=%d,%d dbname=dify user=postgres "
                           "target_session_attrs=read-write" % (refused_port(), self.pg.port))
+
+    def test_multi_host_first_silent_second_serves(self):
+        # connect_timeout is 1 s: the first attempt gives up on the silent
+        # host, the next one starts at the second (without that: never ready)
+        silent = SilentListener()
+        try:
+            self.check_serves("host=127.0.0.1,127.0.0.1 port=%d,%d dbname=dify user=postgres"
+                              % (silent.port, self.pg.port))
+        finally:
+            silent.close()
 
     @unittest.skipUnless(os.geteuid() == 0, "a hosts file of the test's own needs a mount namespace (root)")
     @unittest.skipUnless(ipv6_loopback(), "no IPv6 loopback address")
