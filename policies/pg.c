@@ -18,6 +18,8 @@
 
 #define PG_BACKOFF_MIN_MS 100
 #define PG_BACKOFF_MAX_MS 5000
+/* hedges one idle connection takes in one scan (pool_hedge) */
+#define PG_HEDGE_BATCH 16
 
 enum pgc_state { PGC_DOWN, PGC_CONNECTING, PGC_SETUP, PGC_READY };
 
@@ -55,6 +57,7 @@ struct pg_conn {
     int was_up;
     struct db_query ping;           /* SELECT 1 on an idle connection (pgc_idle) */
     char *rot[3];                   /* host, hostaddr, port lists to start with (pgc_rotate) */
+    int hedge_n;                    /* pool_hedge: hedges sent here in this scan (PG_HEDGE_BATCH: not a target) */
 };
 
 struct db_pool {
@@ -77,6 +80,11 @@ struct db_pool {
     int pollval_null;
     struct inv_poll poll;
     int closing;
+    /* hedging (pool_hedge) */
+    struct event hedge_ev;
+    int hedge_on;
+    int64_t hedge_at;               /* ms: when hedge_ev fires */
+    int hedge_starved;              /* a query was due but no connection was idle */
 };
 
 static void pgc_event_cb(evutil_socket_t fd, short what, void *arg);
@@ -86,6 +94,7 @@ static int pgc_send(struct pg_conn *c, struct db_query *q);
 static void pool_dispatch(struct db_pool *p);
 static void pool_schedule(struct db_pool *p);
 static void pg_poll_capture(struct db_pool *p, PGresult *r);
+static void pgc_end(struct db_query *q, enum db_status st, int ntuples, const char *err);
 
 static void pool_publish(struct db_pool *p)
 {
@@ -144,7 +153,7 @@ static void pgc_fail_queries(struct pg_conn *c, const char *why)
     struct db_query *q;
     while ((q = TAILQ_FIRST(&list)) != NULL) {
         TAILQ_REMOVE(&list, q, link);
-        q->done(q, DBQ_ERROR, 0, why);
+        pgc_end(q, DBQ_ERROR, 0, why);
     }
 }
 
@@ -639,7 +648,7 @@ static void pgc_results(struct pg_conn *c)
             continue;
         TAILQ_REMOVE(&c->sent, q, link);
         c->nsent--;
-        q->done(q, q->st, q->ntuples, q->err);
+        pgc_end(q, q->st, q->ntuples, q->err);
         if (c->state != PGC_READY)
             return;
     }
@@ -648,8 +657,224 @@ static void pgc_results(struct pg_conn *c)
         pgc_down(c, "replaced by a new config generation", 0);
         return;
     }
-    if (c->nsent == 0)
+    if (c->nsent == 0) {
         pgc_idle(c);
+        if (c->pool->hedge_starved) /* a query waits for an idle connection */
+            pool_schedule(c->pool);
+    }
+}
+
+/* ---- hedging ----
+ *
+ * A policy query unanswered after timeouts.policy / 4 is sent again on
+ * another connection of the pool that has nothing outstanding
+ * (pool_hedge); the first answer wins, the other is read and dropped.
+ * Policies are read-only, so running one twice is harmless, and hedges go
+ * only to idle connections, so a database that is merely busy gets no
+ * extra load from them (a policy slower than policy / 4 does run twice when
+ * a connection is idle). A query stuck in one TCP stream (a lost flow, a
+ * stream in retransmission backoff: 0.2, 0.6, 1.4, 3.0 s after the loss)
+ * is answered through another; without hedges it failed at the budget.
+ * New queries avoid a connection whose oldest answer is overdue
+ * (pgc_suspect, pool_dispatch).
+ *
+ * Ownership. The caller's query (orig) stays in its connection's pipeline
+ * until it is answered there or the caller is told. The copy is pg.c's own
+ * (struct pg_hedge), in another connection's pipeline; it borrows orig's
+ * parameters only while it is sent (libpq copies them into its buffer).
+ * Whichever of the two ends first with an answer completes orig, exactly
+ * once:
+ *  - orig first: the copy becomes an orphan, read and freed when it ends;
+ *  - the copy first: orig's place in its pipeline is taken by the copy's
+ *    memory (a husk with orig's progress), which reads orig's result and
+ *    is freed then; orig leaves the pipeline and is completed, so its
+ *    owner may free it at once.
+ * An error (a statement error, a lost connection) on one of the two
+ * completes orig only when the other is no longer in flight. Results are
+ * matched to queries by their place in each pipeline, as always: an answer
+ * is never given to another query. orig->drv points to the hedge while
+ * the copy is in flight, to pg_hedged_once after: a query is hedged once.
+ */
+struct pg_hedge {
+    struct db_query copy;           /* first: found from the db_query in a pipeline */
+    struct db_query *orig;          /* NULL once orig has been completed (the copy is an orphan or a husk) */
+    struct pg_conn *orig_on;        /* orig's connection; NULL once orig left it (it waits on the copy alone) */
+};
+
+static char pg_hedged_once;
+#define PG_HEDGED_ONCE ((void *)&pg_hedged_once)
+
+static void pg_hedge_copy_done(struct db_query *cq, enum db_status st, int ntuples, const char *err)
+{
+    struct pg_hedge *h = (struct pg_hedge *)cq;
+    struct db_query *orig = h->orig;
+    if (orig == NULL) { /* an orphan, or a husk: nobody waits for it */
+        free(h);
+        return;
+    }
+    if (st != DBQ_OK && h->orig_on != NULL) {
+        /* orig is still in flight: its own outcome decides */
+        orig->drv = PG_HEDGED_ONCE;
+        free(h);
+        return;
+    }
+    char e[sizeof(cq->err)];
+    snprintf(e, sizeof(e), "%s", err ? err : "");
+    if (h->orig_on != NULL) {
+        /* the husk takes orig's place, to read orig's result */
+        struct pg_conn *a = h->orig_on;
+        cq->phase = orig->phase;
+        cq->sent_at = orig->sent_at;
+        cq->st = orig->st;
+        cq->ntuples = orig->ntuples;
+        cq->err[0] = '\0';
+        TAILQ_INSERT_BEFORE(orig, cq, link);
+        TAILQ_REMOVE(&a->sent, orig, link);
+        h->orig = NULL;
+        h->orig_on = NULL;
+    } else {
+        free(h);
+    }
+    orig->drv = PG_HEDGED_ONCE;
+    orig->done(orig, st, ntuples, e);
+}
+
+/* q has left its connection's pipeline with st: tell its owner, unless q
+ * is hedged and its copy may still answer. */
+static void pgc_end(struct db_query *q, enum db_status st, int ntuples, const char *err)
+{
+    struct pg_hedge *h = q->drv;
+    if (h == NULL || h == PG_HEDGED_ONCE || q->done == pg_hedge_copy_done) {
+        q->done(q, st, ntuples, err);
+        return;
+    }
+    /* orig, its copy in flight */
+    if (st != DBQ_OK) {
+        h->orig_on = NULL; /* the copy may still answer */
+        return;
+    }
+    h->orig = NULL; /* the copy is an orphan now */
+    q->drv = PG_HEDGED_ONCE;
+    q->done(q, st, ntuples, err);
+}
+
+static int64_t pgc_hedge_after(const struct pg_conn *c)
+{
+    int64_t ms = c->cfg->policy_timeout / 4;
+    return ms > 0 ? ms : 1;
+}
+
+/* Is c's oldest query overdue (its answer later than a hedge would be
+ * sent)? New queries go elsewhere when they can (pool_dispatch). */
+static int pgc_suspect(const struct pg_conn *c, int64_t now)
+{
+    const struct db_query *q = TAILQ_FIRST(&c->sent);
+    return q != NULL && now - q->sent_at >= pgc_hedge_after(c);
+}
+
+static void pool_hedge_arm(struct db_pool *p, int64_t at)
+{
+    if (p->hedge_on && p->hedge_at <= at)
+        return;
+    int64_t ms = at - pc_now_ms();
+    if (ms < 0)
+        ms = 0;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    evtimer_add(&p->hedge_ev, &tv);
+    p->hedge_on = 1;
+    p->hedge_at = at;
+}
+
+/* Send q (on c) again on t. 0 when sent. */
+static int pgc_hedge(struct pg_conn *c, struct db_query *q, struct pg_conn *t)
+{
+    struct pg_hedge *h = pc_calloc(1, sizeof(*h));
+    h->copy.gen = q->gen;
+    h->copy.policy = q->policy;
+    h->copy.nparams = q->nparams;
+    h->copy.values = q->values; /* orig's, read by the send below only */
+    h->copy.lengths = q->lengths;
+    h->copy.done = pg_hedge_copy_done;
+    if (pgc_send(t, &h->copy) != 0) {
+        free(h);
+        pgc_down(t, PQerrorMessage(t->pg), 1);
+        return -1;
+    }
+    h->copy.values = NULL;
+    h->copy.lengths = NULL;
+    h->orig = q;
+    h->orig_on = c;
+    q->drv = h;
+    pgc_flush(t); /* may take t down: then the copy ends as an error (pg_hedge_copy_done) */
+    return 0;
+}
+
+/* Hedge q (in c's pipeline) when it is due, onto a target of this scan.
+ * 1 when q is not due yet (nor is anything sent after it); next: the
+ * earliest time one will be. */
+static int pool_hedge_one(struct db_pool *p, struct pg_conn *c, struct db_query *q, int64_t now, int64_t *next)
+{
+    if (q == &p->pollq || q == &c->ping || q->done == pg_hedge_copy_done || q->drv != NULL || q->phase != 0)
+        return 0; /* not a policy query, already hedged, or answered (its sync pending) */
+    int64_t due = q->sent_at + pgc_hedge_after(c);
+    if (due > now) {
+        *next = PC_MIN(*next, due);
+        return 1;
+    }
+    struct pg_conn *t = NULL;
+    for (int k = 0; k < p->n && t == NULL; k++) {
+        struct pg_conn *x = &p->conns[(p->rr + k) % p->n];
+        if (x != c && x->hedge_n < PG_HEDGE_BATCH && x->state == PGC_READY && x->cfg == q->gen &&
+            x->choice[q->policy] >= 0)
+            t = x;
+    }
+    if (t == NULL) {
+        p->hedge_starved = 1;
+        return 0;
+    }
+    if (pgc_hedge(c, q, t) == 0)
+        t->hedge_n++;
+    return 0;
+}
+
+/* Hedge every policy query that is due onto connections that had nothing
+ * outstanding when the scan began (each takes up to PG_HEDGE_BATCH), and
+ * arm the timer for the next one that will be due. In each pipeline the
+ * queries behind the first go first: the first may be a slow query, and
+ * its copy would hold up the copies sent after it. */
+static void pool_hedge(struct db_pool *p)
+{
+    int64_t now = pc_now_ms(), next = INT64_MAX;
+    p->hedge_starved = 0;
+    for (int i = 0; i < p->n; i++) {
+        struct pg_conn *t = &p->conns[i];
+        t->hedge_n = t->state == PGC_READY && !t->retire && t->nsent == 0 ? 0 : PG_HEDGE_BATCH;
+    }
+    for (int i = 0; i < p->n; i++) {
+        struct pg_conn *c = &p->conns[i];
+        struct db_query *head = c->state == PGC_READY ? TAILQ_FIRST(&c->sent) : NULL;
+        if (head == NULL)
+            continue;
+        struct db_query *q, *nq;
+        for (q = TAILQ_NEXT(head, link); q != NULL && c->state == PGC_READY; q = nq) {
+            nq = TAILQ_NEXT(q, link);
+            if (pool_hedge_one(p, c, q, now, &next))
+                break;
+        }
+        if (c->state == PGC_READY && TAILQ_FIRST(&c->sent) == head)
+            pool_hedge_one(p, c, head, now, &next);
+    }
+    if (next != INT64_MAX)
+        pool_hedge_arm(p, next);
+}
+
+static void pool_hedge_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct db_pool *p = arg;
+    PC_UNUSED(fd);
+    PC_UNUSED(what);
+    p->hedge_on = 0;
+    pool_hedge(p);
 }
 
 /* ---- cache.invalidate_query ---- */
@@ -840,6 +1065,8 @@ static int pgc_send(struct pg_conn *c, struct db_query *q)
     q->st = DBQ_ERROR;
     q->ntuples = 0;
     q->err[0] = '\0';
+    if (q != &c->pool->pollq && q != &c->ping && q->done != pg_hedge_copy_done)
+        pool_hedge_arm(c->pool, q->sent_at + pgc_hedge_after(c));
     if (c->nsent == 0)
         pgc_arm(c, 2 * c->cfg->policy_timeout + 1000);
     TAILQ_INSERT_TAIL(&c->sent, q, link);
@@ -884,14 +1111,22 @@ static void pool_dispatch(struct db_pool *p)
             pgc_flush(c0);
         }
     }
+    int64_t now = pc_now_ms();
     for (q = TAILQ_FIRST(&p->waiting); q != NULL; q = next) {
         next = TAILQ_NEXT(q, link);
         struct pg_conn *best = NULL;
+        int best_suspect = 0;
         for (int k = 0; k < p->n; k++) {
             struct pg_conn *c = &p->conns[(p->rr + k) % p->n];
-            if (c->cfg == q->gen && c->state == PGC_READY && !c->retire &&
-                (best == NULL || c->nsent < best->nsent))
+            if (c->cfg != q->gen || c->state != PGC_READY || c->retire)
+                continue;
+            /* the fewest outstanding, but not behind an overdue answer
+             * when another connection can take it */
+            int suspect = pgc_suspect(c, now);
+            if (best == NULL || suspect < best_suspect || (suspect == best_suspect && c->nsent < best->nsent)) {
                 best = c;
+                best_suspect = suspect;
+            }
         }
         if (best != NULL) {
             TAILQ_REMOVE(&p->waiting, q, link);
@@ -915,6 +1150,8 @@ static void pool_dispatch(struct db_pool *p)
             q->done(q, DBQ_ERROR, 0, "database unavailable");
         }
     }
+    if (p->hedge_starved)
+        pool_hedge(p);
 }
 
 static void pool_schedule(struct db_pool *p)
@@ -938,6 +1175,7 @@ static int pg_pool_submit(struct db_pool *p, struct db_query *q)
 {
     if (!pool_can_take(p, q->gen))
         return -1;
+    q->drv = NULL;
     TAILQ_INSERT_TAIL(&p->waiting, q, link);
     /* Sent on the next loop turn: callers never see a completion from
      * inside submit, and queries from one turn are flushed together. */
@@ -957,6 +1195,7 @@ static struct db_pool *pg_pool_new(struct event_base *base, int worker, int ncon
     p->ev = *ev;
     TAILQ_INIT(&p->waiting);
     event_assign(&p->dispatch_ev, base, -1, 0, pool_dispatch_cb, p);
+    evtimer_assign(&p->hedge_ev, base, pool_hedge_cb, p);
     p->pollq.policy = -1;
     p->pollq.done = pg_poll_done;
     p->conns = pc_calloc((size_t)nconns, sizeof(*p->conns));
@@ -1003,6 +1242,7 @@ static void pg_pool_free(struct db_pool *p)
     if (p == NULL)
         return;
     event_del(&p->dispatch_ev);
+    evtimer_del(&p->hedge_ev);
     p->closing = 1;
     if (p->poll_on)
         event_del(&p->poll_ev);

@@ -316,6 +316,10 @@ class NsProxy:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
         self.err.close()
+        keep = os.environ.get("PC_FAULTS_KEEP")   # a directory: keep each proxy's stderr there
+        if keep:
+            os.makedirs(keep, exist_ok=True)
+            shutil.copy(self.stderr_path, os.path.join(keep, "portcullis-%d.stderr" % self.proc.pid))
 
 
 def get(host, port, target, headers=None, timeout=5.0):

@@ -11,8 +11,13 @@ the current fault to every byte it forwards, old connections included:
     {"mode": "stall"}                             hold everything (TCP stays up) until the mode changes
     {"mode": "trickle", "bps": 200}               at most bps bytes per second (all connections together)
 
+Any mode may name the connections it applies to, by the order in which
+they were accepted (0 is the first): {"mode": "stall", "conns": [0]}
+stalls the first connection only; the others pass.
+
 Control: connect to the UNIX socket, send one JSON object per line, read
-"ok <n_connections>" back. {"stats": true} answers the byte counters.
+"ok <n_connections>" back. {"stats": true} answers the counters as JSON
+(open_ids: the connections open now, by their numbers).
 """
 import argparse
 import asyncio
@@ -23,8 +28,9 @@ import socket
 import time
 
 MODE = {"mode": "pass"}
+PASS = {"mode": "pass"}
 CHANGED = None  # asyncio.Event, set (and replaced) on every mode change
-STATS = {"conns": 0, "open": 0, "bytes": 0}
+STATS = {"conns": 0, "open": 0, "bytes": 0, "open_ids": []}
 
 
 def mode_changed():
@@ -34,7 +40,13 @@ def mode_changed():
     old.set()
 
 
-async def pump(reader, writer):
+def mode_for(idx):
+    """The current fault, if it applies to connection idx."""
+    m = MODE
+    return m if "conns" not in m or idx in m["conns"] else PASS
+
+
+async def pump(reader, writer, idx):
     """Read as fast as the source sends; deliver under the current fault."""
     queue = asyncio.Queue()
     last_due = 0.0
@@ -46,7 +58,7 @@ async def pump(reader, writer):
                 data = await reader.read(65536)
                 if not data:
                     break
-                m = MODE
+                m = mode_for(idx)
                 due = time.monotonic()
                 if m["mode"] == "delay":
                     due += (m.get("ms", 0) + random.uniform(0, m.get("jitter", 0))) / 1000.0
@@ -64,7 +76,7 @@ async def pump(reader, writer):
                 if data is None:
                     break
                 while True:
-                    m = MODE
+                    m = mode_for(idx)
                     if m["mode"] == "stall":
                         await CHANGED.wait()
                         continue
@@ -77,7 +89,7 @@ async def pump(reader, writer):
                         continue
                     break
                 while data:
-                    m = MODE
+                    m = mode_for(idx)
                     if m["mode"] == "stall":
                         await CHANGED.wait()
                         continue
@@ -108,8 +120,10 @@ async def pump(reader, writer):
 
 
 async def handle(creader, cwriter):
+    idx = STATS["conns"]
     STATS["conns"] += 1
     STATS["open"] += 1
+    STATS["open_ids"].append(idx)
     try:
         host, port = ARGS.to.rsplit(":", 1)
         try:
@@ -121,11 +135,12 @@ async def handle(creader, cwriter):
             s = w.get_extra_info("socket")
             if s is not None:
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        await asyncio.gather(pump(creader, uwriter), pump(ureader, cwriter))
+        await asyncio.gather(pump(creader, uwriter, idx), pump(ureader, cwriter, idx))
         for w in (cwriter, uwriter):
             w.close()
     finally:
         STATS["open"] -= 1
+        STATS["open_ids"].remove(idx)
 
 
 async def control(reader, writer):
