@@ -15,9 +15,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#ifndef TCP_RTO_MIN_US
+#define TCP_RTO_MIN_US 45 /* Linux 6.15 */
+#endif
 
 #define PG_BACKOFF_MIN_MS 100
 #define PG_BACKOFF_MAX_MS 5000
+/* the retransmission timeout's floor on database sockets (pgc_tcp_tune) */
+#define PG_RTO_MIN_US 50000
 /* hedges one idle connection takes in one scan (pool_hedge) */
 #define PG_HEDGE_BATCH 16
 
@@ -356,6 +365,33 @@ static void pgc_start(struct pg_conn *c)
     pgc_watch(c, EV_WRITE);
     pgc_arm(c, c->cfg->db.connect_timeout);
     pool_publish(p);
+}
+
+/*
+ * TCP retransmits a lost segment after 200 ms at the least, and doubles
+ * the wait every time (0.2, 0.6, 1.4, 3.0 s after the loss): one lost
+ * packet to the database could cost more than the whole policy budget, and
+ * a path that drops everything for a few hundred milliseconds at a time
+ * (flapping) kept every connection of a worker in that backoff at once.
+ * A database is a few milliseconds away: our sockets to it retransmit
+ * after 50 ms (above that floor the kernel's estimate from measured round
+ * trips still applies). Linux 6.15 and later (TCP_RTO_MIN_US); on older
+ * kernels the 200 ms floor stays, and the log says so once.
+ */
+static void pgc_tcp_tune(struct pg_conn *c)
+{
+    static int said;
+    int fd = PQsocket(c->pg);
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof(sa);
+    if (fd < 0 || getsockname(fd, (struct sockaddr *)&sa, &len) != 0 ||
+        (sa.ss_family != AF_INET && sa.ss_family != AF_INET6))
+        return; /* a Unix socket */
+    int us = PG_RTO_MIN_US;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_RTO_MIN_US, &us, sizeof(us)) != 0 &&
+        !__atomic_exchange_n(&said, 1, __ATOMIC_RELAXED))
+        pc_log(PC_LOG_INFO, "database connections keep TCP's 200 ms retransmission floor: "
+                            "TCP_RTO_MIN_US (Linux 6.15) refused: %s", strerror(errno));
 }
 
 static void pgc_flush(struct pg_conn *c)
@@ -964,6 +1000,7 @@ static void pgc_event_cb(evutil_socket_t fd, short what, void *arg)
             pgc_down(c, PQerrorMessage(c->pg), 1);
             return;
         case PGRES_POLLING_OK:
+            pgc_tcp_tune(c);
             c->state = PGC_SETUP;
             c->step = PGS_SESSION;
             if (pgc_setup_send(c) != 0) {

@@ -1,11 +1,17 @@
-"""Hedged policy queries (issue #16): a query unanswered after
-timeouts.policy / 4 is sent again on another connection of the worker that
-has nothing outstanding, and the first answer wins.
+"""One TCP stream to the database stuck (issue #16).
 
-The database is reached through the fault relay (tests/faults/relay.py),
-which can stall one TCP connection while the others pass: one stream stuck
-(a lost flow, a stream in retransmission backoff) with the database fine."""
+Hedged policy queries: a query unanswered after timeouts.policy / 4 is
+sent again on another connection of the worker that has nothing
+outstanding, and the first answer wins. The database is reached through
+the fault relay (tests/faults/relay.py), which can stall one TCP
+connection while the others pass: one stream stuck (a lost flow, a stream
+in retransmission backoff) with the database fine.
+
+And the database sockets' retransmission floor: 50 ms, not TCP's 200 ms
+(Linux 6.15 and later)."""
 import os
+import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -74,6 +80,26 @@ class Relay:
         os.rmdir(self.dir)
 
 
+def burst(proxy, pairs):
+    """Every request at once; [(user, app, status, seconds)]."""
+    out = []
+    lock = threading.Lock()
+
+    def one(user, app):
+        tok = mint(SECRET, {"user_id": USERS[user]})
+        t0 = time.time()
+        st = http(proxy.port, "GET", "/apps/%s/logs" % APPS[app][0], headers=[("Authorization", "Bearer " + tok)],
+                  timeout=10).status
+        with lock:
+            out.append((user, app, st, time.time() - t0))
+    ts = [threading.Thread(target=one, args=p) for p in pairs]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return out
+
+
 class HedgeCase(unittest.TestCase):
     ttl = "0s"
 
@@ -92,23 +118,7 @@ class HedgeCase(unittest.TestCase):
         self.relay.close()
 
     def burst(self, pairs):
-        """Every request at once; [(user, app, status, seconds)]."""
-        out = []
-        lock = threading.Lock()
-
-        def one(user, app):
-            tok = mint(SECRET, {"user_id": USERS[user]})
-            t0 = time.time()
-            st = http(self.proxy.port, "GET", "/apps/%s/logs" % APPS[app][0],
-                      headers=[("Authorization", "Bearer " + tok)], timeout=10).status
-            with lock:
-                out.append((user, app, st, time.time() - t0))
-        ts = [threading.Thread(target=one, args=p) for p in pairs]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-        return out
+        return burst(self.proxy, pairs)
 
     def assert_decided(self, got, bound):
         for user, app, st, took in got:
@@ -148,6 +158,49 @@ class TestEveryStreamStalled(HedgeCase):
         # nor attributed elsewhere: fresh decisions are right
         self.assertTrue(wait_until(lambda: http(self.proxy.admin_port, "GET", "/readyz").status == 200, timeout=10))
         self.assert_decided(self.burst(PAIRS), POLICY_S)
+
+
+def kernel_has_rto_min():
+    s = socket.socket()
+    try:
+        s.setsockopt(socket.IPPROTO_TCP, 45, 50000)   # TCP_RTO_MIN_US
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+@unittest.skipUnless(kernel_has_rto_min(), "this kernel has no TCP_RTO_MIN_US (Linux 6.15)")
+class TestRetransmissionFloor(unittest.TestCase):
+    def setUp(self):
+        self.pg = shared_pg()
+        self.up = Upstream()
+        self.proxy = Proxy(CONFIG.replace("port={relay}", "port=%d" % self.pg.port), upstream=self.up.port,
+                           ttl="0s")
+
+    def tearDown(self):
+        self.proxy.close()
+        self.up.close()
+
+    def rtos(self):
+        out = subprocess.run(["ss", "-tinpH", "dst", "127.0.0.1:%d" % self.pg.port], capture_output=True,
+                             text=True).stdout
+        rtos, pid = [], "pid=%d," % self.proxy.proc.pid
+        for block in re.split(r"\n(?=\S)", out):
+            if pid in block:
+                rtos += [float(m) for m in re.findall(r"\brto:([\d.]+)", block)]
+        return rtos
+
+    def test_database_sockets_retransmit_sooner_than_tcps_200_ms_floor(self):
+        self.assertTrue(wait_until(lambda: len(self.rtos()) == 2, timeout=10), self.rtos())
+        # the estimate starts at 1 s and settles with round trips: some traffic
+        for _ in range(5):
+            burst(self.proxy, PAIRS[:8])
+        rtos = self.rtos()
+        self.assertEqual(len(rtos), 2, rtos)
+        # without the floor lowered, rto is 200 ms plus the round trip at least
+        self.assertTrue(all(r < 200 for r in rtos), rtos)
 
 
 class TestCachedAfterHedging(TestOneStalledConnection):
