@@ -221,6 +221,7 @@ void pg_conn_params(const struct pol_db *db, const char *appname, const char **k
     PG_PARAM("sslrootcert", db->sslrootcert);
     PG_PARAM("sslcert", db->sslcert);
     PG_PARAM("sslkey", db->sslkey);
+    PG_PARAM("target_session_attrs", db->target_session_attrs);
     PG_PARAM("application_name", appname);
     snprintf(timeout, timeout_len, "%lld", (long long)((db->connect_timeout + 999) / 1000));
     PG_PARAM("connect_timeout", timeout);

@@ -45,13 +45,11 @@ identity:
   subject_claim: user_id
   sources: ["header:Authorization"]
 database:
-  url: "%(dburl)s"
-  pool: %(pool)d
+%(dbkeys)s  pool: %(pool)d
   connect_timeout: 1s
 cache:
   ttl: %(ttl)s
-  invalidate_channel: portcullis
-policies:
+%(listen)spolicies:
 %(policies)srules:
   - name: logs
     path: /console/api/apps/{app_id:uuid}/chat-conversations
@@ -176,16 +174,24 @@ class Env:
 
     # ---- the proxy ----
     def start_proxy(self, db="direct", up="direct", ttl="0s", pool=4, dburl=None, policy_ms=POLICY_MS, env=None,
-                    prefix=None):
-        """A fresh portcullis in the proxy namespace. prefix: a command it
-        runs under (e.g. unshare for a mount namespace)."""
+                    prefix=None, dbkeys=None, listen=True):
+        """A fresh portcullis in the proxy namespace. The database is
+        dburl (database.url), or dbkeys (database.host, .port ... as a
+        dict), or the db namespace's first address, directly or through the
+        relay (db). listen: cache.invalidate_channel portcullis. prefix: a
+        command it runs under (e.g. unshare for a mount namespace)."""
         self.stop_proxy()
-        if dburl is None:
-            host, port = (DB_IP, PG_PORT) if db == "direct" else (DB_IP, PG_RELAY_PORT)
-            dburl = "host=%s port=%d dbname=dify user=postgres" % (host, port)
+        if dbkeys is not None:
+            keys = "".join('  %s: "%s"\n' % kv for kv in dbkeys.items())
+        else:
+            if dburl is None:
+                host, port = (DB_IP, PG_PORT) if db == "direct" else (DB_IP, PG_RELAY_PORT)
+                dburl = "host=%s port=%d dbname=dify user=postgres" % (host, port)
+            keys = '  url: "%s"\n' % dburl
         upaddr = "%s:%d" % (UP_IP, UP_PORT if up == "direct" else UP_RELAY_PORT)
         text = CONFIG % dict(proxy_port=PROXY_PORT, admin_port=ADMIN_PORT, up=upaddr, policy_ms=policy_ms,
-                             upstream_ms=UPSTREAM_MS, secret=SECRET, dburl=dburl, pool=pool, ttl=ttl,
+                             upstream_ms=UPSTREAM_MS, secret=SECRET, dbkeys=keys, pool=pool, ttl=ttl,
+                             listen="  invalidate_channel: portcullis\n" if listen else "",
                              policies=policies_yaml("owner", "admin", "creator"))
         self.proxy = NsProxy(self, text, env_vars=env, prefix=prefix)
         return self.proxy

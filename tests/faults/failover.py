@@ -15,14 +15,20 @@ the standby promoted, and the proxy must
     the proxy reconnected (a notification nobody heard) is honoured at once.
 
 Variants:
-  multi-host  database.url "host=A,B ... target_session_attrs=read-write"
-  multi-host-silent  the same, but the primary's address goes silent (a
-              black hole, as when its node dies) instead of refusing
+  multi-host  database.host "A,B", database.target_session_attrs read-write
+  multi-host-silent  database.url "host=A,B ... target_session_attrs=read-write",
+              and the primary's address goes silent (a black hole, as when
+              its node dies) instead of refusing
   dns         database.url "host=db.bench": the name is in a hosts file
               bind-mounted on /etc/hosts in the proxy's own mount namespace,
               and is rewritten to the new primary's address at promotion.
+  prefer-standby  database.host "A,B", target_session_attrs prefer-standby,
+              no invalidate_channel: every connection reads from the
+              standby; a revocation committed on the primary is seen after
+              the standby replays it (measured); the primary killed, the
+              proxy goes on without a 503.
 
-    python3 tests/faults/failover.py [--short] [--only multi-host|dns]
+    python3 tests/faults/failover.py [--only multi-host|multi-host-silent|dns|prefer-standby]
 """
 import argparse
 import os
@@ -73,11 +79,17 @@ def proxy_backends(pg):
         return -1
 
 
-def run(env, name, dburl, prefix=None, on_promote=None, silent=False):
+def keys(attrs):
+    """database.host, .port ... for the primary and the standby, in that order."""
+    return {"host": "%s,%s" % (DB_IP, DB_IP_B), "port": "5432", "dbname": "dify", "user": "postgres",
+            "target_session_attrs": attrs}
+
+
+def run(env, name, dburl=None, dbkeys=None, prefix=None, on_promote=None, silent=False):
     print("== failover: %s" % name, flush=True)
     sb = make_standby(env)
     try:
-        proxy = env.start_proxy(dburl=dburl, ttl="60s", prefix=prefix)
+        proxy = env.start_proxy(dburl=dburl, dbkeys=dbkeys, ttl="60s", prefix=prefix)
         wait_for(lambda: proxy.ready() == 200 and proxy.db_up() == 4, 15, "ready on the primary")
         # admin_a's decision cached (ttl 60 s) before the failover
         r = E.get(proxy.host, proxy.port, E.protected_target("a-editor-app"), auth("admin_a"))
@@ -151,6 +163,67 @@ def run(env, name, dburl, prefix=None, on_promote=None, silent=False):
         sb.stop("immediate")
 
 
+def run_prefer_standby(env, name):
+    """Policies read from the standby (prefer-standby): while both servers
+    run, every connection is on the standby; a demotion committed on the
+    primary is refused once the standby has replayed it (cache.ttl 0s:
+    what is measured is the replica's lag as the proxy sees it); the
+    primary killed, nothing changes for the proxy."""
+    print("== failover: %s" % name, flush=True)
+    sb = make_standby(env)
+    admin = E.USERS["admin_a"]
+    try:
+        proxy = env.start_proxy(dbkeys=keys("prefer-standby"), ttl="0s", listen=False)
+        wait_for(lambda: proxy.ready() == 200 and proxy.db_up() == 4, 15, "ready on the standby")
+        if proxy_backends(sb) != 4 or proxy_backends(env.pg) != 0:
+            fail(name, "connections: %d on the standby, %d on the primary; want 4 and 0"
+                 % (proxy_backends(sb), proxy_backends(env.pg)))
+
+        def admin_status():
+            return E.get(proxy.host, proxy.port, E.protected_target("a-editor-app"), auth("admin_a")).status
+        if admin_status() != 200:
+            fail(name, "admin_a before the demotion: not 200")
+        t0 = time.time()
+        env.pg.psql("UPDATE tenant_account_joins SET role = 'normal' WHERE account_id = '%s'" % admin)
+        seen = None
+        while time.time() - t0 < 5:
+            if admin_status() == 403:
+                seen = time.time() - t0
+                break
+        if seen is None:
+            fail(name, "a demotion on the primary was not seen through the standby within 5 s")
+        env.pg.psql("UPDATE tenant_account_joins SET role = 'admin' WHERE account_id = '%s'" % admin)
+        wait_for(lambda: admin_status() == 200, 5, "admin_a promoted again, through the standby")
+        since = time.time()
+        watch = ReadyWatch(proxy)
+        load = Load(proxy, rate=40).start()
+        time.sleep(1.0)
+        t_kill = time.time()
+        env.pg.stop("immediate")
+        time.sleep(3.0)
+        recs = load.stop()
+        watch.stop()
+        wrong = judge(recs)
+        served = upstream_wrong(env, since)
+        prot = [r for r in recs if r[2] == "protected"]
+        lost = [r for r in prot if r[5] not in (200, 403)]
+        worst = max((r[1] - r[0] for r in prot), default=0.0)
+        if wrong or served:
+            fail(name, "%d wrong decisions" % (len(wrong) + len(served)))
+        if lost:
+            fail(name, "%d protected requests not decided after the primary was killed" % len(lost))
+        if watch.first(503, t_kill) is not None:
+            fail(name, "readiness turned 503 though the standby serves")
+        ROWS.append(dict(fault="failover " + name, worst=worst, switched=None, ready="- / -",
+                         lost="%d/%d" % (len(lost), len(prot)), wrong=len(wrong) + len(served),
+                         note="a demotion on the primary refused %s later (replica lag); stays on the standby"
+                         % ("%.2f s" % seen if seen is not None else "never")))
+        print("   %s" % ROWS[-1], flush=True)
+    finally:
+        env.stop_proxy()
+        sb.stop("immediate")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--short", action="store_true")
@@ -165,7 +238,7 @@ def main():
         raise KeyboardInterrupt()
     signal.signal(signal.SIGTERM, on_term)
     t0 = time.time()
-    variants = ["multi-host", "dns", "multi-host-silent"]
+    variants = ["multi-host", "dns", "multi-host-silent", "prefer-standby"]
     for v in variants:
         if args.only and v != args.only:
             continue
@@ -173,10 +246,11 @@ def main():
         try:
             env = E.Env(pg_addresses=(DB_IP,))
             if v == "multi-host":
-                run(env, v, "host=%s,%s port=5432,5432 dbname=dify user=postgres target_session_attrs=read-write"
-                    % (DB_IP, DB_IP_B))
+                run(env, v, dbkeys=keys("read-write"))
+            elif v == "prefer-standby":
+                run_prefer_standby(env, v)
             elif v == "multi-host-silent":
-                run(env, v, "host=%s,%s port=5432,5432 dbname=dify user=postgres target_session_attrs=read-write"
+                run(env, v, dburl="host=%s,%s port=5432,5432 dbname=dify user=postgres target_session_attrs=read-write"
                     % (DB_IP, DB_IP_B), silent=True)
             else:
                 hosts = os.path.join(env.dir, "hosts")
@@ -189,7 +263,8 @@ def main():
                         f.write("127.0.0.1 localhost\n%s db.bench\n" % DB_IP_B)
                 prefix = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
                           'mount --bind "$0" /etc/hosts && exec "$@"', hosts]
-                run(env, v, "host=db.bench port=5432 dbname=dify user=postgres", prefix=prefix, on_promote=repoint)
+                run(env, v, dburl="host=db.bench port=5432 dbname=dify user=postgres", prefix=prefix,
+                    on_promote=repoint)
         except KeyboardInterrupt:
             FAILURES.append("interrupted")
             break
@@ -206,11 +281,12 @@ def main():
         FAILURES.append("left behind: %s" % left)
     print()
     print("| failover | worst-case answer | on the new primary after promotion | readiness 503 after kill / 200 "
-          "after promotion | requests lost (503) | wrong decisions |")
-    print("|---|---|---|---|---|---|")
+          "after promotion | requests lost (503) | wrong decisions | notes |")
+    print("|---|---|---|---|---|---|---|")
     for r in ROWS:
-        print("| %s | %.2f s | %s | %s | %s | %d |" % (r["fault"], r["worst"], "-" if r["switched"] is None else
-                                                       "%.2f s" % r["switched"], r["ready"], r["lost"], r["wrong"]))
+        print("| %s | %.2f s | %s | %s | %s | %d | %s |" % (
+            r["fault"], r["worst"], "-" if r["switched"] is None else "%.2f s" % r["switched"], r["ready"], r["lost"],
+            r["wrong"], r.get("note", "")))
     print("\nfailover: %d variants, %.0f s, %d failures" % (len(ROWS), time.time() - t0, len(FAILURES)))
     for f in FAILURES:
         print("  " + f)
