@@ -8,6 +8,7 @@
 #   make flake-hunt   the integration suite RUNS times (5) with every core loaded
 #   make deploy-test  the Dify compose drop-in against Dify's own nginx and compose files
 #   make observability promtool checks of deploy/observability against the live binary
+#   make faults       network faults and database failover in network namespaces (root)
 
 CC      ?= cc
 PKGS    := libevent_core libpq libmariadb yaml-0.1 openssl libjwt
@@ -223,3 +224,19 @@ fuzz-run: fuzz
 # the container image, built with podman and checked end to end (see tests/image/)
 image-test: deps
 	@bash tests/image/image_test.sh
+
+# Network faults (tests/faults/): portcullis, PostgreSQL and the upstream in
+# their own network namespaces behind a router namespace; black holes,
+# resets, latency, stalls, flapping, partitions mid-stream, upstream faults
+# and database failover. Needs root. faults-short is the CI version (under
+# 5 minutes).
+.PHONY: faults faults-short
+faults:
+	@sh tests/deps.sh faults
+	@$(MAKE) --no-print-directory all
+	@rc=0; python3 tests/faults/bench.py || rc=1; python3 tests/faults/failover.py || rc=1; exit $$rc
+
+faults-short:
+	@sh tests/deps.sh faults
+	@$(MAKE) --no-print-directory all
+	@rc=0; python3 tests/faults/bench.py --short || rc=1; python3 tests/faults/failover.py --short || rc=1; exit $$rc

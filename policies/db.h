@@ -36,6 +36,7 @@ struct db_query {
     enum db_status st;
     int ntuples;
     char err[128];
+    void *drv;                      /* the driver's own state for the query (pg.c: its hedge) */
     TAILQ_ENTRY(db_query) link;
 };
 

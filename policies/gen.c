@@ -45,6 +45,7 @@ static void pol_gen_free(struct pol_gen *g)
     free(d->sslcert);
     free(d->sslkey);
     free(d->server_public_key);
+    free(d->target_session_attrs);
     free(d->schema_version.query);
     for (size_t i = 0; i < d->schema_version.nknown; i++)
         free(d->schema_version.known[i]);
@@ -133,6 +134,8 @@ const struct cfg_row pol_db_rows[] = {
     CFG_ROW("sslkey", CFG_STR, DO(sslkey), 0, 0, NULL, "client certificate's key (PEM)"),
     CFG_ROW("server_public_key", CFG_STR, DO(server_public_key), 0, 0, NULL,
             "mysql: the server's RSA public key (PEM) for caching_sha2_password without TLS"),
+    CFG_ROW("target_session_attrs", CFG_STR, DO(target_session_attrs), 0, 0, NULL,
+            "postgresql, several hosts: any, read-write, read-only, primary, standby, prefer-standby"),
     CFG_ROW("pool", CFG_INT, DO(pool), 1, 256, "4", "connections in all, split between workers"),
     CFG_ROW("connect_timeout", CFG_DURATION, DO(connect_timeout), 1, 600000, "5s", "per connection attempt"),
     CFG_ROW_CUSTOM("schema_version", DO(schema_version), pol_schema_version_parse,
@@ -165,10 +168,30 @@ static int pol_empty(const char *s)
     return s == NULL || s[0] == '\0';
 }
 
+/* libpq 15's target_session_attrs values */
+static const char *const pol_session_attrs[] = {"any", "read-write", "read-only", "primary", "standby",
+                                                "prefer-standby"};
+
+/* Can target_session_attrs a put a connection on a standby? */
+static int pol_may_be_standby(const char *a)
+{
+    return a != NULL && (strcmp(a, "read-only") == 0 || strcmp(a, "standby") == 0 || strcmp(a, "prefer-standby") == 0);
+}
+
 static void pol_db_check_pg(struct cfg_ctx *ctx, const struct yt_node *n, const struct pol_db *d)
 {
     if (pol_empty(d->url) && pol_empty(d->host) && pol_empty(d->dbname))
         cfg_error(ctx, n, "database needs a url, or a host and dbname");
+    if (!pol_empty(d->target_session_attrs)) {
+        size_t i;
+        for (i = 0; i < PC_ARRAY_LEN(pol_session_attrs); i++)
+            if (strcmp(d->target_session_attrs, pol_session_attrs[i]) == 0)
+                break;
+        if (i == PC_ARRAY_LEN(pol_session_attrs))
+            cfg_error(ctx, yt_get(n, "target_session_attrs"),
+                      "database.target_session_attrs must be one of any, read-write, read-only, primary, standby, "
+                      "prefer-standby, found '%s'", d->target_session_attrs);
+    }
     if (!pol_empty(d->server_public_key))
         cfg_error(ctx, yt_get(n, "server_public_key"),
                   "database.server_public_key is for driver mysql (caching_sha2_password); "
@@ -183,6 +206,10 @@ static void pol_db_check_mysql(struct cfg_ctx *ctx, const struct yt_node *n, con
                   "database.url is a libpq conninfo; with driver mysql give host, port, dbname, user and password");
     if (pol_empty(d->host) || pol_empty(d->dbname))
         cfg_error(ctx, n, "database needs a host and a dbname (driver mysql)");
+    if (!pol_empty(d->target_session_attrs))
+        cfg_error(ctx, yt_get(n, "target_session_attrs"),
+                  "database.target_session_attrs is libpq's (driver postgresql); the mysql driver connects to its "
+                  "one host");
     if (!pol_empty(d->port)) {
         uint64_t port;
         if (pc_parse_u64(d->port, strlen(d->port), &port) != 0 || port < 1 || port > 65535)
@@ -217,4 +244,20 @@ void pol_db_parse(struct cfg_ctx *ctx, const struct yt_node *n, struct pol_db *d
         pol_db_check_mysql(ctx, n, db);
     else
         pol_db_check_pg(ctx, n, db);
+}
+
+void pol_db_finish(struct cfg_ctx *ctx, const struct pol_gen *gen, const struct yt_node *database)
+{
+    const struct pol_db *d = &gen->db;
+    /* LISTEN is refused on a standby ("cannot execute LISTEN during
+     * recovery"), and a NOTIFY sent at commit on the primary arrives
+     * before a standby has replayed the change: a decision read from the
+     * standby just after it would be stale, and cached. */
+    if (d->configured && d->dialect == POL_DIALECT_PG && pol_may_be_standby(d->target_session_attrs) &&
+        gen->cache.invalidate_channel != NULL)
+        cfg_error(ctx, yt_get(database, "target_session_attrs"),
+                  "database.target_session_attrs %s may put connections on a standby, where "
+                  "cache.invalidate_channel cannot LISTEN (and a NOTIFY comes before the standby has the change): "
+                  "use read-write or primary with it, or leave it out and rely on cache.ttl or "
+                  "cache.invalidate_query", d->target_session_attrs);
 }

@@ -38,6 +38,7 @@ struct pol_db {
     char *host, *port, *dbname, *user, *password, *sslmode;
     char *sslrootcert, *sslcert, *sslkey;
     char *server_public_key; /* mysql: caching_sha2_password's RSA key, pinned */
+    char *target_session_attrs; /* PostgreSQL: which of several hosts (libpq's keyword); NULL: url's or any */
     int64_t pool;
     int64_t connect_timeout;
     struct pol_schema_version schema_version; /* query == NULL: not checked */
@@ -80,6 +81,9 @@ extern const struct cfg_row pol_db_rows[], pol_cache_rows[];
 extern const char *const pol_db_drivers[];
 extern const size_t pol_db_nrows, pol_cache_nrows;
 void pol_db_parse(struct cfg_ctx *ctx, const struct yt_node *n, struct pol_db *db);
+/* Checks across database and cache, once every section is read; database:
+ * the section's node (NULL when absent). */
+void pol_db_finish(struct cfg_ctx *ctx, const struct pol_gen *gen, const struct yt_node *database);
 void pol_cache_parse(struct cfg_ctx *ctx, const struct yt_node *n, struct pol_cache *c);
 
 /* Does the generation run policies (some, and a database to run them)? */

@@ -11,8 +11,9 @@
  *
  * A connection's work, one job at a time: its setup (session settings,
  * schema, schema version, one prepare per policy that fits), a lookup
- * (execute, store, free), a statement reset after a statement error, or
- * the invalidation poll (connection 0, cache.invalidate_query).
+ * (execute, store, free), a statement reset after a statement error, the
+ * invalidation poll (connection 0, cache.invalidate_query), or a ping
+ * after timeouts.policy idle (myc_idle).
  */
 #include "my.h"
 #include <event2/event_struct.h>
@@ -37,9 +38,9 @@
 
 enum myc_state { MYC_DOWN, MYC_CONNECTING, MYC_SETUP, MYC_READY };
 enum myc_step { MYS_SESSION, MYS_SCHEMA, MYS_VERSION, MYS_PREPARE };
-enum myc_job { MYJ_NONE, MYJ_SETUP, MYJ_LOOKUP, MYJ_RESET, MYJ_POLL };
+enum myc_job { MYJ_NONE, MYJ_SETUP, MYJ_LOOKUP, MYJ_RESET, MYJ_POLL, MYJ_PING };
 enum myc_op { MYO_NONE, MYO_CONNECT, MYO_QUERY, MYO_STORE, MYO_PREPARE, MYO_EXECUTE, MYO_STMT_STORE,
-              MYO_STMT_FREE, MYO_STMT_RESET };
+              MYO_STMT_FREE, MYO_STMT_RESET, MYO_PING };
 
 struct my_conn {
     struct db_pool *pool;
@@ -55,7 +56,7 @@ struct my_conn {
     int io_on, io_fd;
     short io_what;
     struct event libtimer;          /* the library's own timeout */
-    struct event timer;             /* backoff, connect budget, wedged lookup */
+    struct event timer;             /* backoff, connect budget, wedged job, idle ping */
     /* a call's outcome */
     MYSQL *r_conn;
     int r_int;
@@ -175,6 +176,7 @@ static int myc_start_op(struct my_conn *c, enum myc_op op, const char *sql)
     case MYO_STMT_STORE: return mysql_stmt_store_result_start(&c->r_int, c->cur);
     case MYO_STMT_FREE: return mysql_stmt_free_result_start(&c->r_bool, c->cur);
     case MYO_STMT_RESET: return mysql_stmt_reset_start(&c->r_bool, c->cur);
+    case MYO_PING: return mysql_ping_start(&c->r_int, c->m);
     case MYO_NONE: break;
     }
     return 0;
@@ -191,6 +193,7 @@ static int myc_cont_op(struct my_conn *c, int ready)
     case MYO_STMT_STORE: return mysql_stmt_store_result_cont(&c->r_int, c->cur, ready);
     case MYO_STMT_FREE: return mysql_stmt_free_result_cont(&c->r_bool, c->cur, ready);
     case MYO_STMT_RESET: return mysql_stmt_reset_cont(&c->r_bool, c->cur, ready);
+    case MYO_PING: return mysql_ping_cont(&c->r_int, c->m, ready);
     case MYO_NONE: break;
     }
     return 0;
@@ -518,7 +521,7 @@ static void myc_ready(struct my_conn *c)
                (unsigned long long)c->cfg->generation, my_flavour_name(c->flavour), mysql_get_server_info(c->m),
                cipher ? "TLS " : "no TLS", cipher ? cipher : "");
     c->was_up = 1;
-    evtimer_del(&c->timer);
+    myc_arm(&c->timer, c->cfg->policy_timeout); /* the idle ping (myc_idle) */
     pool_publish(p);
     if (c->idx == 0 && p->listener && c->cfg->cache.invalidate_query != NULL) {
         inv_poll_reset(&p->poll); /* a new session: its first answer empties the cache */
@@ -654,12 +657,19 @@ static void myc_setup_done(struct my_conn *c, enum myc_op op)
 
 /* ---- lookups ---- */
 
-/* An idle connection's job is over: take the next one. */
+/* A connection's job is over: take the next one. Idle for
+ * timeouts.policy, it pings the server (myc_timer_cb), so that a server
+ * that went silent (a black hole: no reset, nothing to read; or a server
+ * stopped while the kernel still acknowledges) is noticed without
+ * traffic: a ping past the wedge limit (2 x policy + 1 s) takes the
+ * connection down and readiness turns 503, within 3 x timeouts.policy +
+ * 1 s. TCP keepalives (30 s + 3 x 10 s) alone took about a minute, and
+ * notice neither a stopped server nor a middle box that acknowledges. */
 static void myc_idle(struct my_conn *c)
 {
     c->job = MYJ_NONE;
     c->cur = NULL;
-    evtimer_del(&c->timer);
+    myc_arm(&c->timer, c->cfg->policy_timeout);
     if (c->retire) {
         myc_down(c, "replaced by a new config generation", 0);
         return;
@@ -824,6 +834,15 @@ static void myc_done(struct my_conn *c)
     case MYJ_POLL:
         myc_poll_done(c, op);
         return;
+    case MYJ_PING:
+        if (c->r_int != 0) {
+            char err[256];
+            myc_error(c, NULL, err, sizeof(err), NULL);
+            myc_down(c, err, 1);
+        } else {
+            myc_idle(c);
+        }
+        return;
     case MYJ_NONE:
         return;
     }
@@ -843,8 +862,14 @@ static void myc_timer_cb(evutil_socket_t fd, short what, void *arg)
         myc_down(c, "connect timeout", 1);
         return;
     case MYC_READY:
-        if (c->job != MYJ_NONE)
+        if (c->job != MYJ_NONE) {
             myc_down(c, "a query is far past the policy budget; connection presumed wedged", 1);
+        } else if (!c->retire) {
+            /* idle for timeouts.policy: ping (myc_idle) */
+            c->job = MYJ_PING;
+            myc_arm(&c->timer, 2 * c->cfg->policy_timeout + 1000);
+            myc_run(c, MYO_PING, NULL);
+        }
         return;
     }
 }

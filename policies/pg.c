@@ -15,9 +15,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#ifndef TCP_RTO_MIN_US
+#define TCP_RTO_MIN_US 45 /* Linux 6.15 */
+#endif
 
 #define PG_BACKOFF_MIN_MS 100
 #define PG_BACKOFF_MAX_MS 5000
+/* the retransmission timeout's floor on database sockets (pgc_tcp_tune) */
+#define PG_RTO_MIN_US 50000
+/* hedges one idle connection takes in one scan (pool_hedge) */
+#define PG_HEDGE_BATCH 16
 
 enum pgc_state { PGC_DOWN, PGC_CONNECTING, PGC_SETUP, PGC_READY };
 
@@ -53,6 +64,9 @@ struct pg_conn {
     int retire;
     int backoff_ms;
     int was_up;
+    struct db_query ping;           /* SELECT 1 on an idle connection (pgc_idle) */
+    char *rot[3];                   /* host, hostaddr, port lists to start with (pgc_rotate) */
+    int hedge_n;                    /* pool_hedge: hedges sent here in this scan (PG_HEDGE_BATCH: not a target) */
 };
 
 struct db_pool {
@@ -75,14 +89,21 @@ struct db_pool {
     int pollval_null;
     struct inv_poll poll;
     int closing;
+    /* hedging (pool_hedge) */
+    struct event hedge_ev;
+    int hedge_on;
+    int64_t hedge_at;               /* ms: when hedge_ev fires */
+    int hedge_starved;              /* a query was due but no connection was idle */
 };
 
 static void pgc_event_cb(evutil_socket_t fd, short what, void *arg);
 static void pgc_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void pgc_start(struct pg_conn *c);
+static int pgc_send(struct pg_conn *c, struct db_query *q);
 static void pool_dispatch(struct db_pool *p);
 static void pool_schedule(struct db_pool *p);
 static void pg_poll_capture(struct db_pool *p, PGresult *r);
+static void pgc_end(struct db_query *q, enum db_status st, int ntuples, const char *err);
 
 static void pool_publish(struct db_pool *p)
 {
@@ -98,6 +119,14 @@ static void pool_publish(struct db_pool *p)
     struct db_state st = {up, connecting, down};
     if (p->ev.state)
         p->ev.state(p->ev.arg, &st);
+}
+
+static void pgc_unwatch(struct pg_conn *c)
+{
+    if (c->ev_on) {
+        event_del(&c->ev);
+        c->ev_on = 0;
+    }
 }
 
 static void pgc_watch(struct pg_conn *c, short what)
@@ -133,7 +162,7 @@ static void pgc_fail_queries(struct pg_conn *c, const char *why)
     struct db_query *q;
     while ((q = TAILQ_FIRST(&list)) != NULL) {
         TAILQ_REMOVE(&list, q, link);
-        q->done(q, DBQ_ERROR, 0, why);
+        pgc_end(q, DBQ_ERROR, 0, why);
     }
 }
 
@@ -145,10 +174,7 @@ static void pgc_down(struct pg_conn *c, const char *why_in, int backoff)
     /* why_in is often PQerrorMessage(c->pg), which PQfinish frees */
     snprintf(why, sizeof(why), "%s", why_in ? why_in : "?");
     pc_one_line(why);
-    if (c->ev_on) {
-        event_del(&c->ev);
-        c->ev_on = 0;
-    }
+    pgc_unwatch(c);
     evtimer_del(&c->timer);
     if (c->pg != NULL) {
         PQfinish(c->pg);
@@ -195,6 +221,7 @@ void pg_conn_params(const struct pol_db *db, const char *appname, const char **k
     PG_PARAM("sslrootcert", db->sslrootcert);
     PG_PARAM("sslcert", db->sslcert);
     PG_PARAM("sslkey", db->sslkey);
+    PG_PARAM("target_session_attrs", db->target_session_attrs);
     PG_PARAM("application_name", appname);
     snprintf(timeout, timeout_len, "%lld", (long long)((db->connect_timeout + 999) / 1000));
     PG_PARAM("connect_timeout", timeout);
@@ -207,6 +234,106 @@ void pg_conn_params(const struct pol_db *db, const char *appname, const char **k
     vals[n] = NULL;
 }
 
+/*
+ * With several hosts (host=a,b), libpq moves on by itself from a host that
+ * refuses, but from one that does not answer at all (a dead node: a black
+ * hole) only after its own connect_timeout, which it applies in blocking
+ * PQconnectdb, not to PQconnectPoll driven by our loop. Our connect timer
+ * abandons the whole attempt, and the next one started at the first host
+ * again: the second host was never tried while the first stayed silent.
+ * So when an attempt times out, the next one starts at the host after the
+ * one that timed out (the lists are rotated), and keeps that order while it
+ * works; a reload starts from the configured order. A name with several
+ * addresses is one host to libpq and is not rotated.
+ */
+static const char *const pg_rot_keys[3] = {"host", "hostaddr", "port"};
+
+static size_t pg_list_len(const char *s)
+{
+    size_t n = 1;
+    for (; *s; s++)
+        n += *s == ',';
+    return n;
+}
+
+/* A comma-separated list, rotated to start at element `from`. */
+static char *pg_list_rotate(const char *list, size_t from)
+{
+    size_t len = strlen(list), n = pg_list_len(list), i = 0;
+    const char *at = list;
+    while (i < from % n)
+        if (*at++ == ',')
+            i++;
+    size_t head = (size_t)(at - list); /* elements before `from`, with their commas */
+    char *out = pc_malloc(len + 1);
+    memcpy(out, at, len - head);
+    if (head > 0) {
+        out[len - head] = ',';
+        memcpy(out + len - head + 1, list, head - 1);
+    }
+    out[len] = '\0';
+    return out;
+}
+
+/* Is element i of a comma-separated list want? (A one-element list
+ * applies to every host.) */
+static int pg_list_is(const char *list, size_t i, const char *want)
+{
+    if (pg_list_len(list) == 1)
+        i = 0;
+    for (size_t k = 0; k < i; k++) {
+        list = strchr(list, ',');
+        if (list == NULL)
+            return 0;
+        list++;
+    }
+    size_t wl = strlen(want);
+    return strncmp(list, want, wl) == 0 && (list[wl] == ',' || list[wl] == '\0');
+}
+
+static void pgc_rot_clear(struct pg_conn *c)
+{
+    for (int k = 0; k < 3; k++) {
+        free(c->rot[k]);
+        c->rot[k] = NULL;
+    }
+}
+
+/* The attempt on c->pg timed out: the next one starts after its host. */
+static void pgc_rotate(struct pg_conn *c)
+{
+    if (c->pg == NULL)
+        return;
+    PQconninfoOption *opts = PQconninfo(c->pg);
+    const char *cur_host = PQhost(c->pg), *cur_port = PQport(c->pg);
+    if (opts == NULL || cur_host == NULL || cur_port == NULL) {
+        PQconninfoFree(opts);
+        return;
+    }
+    const char *lists[3] = {NULL, NULL, NULL};
+    for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
+        for (int k = 0; k < 3; k++)
+            if (strcmp(o->keyword, pg_rot_keys[k]) == 0 && o->val != NULL && o->val[0] != '\0')
+                lists[k] = o->val;
+    const char *names = lists[0] ? lists[0] : lists[1];
+    size_t n = names ? pg_list_len(names) : 1;
+    if (n > 1) {
+        size_t at = 0;
+        for (size_t i = 0; i < n; i++) {
+            if ((pg_list_is(names, i, cur_host) || (lists[1] && pg_list_is(lists[1], i, cur_host))) &&
+                (lists[2] == NULL || pg_list_is(lists[2], i, cur_port))) {
+                at = i;
+                break;
+            }
+        }
+        pgc_rot_clear(c);
+        for (int k = 0; k < 3; k++)
+            if (lists[k] != NULL)
+                c->rot[k] = pg_list_len(lists[k]) == n ? pg_list_rotate(lists[k], at + 1) : pc_strdup(lists[k]);
+    }
+    PQconninfoFree(opts);
+}
+
 static void pgc_start(struct pg_conn *c)
 {
     struct db_pool *p = c->pool;
@@ -214,9 +341,20 @@ static void pgc_start(struct pg_conn *c)
     if (c->cfg != p->cfg) {
         pol_gen_unref(c->cfg);
         c->cfg = pol_gen_ref(p->cfg);
+        pgc_rot_clear(c); /* a reload may name other hosts */
     }
-    const char *keys[PG_MAX_PARAMS], *vals[PG_MAX_PARAMS];
+    const char *keys[PG_MAX_PARAMS + 3], *vals[PG_MAX_PARAMS + 3];
     pg_conn_params(&c->cfg->db, "portcullis", keys, vals, timeout, sizeof(timeout));
+    size_t n = 0;
+    while (keys[n] != NULL)
+        n++;
+    for (int k = 0; k < 3; k++) { /* later keywords override earlier ones */
+        if (c->rot[k] != NULL) {
+            keys[n] = pg_rot_keys[k];
+            vals[n++] = c->rot[k];
+        }
+    }
+    keys[n] = vals[n] = NULL;
     c->pg = PQconnectStartParams(keys, vals, 1);
     if (c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD) {
         pgc_down(c, c->pg ? PQerrorMessage(c->pg) : "out of memory", 1);
@@ -228,6 +366,33 @@ static void pgc_start(struct pg_conn *c)
     pgc_watch(c, EV_WRITE);
     pgc_arm(c, c->cfg->db.connect_timeout);
     pool_publish(p);
+}
+
+/*
+ * TCP retransmits a lost segment after 200 ms at the least, and doubles
+ * the wait every time (0.2, 0.6, 1.4, 3.0 s after the loss): one lost
+ * packet to the database could cost more than the whole policy budget, and
+ * a path that drops everything for a few hundred milliseconds at a time
+ * (flapping) kept every connection of a worker in that backoff at once.
+ * A database is a few milliseconds away: our sockets to it retransmit
+ * after 50 ms (above that floor the kernel's estimate from measured round
+ * trips still applies). Linux 6.15 and later (TCP_RTO_MIN_US); on older
+ * kernels the 200 ms floor stays, and the log says so once.
+ */
+static void pgc_tcp_tune(struct pg_conn *c)
+{
+    static int said;
+    int fd = PQsocket(c->pg);
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof(sa);
+    if (fd < 0 || getsockname(fd, (struct sockaddr *)&sa, &len) != 0 ||
+        (sa.ss_family != AF_INET && sa.ss_family != AF_INET6))
+        return; /* a Unix socket */
+    int us = PG_RTO_MIN_US;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_RTO_MIN_US, &us, sizeof(us)) != 0 &&
+        !__atomic_exchange_n(&said, 1, __ATOMIC_RELAXED))
+        pc_log(PC_LOG_INFO, "database connections keep TCP's 200 ms retransmission floor: "
+                            "TCP_RTO_MIN_US (Linux 6.15) refused: %s", strerror(errno));
 }
 
 static void pgc_flush(struct pg_conn *c)
@@ -366,6 +531,30 @@ static int pgc_setup_advance(struct pg_conn *c)
     return pgc_setup_send(c) == 0 ? 0 : -1;
 }
 
+/*
+ * An idle connection is pinged every timeouts.policy, so that a database
+ * that went away silently (a black hole: no reset, nothing to read; or a
+ * server that is stopped while the kernel still acknowledges) is noticed
+ * without traffic. The ping is a query like any other: one far past the
+ * budget marks the connection down (pgc_timer_cb), which turns readiness
+ * 503. With no traffic a dead database is noticed within timeouts.policy
+ * (the idle wait) + 2 x timeouts.policy + 1 s (the wedge limit). TCP
+ * keepalives (30 s + 3 x 10 s) alone took about a minute, and notice
+ * neither a stopped server nor a middle box that still acknowledges.
+ */
+static void pgc_ping_done(struct db_query *q, enum db_status st, int ntuples, const char *err)
+{
+    PC_UNUSED(q);
+    PC_UNUSED(st);
+    PC_UNUSED(ntuples);
+    PC_UNUSED(err);
+}
+
+static void pgc_idle(struct pg_conn *c)
+{
+    pgc_arm(c, c->cfg->policy_timeout);
+}
+
 static void pgc_ready(struct pg_conn *c)
 {
     if (!PQenterPipelineMode(c->pg)) {
@@ -378,7 +567,7 @@ static void pgc_ready(struct pg_conn *c)
         pc_log(PC_LOG_INFO, "worker %d: database connection %d up (generation %llu)", c->pool->worker, c->idx,
                (unsigned long long)c->cfg->generation);
     c->was_up = 1;
-    evtimer_del(&c->timer);
+    pgc_idle(c);
     pgc_watch(c, EV_READ);
     pool_publish(c->pool);
     /* the listener may have missed notifications while it was down */
@@ -496,7 +685,7 @@ static void pgc_results(struct pg_conn *c)
             continue;
         TAILQ_REMOVE(&c->sent, q, link);
         c->nsent--;
-        q->done(q, q->st, q->ntuples, q->err);
+        pgc_end(q, q->st, q->ntuples, q->err);
         if (c->state != PGC_READY)
             return;
     }
@@ -505,8 +694,224 @@ static void pgc_results(struct pg_conn *c)
         pgc_down(c, "replaced by a new config generation", 0);
         return;
     }
-    if (c->nsent == 0)
-        evtimer_del(&c->timer);
+    if (c->nsent == 0) {
+        pgc_idle(c);
+        if (c->pool->hedge_starved) /* a query waits for an idle connection */
+            pool_schedule(c->pool);
+    }
+}
+
+/* ---- hedging ----
+ *
+ * A policy query unanswered after timeouts.policy / 4 is sent again on
+ * another connection of the pool that has nothing outstanding
+ * (pool_hedge); the first answer wins, the other is read and dropped.
+ * Policies are read-only, so running one twice is harmless, and hedges go
+ * only to idle connections, so a database that is merely busy gets no
+ * extra load from them (a policy slower than policy / 4 does run twice when
+ * a connection is idle). A query stuck in one TCP stream (a lost flow, a
+ * stream in retransmission backoff: 0.2, 0.6, 1.4, 3.0 s after the loss)
+ * is answered through another; without hedges it failed at the budget.
+ * New queries avoid a connection whose oldest answer is overdue
+ * (pgc_suspect, pool_dispatch).
+ *
+ * Ownership. The caller's query (orig) stays in its connection's pipeline
+ * until it is answered there or the caller is told. The copy is pg.c's own
+ * (struct pg_hedge), in another connection's pipeline; it borrows orig's
+ * parameters only while it is sent (libpq copies them into its buffer).
+ * Whichever of the two ends first with an answer completes orig, exactly
+ * once:
+ *  - orig first: the copy becomes an orphan, read and freed when it ends;
+ *  - the copy first: orig's place in its pipeline is taken by the copy's
+ *    memory (a husk with orig's progress), which reads orig's result and
+ *    is freed then; orig leaves the pipeline and is completed, so its
+ *    owner may free it at once.
+ * An error (a statement error, a lost connection) on one of the two
+ * completes orig only when the other is no longer in flight. Results are
+ * matched to queries by their place in each pipeline, as always: an answer
+ * is never given to another query. orig->drv points to the hedge while
+ * the copy is in flight, to pg_hedged_once after: a query is hedged once.
+ */
+struct pg_hedge {
+    struct db_query copy;           /* first: found from the db_query in a pipeline */
+    struct db_query *orig;          /* NULL once orig has been completed (the copy is an orphan or a husk) */
+    struct pg_conn *orig_on;        /* orig's connection; NULL once orig left it (it waits on the copy alone) */
+};
+
+static char pg_hedged_once;
+#define PG_HEDGED_ONCE ((void *)&pg_hedged_once)
+
+static void pg_hedge_copy_done(struct db_query *cq, enum db_status st, int ntuples, const char *err)
+{
+    struct pg_hedge *h = (struct pg_hedge *)cq;
+    struct db_query *orig = h->orig;
+    if (orig == NULL) { /* an orphan, or a husk: nobody waits for it */
+        free(h);
+        return;
+    }
+    if (st != DBQ_OK && h->orig_on != NULL) {
+        /* orig is still in flight: its own outcome decides */
+        orig->drv = PG_HEDGED_ONCE;
+        free(h);
+        return;
+    }
+    char e[sizeof(cq->err)];
+    snprintf(e, sizeof(e), "%s", err ? err : "");
+    if (h->orig_on != NULL) {
+        /* the husk takes orig's place, to read orig's result */
+        struct pg_conn *a = h->orig_on;
+        cq->phase = orig->phase;
+        cq->sent_at = orig->sent_at;
+        cq->st = orig->st;
+        cq->ntuples = orig->ntuples;
+        cq->err[0] = '\0';
+        TAILQ_INSERT_BEFORE(orig, cq, link);
+        TAILQ_REMOVE(&a->sent, orig, link);
+        h->orig = NULL;
+        h->orig_on = NULL;
+    } else {
+        free(h);
+    }
+    orig->drv = PG_HEDGED_ONCE;
+    orig->done(orig, st, ntuples, e);
+}
+
+/* q has left its connection's pipeline with st: tell its owner, unless q
+ * is hedged and its copy may still answer. */
+static void pgc_end(struct db_query *q, enum db_status st, int ntuples, const char *err)
+{
+    struct pg_hedge *h = q->drv;
+    if (h == NULL || h == PG_HEDGED_ONCE || q->done == pg_hedge_copy_done) {
+        q->done(q, st, ntuples, err);
+        return;
+    }
+    /* orig, its copy in flight */
+    if (st != DBQ_OK) {
+        h->orig_on = NULL; /* the copy may still answer */
+        return;
+    }
+    h->orig = NULL; /* the copy is an orphan now */
+    q->drv = PG_HEDGED_ONCE;
+    q->done(q, st, ntuples, err);
+}
+
+static int64_t pgc_hedge_after(const struct pg_conn *c)
+{
+    int64_t ms = c->cfg->policy_timeout / 4;
+    return ms > 0 ? ms : 1;
+}
+
+/* Is c's oldest query overdue (its answer later than a hedge would be
+ * sent)? New queries go elsewhere when they can (pool_dispatch). */
+static int pgc_suspect(const struct pg_conn *c, int64_t now)
+{
+    const struct db_query *q = TAILQ_FIRST(&c->sent);
+    return q != NULL && now - q->sent_at >= pgc_hedge_after(c);
+}
+
+static void pool_hedge_arm(struct db_pool *p, int64_t at)
+{
+    if (p->hedge_on && p->hedge_at <= at)
+        return;
+    int64_t ms = at - pc_now_ms();
+    if (ms < 0)
+        ms = 0;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    evtimer_add(&p->hedge_ev, &tv);
+    p->hedge_on = 1;
+    p->hedge_at = at;
+}
+
+/* Send q (on c) again on t. 0 when sent. */
+static int pgc_hedge(struct pg_conn *c, struct db_query *q, struct pg_conn *t)
+{
+    struct pg_hedge *h = pc_calloc(1, sizeof(*h));
+    h->copy.gen = q->gen;
+    h->copy.policy = q->policy;
+    h->copy.nparams = q->nparams;
+    h->copy.values = q->values; /* orig's, read by the send below only */
+    h->copy.lengths = q->lengths;
+    h->copy.done = pg_hedge_copy_done;
+    if (pgc_send(t, &h->copy) != 0) {
+        free(h);
+        pgc_down(t, PQerrorMessage(t->pg), 1);
+        return -1;
+    }
+    h->copy.values = NULL;
+    h->copy.lengths = NULL;
+    h->orig = q;
+    h->orig_on = c;
+    q->drv = h;
+    pgc_flush(t); /* may take t down: then the copy ends as an error (pg_hedge_copy_done) */
+    return 0;
+}
+
+/* Hedge q (in c's pipeline) when it is due, onto a target of this scan.
+ * 1 when q is not due yet (nor is anything sent after it); next: the
+ * earliest time one will be. */
+static int pool_hedge_one(struct db_pool *p, struct pg_conn *c, struct db_query *q, int64_t now, int64_t *next)
+{
+    if (q == &p->pollq || q == &c->ping || q->done == pg_hedge_copy_done || q->drv != NULL || q->phase != 0)
+        return 0; /* not a policy query, already hedged, or answered (its sync pending) */
+    int64_t due = q->sent_at + pgc_hedge_after(c);
+    if (due > now) {
+        *next = PC_MIN(*next, due);
+        return 1;
+    }
+    struct pg_conn *t = NULL;
+    for (int k = 0; k < p->n && t == NULL; k++) {
+        struct pg_conn *x = &p->conns[(p->rr + k) % p->n];
+        if (x != c && x->hedge_n < PG_HEDGE_BATCH && x->state == PGC_READY && x->cfg == q->gen &&
+            x->choice[q->policy] >= 0)
+            t = x;
+    }
+    if (t == NULL) {
+        p->hedge_starved = 1;
+        return 0;
+    }
+    if (pgc_hedge(c, q, t) == 0)
+        t->hedge_n++;
+    return 0;
+}
+
+/* Hedge every policy query that is due onto connections that had nothing
+ * outstanding when the scan began (each takes up to PG_HEDGE_BATCH), and
+ * arm the timer for the next one that will be due. In each pipeline the
+ * queries behind the first go first: the first may be a slow query, and
+ * its copy would hold up the copies sent after it. */
+static void pool_hedge(struct db_pool *p)
+{
+    int64_t now = pc_now_ms(), next = INT64_MAX;
+    p->hedge_starved = 0;
+    for (int i = 0; i < p->n; i++) {
+        struct pg_conn *t = &p->conns[i];
+        t->hedge_n = t->state == PGC_READY && !t->retire && t->nsent == 0 ? 0 : PG_HEDGE_BATCH;
+    }
+    for (int i = 0; i < p->n; i++) {
+        struct pg_conn *c = &p->conns[i];
+        struct db_query *head = c->state == PGC_READY ? TAILQ_FIRST(&c->sent) : NULL;
+        if (head == NULL)
+            continue;
+        struct db_query *q, *nq;
+        for (q = TAILQ_NEXT(head, link); q != NULL && c->state == PGC_READY; q = nq) {
+            nq = TAILQ_NEXT(q, link);
+            if (pool_hedge_one(p, c, q, now, &next))
+                break;
+        }
+        if (c->state == PGC_READY && TAILQ_FIRST(&c->sent) == head)
+            pool_hedge_one(p, c, head, now, &next);
+    }
+    if (next != INT64_MAX)
+        pool_hedge_arm(p, next);
+}
+
+static void pool_hedge_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct db_pool *p = arg;
+    PC_UNUSED(fd);
+    PC_UNUSED(what);
+    p->hedge_on = 0;
+    pool_hedge(p);
 }
 
 /* ---- cache.invalidate_query ---- */
@@ -576,7 +981,15 @@ static void pgc_event_cb(evutil_socket_t fd, short what, void *arg)
     struct pg_conn *c = arg;
     PC_UNUSED(fd);
     if (c->state == PGC_CONNECTING) {
+        short was = c->ev_what;
         PostgresPollingStatusType ps = PQconnectPoll(c->pg);
+        /* PQconnectPoll may have closed the socket and opened another (the
+         * next host of host=a,b, or the next address of a name), which
+         * usually gets the same descriptor number. Closing took the old one
+         * out of epoll, so a watch that compares only numbers would never
+         * register the new one: register afresh after every call while
+         * connecting (a few epoll_ctl calls per connection attempt). */
+        pgc_unwatch(c);
         switch (ps) {
         case PGRES_POLLING_READING:
             pgc_watch(c, EV_READ);
@@ -588,6 +1001,7 @@ static void pgc_event_cb(evutil_socket_t fd, short what, void *arg)
             pgc_down(c, PQerrorMessage(c->pg), 1);
             return;
         case PGRES_POLLING_OK:
+            pgc_tcp_tune(c);
             c->state = PGC_SETUP;
             c->step = PGS_SESSION;
             if (pgc_setup_send(c) != 0) {
@@ -597,6 +1011,7 @@ static void pgc_event_cb(evutil_socket_t fd, short what, void *arg)
             pgc_flush(c);
             return;
         default:
+            pgc_watch(c, was);
             return;
         }
     }
@@ -630,12 +1045,22 @@ static void pgc_timer_cb(evutil_socket_t fd, short what, void *arg)
         return;
     case PGC_CONNECTING:
     case PGC_SETUP:
+        pgc_rotate(c);
         pgc_down(c, "connect timeout", 1);
         return;
     case PGC_READY: {
         struct db_query *q = TAILQ_FIRST(&c->sent);
-        if (q == NULL)
+        if (q == NULL) {
+            /* idle for timeouts.policy: ping (pgc_idle) */
+            if (c->retire)
+                return;
+            if (pgc_send(c, &c->ping) != 0) {
+                pgc_down(c, PQerrorMessage(c->pg), 1);
+                return;
+            }
+            pgc_flush(c);
             return;
+        }
         int64_t limit = 2 * c->cfg->policy_timeout + 1000;
         int64_t age = pc_now_ms() - q->sent_at;
         if (age >= limit) {
@@ -658,6 +1083,9 @@ static int pgc_send(struct pg_conn *c, struct db_query *q)
         if (!PQsendQueryParams(c->pg, c->cfg->cache.invalidate_query, 0, NULL, NULL, NULL, NULL, 0) ||
             !PQpipelineSync(c->pg))
             return -1;
+    } else if (q == &c->ping) {
+        if (!PQsendQueryParams(c->pg, "SELECT 1", 0, NULL, NULL, NULL, NULL, 0) || !PQpipelineSync(c->pg))
+            return -1;
     } else {
         const struct pol_variant *v = &c->cfg->set->p[q->policy].variants[c->choice[q->policy]];
         /* the variant's $1..$n, from the policy's parameters */
@@ -675,6 +1103,8 @@ static int pgc_send(struct pg_conn *c, struct db_query *q)
     q->st = DBQ_ERROR;
     q->ntuples = 0;
     q->err[0] = '\0';
+    if (q != &c->pool->pollq && q != &c->ping && q->done != pg_hedge_copy_done)
+        pool_hedge_arm(c->pool, q->sent_at + pgc_hedge_after(c));
     if (c->nsent == 0)
         pgc_arm(c, 2 * c->cfg->policy_timeout + 1000);
     TAILQ_INSERT_TAIL(&c->sent, q, link);
@@ -719,14 +1149,22 @@ static void pool_dispatch(struct db_pool *p)
             pgc_flush(c0);
         }
     }
+    int64_t now = pc_now_ms();
     for (q = TAILQ_FIRST(&p->waiting); q != NULL; q = next) {
         next = TAILQ_NEXT(q, link);
         struct pg_conn *best = NULL;
+        int best_suspect = 0;
         for (int k = 0; k < p->n; k++) {
             struct pg_conn *c = &p->conns[(p->rr + k) % p->n];
-            if (c->cfg == q->gen && c->state == PGC_READY && !c->retire &&
-                (best == NULL || c->nsent < best->nsent))
+            if (c->cfg != q->gen || c->state != PGC_READY || c->retire)
+                continue;
+            /* the fewest outstanding, but not behind an overdue answer
+             * when another connection can take it */
+            int suspect = pgc_suspect(c, now);
+            if (best == NULL || suspect < best_suspect || (suspect == best_suspect && c->nsent < best->nsent)) {
                 best = c;
+                best_suspect = suspect;
+            }
         }
         if (best != NULL) {
             TAILQ_REMOVE(&p->waiting, q, link);
@@ -750,6 +1188,8 @@ static void pool_dispatch(struct db_pool *p)
             q->done(q, DBQ_ERROR, 0, "database unavailable");
         }
     }
+    if (p->hedge_starved)
+        pool_hedge(p);
 }
 
 static void pool_schedule(struct db_pool *p)
@@ -773,6 +1213,7 @@ static int pg_pool_submit(struct db_pool *p, struct db_query *q)
 {
     if (!pool_can_take(p, q->gen))
         return -1;
+    q->drv = NULL;
     TAILQ_INSERT_TAIL(&p->waiting, q, link);
     /* Sent on the next loop turn: callers never see a completion from
      * inside submit, and queries from one turn are flushed together. */
@@ -792,6 +1233,7 @@ static struct db_pool *pg_pool_new(struct event_base *base, int worker, int ncon
     p->ev = *ev;
     TAILQ_INIT(&p->waiting);
     event_assign(&p->dispatch_ev, base, -1, 0, pool_dispatch_cb, p);
+    evtimer_assign(&p->hedge_ev, base, pool_hedge_cb, p);
     p->pollq.policy = -1;
     p->pollq.done = pg_poll_done;
     p->conns = pc_calloc((size_t)nconns, sizeof(*p->conns));
@@ -801,6 +1243,8 @@ static struct db_pool *pg_pool_new(struct event_base *base, int worker, int ncon
         c->idx = i;
         c->fd = -1;
         c->cfg = pol_gen_ref(cfg);
+        c->ping.policy = -1;
+        c->ping.done = pgc_ping_done;
         TAILQ_INIT(&c->sent);
         evtimer_assign(&c->timer, base, pgc_timer_cb, c);
         pgc_start(c);
@@ -836,6 +1280,7 @@ static void pg_pool_free(struct db_pool *p)
     if (p == NULL)
         return;
     event_del(&p->dispatch_ev);
+    evtimer_del(&p->hedge_ev);
     p->closing = 1;
     if (p->poll_on)
         event_del(&p->poll_ev);
@@ -853,6 +1298,7 @@ static void pg_pool_free(struct db_pool *p)
         pc_buf_free(&c->version);
         free(c->choice);
         free(c->missing);
+        pgc_rot_clear(c);
         pol_gen_unref(c->cfg);
     }
     struct db_query *q;

@@ -368,6 +368,7 @@ static void cfg_finish(struct cfg_ctx *ctx, struct cfg_load *l, const struct yt_
     /* the decision budget is a timeout, and the policy engine's */
     c->pol->policy_timeout = c->timeouts.policy;
     pol_gen_finish(ctx, c->pol, l->policies);
+    pol_db_finish(ctx, c->pol, yt_get(root, "database"));
     if (c->identity == NULL && l->rules != NULL && l->rules->type == YT_SEQ) {
         /* rules with allow: need identity; the error points at the first */
         for (size_t i = 0; i < l->rules->n; i++) {

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Install the Debian bookworm packages that building and testing need, when
 # they are missing. Called by `make test` (and `make bench` with "bench",
-# `make fuzz` with "fuzz").
+# `make fuzz` with "fuzz", `make faults` with "faults").
 #
 # It leaves the machine as it found it, apart from the packages themselves:
 # - dpkg's output goes to build/deps.log (named when a step fails);
@@ -34,6 +34,9 @@ PKGS="build-essential pkg-config libevent-dev libpq-dev libyaml-dev libssl-dev l
 case "${1:-}" in
     bench) PKGS="$PKGS wrk haproxy" ;;
     fuzz) PKGS="$PKGS clang libclang-rt-14-dev" ;;
+    # tests/faults: nft rules in a router namespace (iproute2 and util-linux
+    # are in the base list: ip netns, unshare)
+    faults) PKGS="$PKGS nftables" ;;
 esac
 
 echo "== dependencies"

@@ -384,6 +384,40 @@ class TestDatabaseDown(PolicyCase):
             p.close()
 
 
+class TestIdleReadiness(PolicyCase):
+    """No traffic at all, and the database stops answering without closing
+    anything (every PostgreSQL process stopped: the kernel still
+    acknowledges, so TCP keepalives never fire). Idle connections are
+    pinged every timeouts.policy: readiness turns 503 within 3 x policy +
+    1 s (the idle wait, then the wedge limit of 2 x policy + 1 s), and 200
+    again once the database answers."""
+
+    def database(self):
+        return PG(os.path.join(ROOT, "tests", "fixtures", "dify.sql"))
+
+    def tearDown(self):
+        super().tearDown()
+        self.pg.close()
+
+    def test_a_silent_database_turns_readiness_503_with_no_traffic(self):
+        policy = 1.0
+        self.assertEqual(http(self.proxy.admin_port, "GET", "/readyz").status, 200)
+        t0 = time.time()
+        self.pg.freeze()
+        try:
+            down = wait_until(lambda: http(self.proxy.admin_port, "GET", "/readyz").status == 503,
+                              timeout=3 * policy + 1 + 4, interval=0.1)
+            took = time.time() - t0
+        finally:
+            self.pg.thaw()
+        self.assertTrue(down, "readiness still 200 %.1f s after the database went silent; stderr:\n%s"
+                        % (took, self.proxy.stderr()[-1500:]))
+        self.assertLessEqual(took, 3 * policy + 1 + 0.5)
+        self.assertIn("presumed wedged", self.proxy.stderr())
+        self.assertTrue(wait_until(lambda: http(self.proxy.admin_port, "GET", "/readyz").status == 200, timeout=15))
+        self.assertEqual(self.logs("a-editor-app", "owner_a").status, 200)
+
+
 class TestReadinessCoversEveryWorker(unittest.TestCase):
     """A role allowed one connection: one of two workers gets it, the other
     cannot decide. Whichever worker answers the probe, the proxy is not ready."""

@@ -631,6 +631,33 @@ class PG:
         if r.returncode != 0:
             raise RuntimeError("psql failed: %s" % r.stderr)
 
+    def _pids(self):
+        """The postmaster and every process it started."""
+        with open(os.path.join(self.data, "postmaster.pid")) as f:
+            pm = int(f.readline())
+        pids, todo = [], [pm]
+        while todo:
+            pid = todo.pop()
+            pids.append(pid)
+            try:
+                with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+                    todo += [int(k) for k in f.read().split()]
+            except FileNotFoundError:
+                pass
+        return pids
+
+    def freeze(self):
+        """SIGSTOP the postmaster, then every backend: connections stay
+        open and the kernel still acknowledges, but nothing answers."""
+        pids = self._pids()
+        os.kill(pids[0], signal.SIGSTOP)   # first: it starts no backend after this
+        for pid in self._pids()[1:]:
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self):
+        for pid in self._pids():
+            os.kill(pid, signal.SIGCONT)
+
     def lock_session(self, table):
         """A psql session holding ACCESS EXCLUSIVE on table until the
         returned process's stdin is closed (then it commits and exits)."""

@@ -14,6 +14,8 @@ Routes (anything else echoes):
   /chunked?n=N&size=S      chunked response of N chunks of S bytes
   /close-early             closes without answering
   /close-mid               sends a head with Content-Length 1000, 10 bytes, closes
+  /half-close              answers nothing, shuts down its sending side, keeps reading
+  /half-close-mid          a head with Content-Length 1000, 10 bytes, then shuts down its sending side
   /status/NNN              answers with that status
   /big?bytes=N             Content-Length body of N bytes
   /ws                      websocket handshake (101), then echoes bytes
@@ -127,6 +129,13 @@ async def handle(reader, writer):
             if path == "/close-mid":
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789")
                 await writer.drain()
+                return
+            if path in ("/half-close", "/half-close-mid"):
+                if path == "/half-close-mid":
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789")
+                    await writer.drain()
+                writer.write_eof()
+                await reader.read()   # until the proxy closes its side
                 return
             if path == "/slow":
                 await asyncio.sleep(int(q.get("ms", "1000")) / 1000.0)

@@ -1277,6 +1277,39 @@ static void test_mysql_database_keys_are_checked(void **state)
     cfg_unref(c);
 }
 
+static void test_target_session_attrs_is_libpqs_and_keeps_listen_on_a_primary(void **state)
+{
+    (void)state;
+    static const char *const ok[] = {"any", "read-write", "read-only", "primary", "standby", "prefer-standby"};
+    char text[512];
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        snprintf(text, sizeof(text), BASE DB "  host: \"a,b\"\n  target_session_attrs: %s\n", ok[i]);
+        struct pc_config *c = EXPECT_OK(text);
+        assert_string_equal(c->pol->db.target_session_attrs, ok[i]);
+        assert_string_equal(c->pol->db.host, "a,b");
+        cfg_unref(c);
+    }
+    /* not set: the url's (or libpq's any) applies */
+    struct pc_config *c = EXPECT_OK(BASE DB);
+    assert_null(c->pol->db.target_session_attrs);
+    cfg_unref(c);
+    EXPECT_ERROR(BASE DB "  target_session_attrs: read_write\n", "5:25",
+                 "database.target_session_attrs must be one of any, read-write, read-only, primary, standby, "
+                 "prefer-standby, found 'read_write'");
+    EXPECT_ERROR(BASE MYDB "  target_session_attrs: primary\n", "7:25",
+                 "database.target_session_attrs is libpq's (driver postgresql)");
+    /* LISTEN runs on the primary only */
+    EXPECT_ERROR(BASE DB "  target_session_attrs: prefer-standby\ncache:\n  invalidate_channel: portcullis\n",
+                 "5:25", "database.target_session_attrs prefer-standby may put connections on a standby, where "
+                         "cache.invalidate_channel cannot LISTEN");
+    EXPECT_ERROR(BASE "cache:\n  invalidate_channel: portcullis\n" DB "  target_session_attrs: standby\n", "7:25",
+                 "database.target_session_attrs standby may put connections on a standby");
+    c = EXPECT_OK(BASE DB "  target_session_attrs: read-write\ncache:\n  invalidate_channel: portcullis\n");
+    cfg_unref(c);
+    c = EXPECT_OK(BASE DB "  target_session_attrs: prefer-standby\ncache:\n  invalidate_query: SELECT 1\n");
+    cfg_unref(c);
+}
+
 static void test_a_policy_gives_sql_per_dialect_and_runs_the_drivers(void **state)
 {
     (void)state;
@@ -1420,6 +1453,7 @@ int main(void)
         cmocka_unit_test(test_a_public_secret_is_refused_unless_explicitly_allowed),
         cmocka_unit_test(test_the_driver_and_its_synonyms_choose_the_dialect),
         cmocka_unit_test(test_mysql_database_keys_are_checked),
+        cmocka_unit_test(test_target_session_attrs_is_libpqs_and_keeps_listen_on_a_primary),
         cmocka_unit_test(test_a_policy_gives_sql_per_dialect_and_runs_the_drivers),
         cmocka_unit_test(test_a_policy_without_sql_for_the_driver_is_an_error),
         cmocka_unit_test(test_cache_invalidate_query_and_poll),
