@@ -779,19 +779,37 @@ struct pol_data_view *pol_data_view_new(const struct pol_data *d, int empty, lon
     return v;
 }
 
-struct pol_data_view *pol_data_view_file(const struct pol_data *d, size_t set, const char *path,
-                                         const char *named_at, struct pc_buf *errors)
+struct pol_data_view *pol_data_view_files(const struct pol_data *d, const char *const *names,
+                                          const char *const *paths, const char *const *named_at, size_t n,
+                                          struct pc_buf *errors)
 {
-    const struct pol_dataset *s = &d->sets[set];
-    struct pol_dtop *tops = pd_tops_shell(s);
+    struct pol_dtop **loaded = pc_calloc(d->nsets ? d->nsets : 1, sizeof(*loaded));
     struct pc_buf warnings = {0};
     struct pol_data_view *v = NULL;
-    if (path == NULL || path[0] == '\0' || pd_load_file(s, path, named_at, tops, errors, &warnings) == 0) {
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        long s = pol_data_find(d, names[i]);
+        if (s < 0) {
+            pc_buf_addf(errors, "%s: the config declares no data set '%s'\n", named_at[i], names[i]);
+            bad = 1;
+            continue;
+        }
+        if (loaded[s] != NULL) {
+            pc_buf_addf(errors, "%s: data set '%s' is named twice\n", named_at[i], names[i]);
+            bad = 1;
+            continue;
+        }
+        loaded[s] = pd_tops_shell(&d->sets[s]);
+        if (paths[i] != NULL && paths[i][0] != '\0' &&
+            pd_load_file(&d->sets[s], paths[i], named_at[i], loaded[s], errors, &warnings) != 0)
+            bad = 1;
+    }
+    if (!bad) {
         struct pc_buf b = {0};
         v = pd_view_alloc(d->nslots);
         for (size_t i = 0; i < d->nslots; i++) {
             const struct pol_dslot *sl = &d->slots[i];
-            const struct pol_dtop *t = sl->set == set ? &tops[sl->top] : &d->sets[sl->set].tops[sl->top];
+            const struct pol_dtop *t = loaded[sl->set] ? &loaded[sl->set][sl->top] : &d->sets[sl->set].tops[sl->top];
             b.len = 0;
             size_t rows = pd_encode(&b, t, sl->field, -1);
             pd_view_set(v, i, &b, rows);
@@ -799,9 +817,12 @@ struct pol_data_view *pol_data_view_file(const struct pol_data *d, size_t set, c
         pc_buf_free(&b);
     }
     pc_buf_free(&warnings);
-    for (size_t t = 0; t < s->ntops; t++)
-        pd_entries_free(&tops[t]);
-    free(tops);
+    for (size_t s = 0; s < d->nsets; s++) {
+        for (size_t t = 0; loaded[s] != NULL && t < d->sets[s].ntops; t++)
+            pd_entries_free(&loaded[s][t]);
+        free(loaded[s]);
+    }
+    free(loaded);
     return v;
 }
 

@@ -129,13 +129,14 @@ struct pol_data_view *pol_data_view_new(const struct pol_data *d, int empty, lon
                                         long skip_entry);
 void pol_data_view_free(struct pol_data_view *v);
 
-/* Load one dataset's file again from another path, validated with its
- * declared shape, into a view where that dataset holds what path holds and
- * the others what the generation holds (portcullis test: a case's data:).
- * path NULL or "": that dataset empty. NULL with file:line:col lines in
- * errors (an unreadable file: at named_at, "file:line:col" of its name). */
-struct pol_data_view *pol_data_view_file(const struct pol_data *d, size_t set, const char *path,
-                                         const char *named_at, struct pc_buf *errors);
+/* A view where data sets names[i] hold what paths[i] holds (read and
+ * validated with their declared shapes) and the others what the
+ * generation holds (portcullis test: a case's data:). paths[i] NULL or "":
+ * that set empty. NULL with file:line:col lines in errors (an unknown set
+ * or an unreadable file: at named_at[i], "file:line:col" of its name). */
+struct pol_data_view *pol_data_view_files(const struct pol_data *d, const char *const *names,
+                                          const char *const *paths, const char *const *named_at, size_t n,
+                                          struct pc_buf *errors);
 
 /* The dataset a name names, or -1. */
 long pol_data_find(const struct pol_data *d, const char *name);
