@@ -370,6 +370,20 @@ class AccessCase:
                                     "its entry decides nothing" % (path, line, gone)])
 
 
+    def test_the_shipped_example_validates_and_names_its_apps_the_database_lacks(self):
+        example = os.path.join(ROOT, "deploy", "dify", "portcullis-access.example.yaml")
+        with open(example) as f:
+            text = f.read()
+        apps = re.findall(r"(?m)^  ([0-9a-f-]{36}):$", text)
+        self.assertEqual(len(apps), 3)
+        r = run_portcullis("-t", "-c", PACK, env=self.env(example))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        warnings = [l for l in r.stderr.splitlines() if "is not in the database" in l]
+        self.assertEqual(warnings, ["%s:%s: warning: data set 'access': apps %s is not in the database (deleted?); "
+                                    "its entry decides nothing" % (example, at(text, a + ":"), a)
+                                    for a in apps])
+
+
 class TestAccessListsOnPostgreSQL(AccessCase, unittest.TestCase):
     dialect = "postgresql"
 
