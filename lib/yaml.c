@@ -159,6 +159,12 @@ static void yt_offset_mark(const char *text, size_t text_len, FILE *fp, size_t o
 struct yt_doc *yt_load(const char *file, const char *text, size_t text_len,
                        yt_getenv_fn getenv_fn, char *err, size_t errlen)
 {
+    return yt_load_opts(file, text, text_len, getenv_fn, 0, err, errlen);
+}
+
+struct yt_doc *yt_load_opts(const char *file, const char *text, size_t text_len, yt_getenv_fn getenv_fn,
+                            unsigned opts, char *err, size_t errlen)
+{
     yaml_parser_t parser;
     yaml_event_t ev;
     FILE *fp = NULL;
@@ -276,9 +282,9 @@ struct yt_doc *yt_load(const char *file, const char *text, size_t text_len,
             node->line = line;
             node->col = col;
             node->quoted = ev.data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
-            /* Keys are not expanded; values are. */
+            /* Keys are not expanded; values are (unless YT_NO_EXPAND). */
             int is_key = depth > 0 && stack[depth - 1]->type == YT_MAP && pending_key[depth - 1] == NULL;
-            if (is_key) {
+            if (is_key || (opts & YT_NO_EXPAND)) {
                 node->str = pc_strndup((const char *)ev.data.scalar.value, ev.data.scalar.length);
                 node->len = ev.data.scalar.length;
             } else {
@@ -355,7 +361,7 @@ struct yt_doc *yt_load(const char *file, const char *text, size_t text_len,
         yaml_event_delete(&ev);
     }
 
-    if (doc->root == NULL) {
+    if (doc->root == NULL && !(opts & YT_EMPTY_OK)) {
         snprintf(err, errlen, "%s:1:1: the configuration is empty", file);
         goto fail;
     }

@@ -41,6 +41,14 @@ typedef const char *(*yt_getenv_fn)(const char *name);
  */
 struct yt_doc *yt_load(const char *file, const char *text, size_t text_len,
                        yt_getenv_fn getenv_fn, char *err, size_t errlen);
+
+/* The same, with options: YT_NO_EXPAND reads values literally (no ${VAR}:
+ * data files an operator writes, not configs); YT_EMPTY_OK accepts an empty
+ * document (doc->root is then NULL). */
+#define YT_NO_EXPAND 1u
+#define YT_EMPTY_OK 2u
+struct yt_doc *yt_load_opts(const char *file, const char *text, size_t text_len, yt_getenv_fn getenv_fn,
+                            unsigned opts, char *err, size_t errlen);
 void yt_free(struct yt_doc *doc);
 
 /* Lookup in a map; NULL when absent. */

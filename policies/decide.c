@@ -15,6 +15,7 @@
 #include "db.h"
 #include "gen.h"
 #include "policy.h"
+#include "data.h"
 #include "../lib/base.h"
 
 #include <stdio.h>
@@ -179,6 +180,14 @@ int dec_counters_configured(const struct dec_counters *c)
     return __atomic_load_n(&c->db_configured, __ATOMIC_RELAXED);
 }
 
+int dec_step_binds_data(const struct dec_plan *p, size_t i)
+{
+    for (size_t b = 0; b < p->steps[i].nbinds; b++)
+        if (p->steps[i].binds[b].kind == DEC_B_DATA)
+            return 1;
+    return 0;
+}
+
 void dec_plan_clear(struct dec_plan *p)
 {
     for (size_t i = 0; i < p->nsteps; i++) {
@@ -208,6 +217,7 @@ struct dec_vals {
     const char *v[POL_MAX_PARAMS];
     int len[POL_MAX_PARAMS];
     char *owned[POL_MAX_PARAMS];
+    const unsigned char *digest[POL_MAX_PARAMS]; /* operator data: what the cache key holds */
     size_t n;
 };
 
@@ -220,6 +230,7 @@ static void dec_bind(const struct dec_request *d, const struct dec_step *ra, con
         out->v[i] = NULL;
         out->len[i] = 0;
         out->owned[i] = NULL;
+        out->digest[i] = NULL;
         switch (b->kind) {
         case DEC_B_SUBJECT:
             out->v[i] = d->subject;
@@ -239,6 +250,13 @@ static void dec_bind(const struct dec_request *d, const struct dec_step *ra, con
             out->owned[i] = v; /* the JSON reader refuses NUL: strlen is the length */
             out->v[i] = v;
             out->len[i] = v ? (int)strlen(v) : 0;
+            break;
+        }
+        case DEC_B_DATA: {
+            const struct pol_data_view *dv = d->data_view ? d->data_view : d->cfg->data->full;
+            out->v[i] = dv->value[b->capture];
+            out->len[i] = dv->len[b->capture];
+            out->digest[i] = dv->digest[b->capture];
             break;
         }
         }
@@ -261,8 +279,12 @@ static void dec_build_key(struct pc_buf *b, const struct dec_request *d, const s
     dec_key_part(b, d->plan->name, strlen(d->plan->name), 1);
     dec_key_part(b, p->name, strlen(p->name), 1);
     dec_key_part(b, d->subject, d->subject_len, 1);
-    for (size_t i = 0; i < vals->n; i++)
-        dec_key_part(b, vals->v[i], (size_t)vals->len[i], vals->v[i] != NULL);
+    for (size_t i = 0; i < vals->n; i++) {
+        if (vals->digest[i] != NULL) /* a file's worth of data: its SHA-256 */
+            dec_key_part(b, (const char *)vals->digest[i], 32, 1);
+        else
+            dec_key_part(b, vals->v[i], (size_t)vals->len[i], vals->v[i] != NULL);
+    }
 }
 
 /* ---- in-flight table ---- */

@@ -22,6 +22,7 @@ struct pol_gen;
 struct dec_ctx;
 struct dec_lookup;
 struct db_driver;
+struct pol_data_view;
 
 enum dec_result { DEC_ALLOW = 1, DEC_DENY, DEC_ERROR };
 
@@ -34,11 +35,12 @@ enum dec_result { DEC_ALLOW = 1, DEC_DENY, DEC_ERROR };
  * the request, or a claim of the verified token. The engine never sees a
  * rule, only its plan.
  */
-enum dec_bind_kind { DEC_B_CAPTURE, DEC_B_SUBJECT, DEC_B_CLAIM };
+enum dec_bind_kind { DEC_B_CAPTURE, DEC_B_SUBJECT, DEC_B_CLAIM, DEC_B_DATA };
 
 struct dec_bind {
     enum dec_bind_kind kind;
-    int capture;                /* DEC_B_CAPTURE: index into the request's captures */
+    int capture;                /* DEC_B_CAPTURE: index into the request's captures;
+                                 * DEC_B_DATA: the data slot (data.h pol_data_slot) */
     char *claim;                /* DEC_B_CLAIM: claim name */
 };
 
@@ -53,7 +55,11 @@ struct dec_plan {
     struct dec_step *steps;
     size_t nsteps;
     int needs_claims;           /* some step binds a claim */
+    int binds_data;             /* some step binds operator data (data.h) */
 };
+
+/* Does step i bind operator data? */
+int dec_step_binds_data(const struct dec_plan *p, size_t i);
 
 void dec_plan_clear(struct dec_plan *p);
 
@@ -87,7 +93,11 @@ struct dec_request {
     size_t subject_len;
     const char *payload;        /* claims JSON, for claims.<name> */
     size_t payload_len;
+    /* operator data bound by DEC_B_DATA: NULL is the generation's own
+     * (cfg->data->full); the empty view asks "and without the data?" */
+    const struct pol_data_view *data_view;
     void (*done)(struct dec_request *d, enum dec_result res, const char *reason);
+    void *done_arg;             /* the caller's, for done */
     /* explain: run every policy (no early allow) and report each one */
     int run_all;
     void (*trace_bind)(struct dec_request *d, int policy, const char *const *values, const int *lengths, size_t n);

@@ -3,6 +3,7 @@
  */
 #include "gen.h"
 #include "policy.h"
+#include "data.h"
 #include "../lib/base.h"
 
 #include <stdlib.h>
@@ -32,6 +33,7 @@ static void pol_gen_free(struct pol_gen *g)
         g->on_free(g);
     free(g->file);
     pol_set_free(g->set);
+    pol_data_free(g->data);
     free(d->url);
     free(d->host);
     free(d->port);

@@ -16,6 +16,7 @@
 #include "../lib/cfg.h"
 
 struct pol_set;
+struct pol_data;
 
 /* database.schema_version: a query whose rows name the schema's version,
  * and the versions the config was checked against. */
@@ -61,6 +62,7 @@ struct pol_gen {
     uint64_t generation; /* set when the generation is installed */
     char *file;          /* for file:line:col messages */
     struct pol_set *set;
+    struct pol_data *data;  /* operator data: the `data` section and its files (data.h) */
     struct pol_db db;
     struct pol_cache cache;
     int64_t policy_timeout; /* ms: the whole decision budget (timeouts.policy) */

@@ -43,10 +43,12 @@ DROP TRIGGER IF EXISTS portcullis_tenant_account_joins_del;
 CREATE TRIGGER portcullis_tenant_account_joins_del AFTER DELETE ON tenant_account_joins FOR EACH ROW
     UPDATE portcullis_changes SET changes = changes + 1 WHERE id = 1;
 
--- accounts: a ban (status), or an account removed; not a login
+-- accounts: a ban (status), a new address (access lists name emails), or an
+-- account removed; not a login
 DROP TRIGGER IF EXISTS portcullis_accounts_upd;
 CREATE TRIGGER portcullis_accounts_upd AFTER UPDATE ON accounts FOR EACH ROW
-    UPDATE portcullis_changes SET changes = changes + 1 WHERE id = 1 AND NOT (OLD.status <=> NEW.status);
+    UPDATE portcullis_changes SET changes = changes + 1 WHERE id = 1
+       AND NOT (OLD.status <=> NEW.status AND OLD.email <=> NEW.email);
 
 DROP TRIGGER IF EXISTS portcullis_accounts_del;
 CREATE TRIGGER portcullis_accounts_del AFTER DELETE ON accounts FOR EACH ROW

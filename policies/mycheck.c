@@ -6,6 +6,7 @@
  * Blocking, so never on a thread that serves requests.
  */
 #include "my.h"
+#include "data.h"
 #include "gen.h"
 #include "policy.h"
 #include "schema.h"
@@ -139,6 +140,80 @@ static int my_check_invalidate(const struct pol_gen *cfg, MYSQL *m, struct pc_bu
     return -1;
 }
 
+/* data: known: for every mapping that has it, run with :keys (bound once
+ * per use) and warn about the keys the database does not have. */
+static int my_check_known(const struct pol_gen *cfg, MYSQL *m, struct pc_buf *b, struct pc_buf *w)
+{
+    const struct pol_data *d = cfg->data;
+    int rc = 0;
+    for (size_t i = 0; d != NULL && i < d->nsets; i++) {
+        for (size_t t = 0; t < d->sets[i].ntops; t++) {
+            const struct pol_dtop *top = &d->sets[i].tops[t];
+            if (top->known_sql == NULL)
+                continue;
+            char *keys = pol_data_keys_json(top);
+            unsigned long klen = (unsigned long)strlen(keys);
+            MYSQL_STMT *st = mysql_stmt_init(m);
+            MYSQL_BIND *bind = pc_calloc(top->known_nparams ? top->known_nparams : 1, sizeof(*bind));
+            MYSQL_BIND out;
+            char val[512];
+            unsigned long vlen = 0;
+            my_bool is_null = 0;
+            char **found = NULL;
+            size_t nfound = 0;
+            int ok = st != NULL && mysql_stmt_prepare(st, top->known_sql, strlen(top->known_sql)) == 0 &&
+                     mysql_stmt_field_count(st) >= 1;
+            for (size_t k = 0; ok && k < top->known_nparams; k++) {
+                bind[k].buffer_type = MYSQL_TYPE_STRING;
+                bind[k].buffer = keys;
+                bind[k].buffer_length = klen;
+                bind[k].length = &klen;
+            }
+            memset(&out, 0, sizeof(out));
+            out.buffer_type = MYSQL_TYPE_STRING;
+            out.buffer = val;
+            out.buffer_length = sizeof(val) - 1;
+            out.length = &vlen;
+            out.is_null = &is_null;
+            ok = ok && mysql_stmt_bind_param(st, bind) == 0 && mysql_stmt_execute(st) == 0 &&
+                 mysql_stmt_bind_result(st, &out) == 0;
+            while (ok) {
+                int f = mysql_stmt_fetch(st);
+                if (f == MYSQL_NO_DATA)
+                    break;
+                if (f == 1) {
+                    ok = 0;
+                    break;
+                }
+                if (is_null)
+                    continue;
+                found = pc_realloc(found, (nfound + 1) * sizeof(*found));
+                found[nfound++] = pc_strndup(val, PC_MIN(vlen, sizeof(val) - 1));
+            }
+            if (!ok) {
+                pc_buf_addf(b, "%s:%d:%d: data %s.%s: known: does not run: ", cfg->file, top->known_line,
+                            top->known_col, d->sets[i].name, top->name);
+                if (st != NULL && mysql_stmt_errno(st) != 0)
+                    my_message(b, m, st);
+                else
+                    pc_buf_adds(b, "it must return the keys it knows, in one column");
+                pc_buf_addc(b, '\n');
+                rc = -1;
+            } else {
+                pol_data_known_report(&d->sets[i], top, found, nfound, w);
+            }
+            for (size_t k = 0; k < nfound; k++)
+                free(found[k]);
+            free(found);
+            free(bind);
+            if (st != NULL)
+                mysql_stmt_close(st);
+            free(keys);
+        }
+    }
+    return rc;
+}
+
 int my_check(const struct pol_gen *cfg, char **errors, char **warnings)
 {
     struct pc_buf b = {0}, w = {0};
@@ -198,6 +273,8 @@ int my_check(const struct pol_gen *cfg, char **errors, char **warnings)
             rc = -1;
     }
     if (my_check_invalidate(cfg, m, &b) != 0)
+        rc = -1;
+    if (my_check_known(cfg, m, &b, &w) != 0)
         rc = -1;
     if (rc == 0)
         pol_report_choice(cfg, choice, (const char *const *)missing);

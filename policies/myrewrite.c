@@ -62,7 +62,7 @@ static size_t my_quoted_end(const char *sql, size_t i, size_t len)
     return 0;
 }
 
-/* A :name (or :claims.name) at sql[i]: its length, name included; 0 when
+/* A :name (or :claims.name, :data.set.key.field) at sql[i]: its length, name included; 0 when
  * sql[i] does not start one. */
 static size_t my_placeholder(const char *sql, size_t i, size_t len)
 {
@@ -76,6 +76,13 @@ static size_t my_placeholder(const char *sql, size_t i, size_t len)
         j++;
         while (j < len && my_ident_char(sql[j]))
             j++;
+    } else if (j - i - 1 == 4 && memcmp(sql + i + 1, "data", 4) == 0) {
+        /* data.<set>.<key>[.<field>] */
+        for (int part = 0; part < 3 && j + 1 < len && sql[j] == '.' && my_ident_start(sql[j + 1]); part++) {
+            j++;
+            while (j < len && my_ident_char(sql[j]))
+                j++;
+        }
     }
     return j - i;
 }

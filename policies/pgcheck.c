@@ -6,6 +6,7 @@
  * Blocking, so never on a thread that serves requests.
  */
 #include "pg.h"
+#include "data.h"
 #include "gen.h"
 #include "policy.h"
 #include "schema.h"
@@ -95,6 +96,44 @@ static int pol_check_invalidate(const struct pol_gen *cfg, PGconn *c, struct pc_
     return ok ? 0 : -1;
 }
 
+/* data: known: for every mapping that has it, run with :keys and warn
+ * about the keys the database does not have. */
+static int pol_check_known(const struct pol_gen *cfg, PGconn *c, struct pc_buf *b, struct pc_buf *w)
+{
+    const struct pol_data *d = cfg->data;
+    int rc = 0;
+    for (size_t i = 0; d != NULL && i < d->nsets; i++) {
+        for (size_t t = 0; t < d->sets[i].ntops; t++) {
+            const struct pol_dtop *top = &d->sets[i].tops[t];
+            if (top->known_sql == NULL)
+                continue;
+            char *keys = pol_data_keys_json(top);
+            const char *vals[POL_MAX_PARAMS];
+            for (size_t k = 0; k < top->known_nparams && k < POL_MAX_PARAMS; k++)
+                vals[k] = keys;
+            PGresult *r = PQexecParams(c, top->known_sql, (int)top->known_nparams, NULL, vals, NULL, NULL, 0);
+            if (PQresultStatus(r) != PGRES_TUPLES_OK || PQnfields(r) < 1) {
+                pc_buf_addf(b, "%s:%d:%d: data %s.%s: known: does not run: ", cfg->file, top->known_line,
+                            top->known_col, d->sets[i].name, top->name);
+                pol_pg_message(b, PQresultStatus(r) == PGRES_TUPLES_OK ? "it must return the keys it knows, in one "
+                                                                          "column" : PQresultErrorMessage(r));
+                pc_buf_addc(b, '\n');
+                rc = -1;
+            } else {
+                int n = PQntuples(r);
+                char **found = pc_calloc(n ? (size_t)n : 1, sizeof(*found));
+                for (int k = 0; k < n; k++)
+                    found[k] = PQgetvalue(r, k, 0);
+                pol_data_known_report(&d->sets[i], top, found, (size_t)n, w);
+                free(found);
+            }
+            PQclear(r);
+            free(keys);
+        }
+    }
+    return rc;
+}
+
 int pg_check(const struct pol_gen *cfg, char **errors, char **warnings)
 {
     struct pc_buf b = {0}, w = {0};
@@ -152,6 +191,8 @@ int pg_check(const struct pol_gen *cfg, char **errors, char **warnings)
         PQclear(r);
     }
     if (pol_check_invalidate(cfg, c, &b) != 0)
+        rc = -1;
+    if (pol_check_known(cfg, c, &b, &w) != 0)
         rc = -1;
     if (rc == 0)
         pol_report_choice(cfg, choice, (const char *const *)missing);

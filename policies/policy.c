@@ -197,12 +197,19 @@ char *pol_rewrite_sql(const char *sql, char ***params_out, size_t *nparams_out, 
                 size_t j = i + 1;
                 while (j < len && pol_ident_char(sql[j]))
                     j++;
-                /* claims.<name> */
+                /* claims.<name>; data.<set>.<key>[.<field>] */
                 if (j - i - 1 == 6 && memcmp(sql + i + 1, "claims", 6) == 0 && j < len &&
                     sql[j] == '.' && j + 1 < len && pol_ident_start(sql[j + 1])) {
                     j++;
                     while (j < len && pol_ident_char(sql[j]))
                         j++;
+                } else if (j - i - 1 == 4 && memcmp(sql + i + 1, "data", 4) == 0) {
+                    for (int part = 0; part < 3 && j + 1 < len && sql[j] == '.' && pol_ident_start(sql[j + 1]);
+                         part++) {
+                        j++;
+                        while (j < len && pol_ident_char(sql[j]))
+                            j++;
+                    }
                 }
                 char *name = pc_strndup(sql + i + 1, j - i - 1);
                 size_t k;
@@ -330,7 +337,7 @@ static void pol_variant_sql(struct cfg_ctx *ctx, struct pol_policy *p, struct po
     v->nparams = nn;
     v->param = pc_calloc(nn ? nn : 1, sizeof(*v->param));
     for (size_t j = 0; j < nn; j++) {
-        if (strncmp(names[j], "claims.", 7) != 0 && strchr(names[j], '.') != NULL)
+        if (strncmp(names[j], "claims.", 7) != 0 && strncmp(names[j], "data.", 5) != 0 && strchr(names[j], '.') != NULL)
             cfg_error(ctx, &at, "policy '%s': bad parameter :%s", p->name, names[j]);
         size_t k;
         for (k = 0; k < p->nparams; k++)

@@ -45,6 +45,9 @@ void pc_log_format_access(struct pc_buf *b, const struct pc_req *r, enum pc_log_
     double pol = r->t_policy ? (double)((r->t_policy_end ? r->t_policy_end : now) - r->t_policy) / 1000.0 : -1;
     double up = r->t_up ? (double)((r->t_up_end ? r->t_up_end : now) - r->t_up) / 1000.0 : -1;
     const char *method = r->h.method_len ? r->h.method : NULL;
+    /* did an entry of an operator data file (an access list) decide? */
+    static const char *const data_names[] = {NULL, "false", "true", NULL};
+    const char *data = data_names[r->data_decided];
 
     if (fmt == PC_LOG_TEXT) {
         pc_buf_addf(b, "%s %s %s \"", ts, r->request_id[0] ? r->request_id : "-", r->c->peer);
@@ -61,9 +64,9 @@ void pc_log_format_access(struct pc_buf *b, const struct pc_req *r, enum pc_log_
             pc_buf_add_json_str(b, r->subject, r->subject_len);
         else
             pc_buf_addc(b, '-');
-        pc_buf_addf(b, " in=%llu out=%llu ms=%.3f policy_ms=%.3f upstream_ms=%.3f cache=%s\n",
+        pc_buf_addf(b, " in=%llu out=%llu ms=%.3f policy_ms=%.3f upstream_ms=%.3f cache=%s data_decided=%s\n",
                     (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out, dur, pol, up,
-                    cache ? cache : "-");
+                    cache ? cache : "-", data ? data : "-");
         return;
     }
     pc_buf_addf(b, "{\"ts\":\"%s\"", ts);
@@ -87,7 +90,7 @@ void pc_log_format_access(struct pc_buf *b, const struct pc_req *r, enum pc_log_
     else
         pc_buf_adds(b, ",\"upstream_ms\":null");
     pc_json_field(b, "cache", cache, cache ? strlen(cache) : 0);
-    pc_buf_adds(b, "}\n");
+    pc_buf_addf(b, ",\"data_decided\":%s}\n", data ? data : "null");
 }
 
 void pc_log_access(struct pc_req *r)

@@ -6,6 +6,7 @@
 #include "config.h"
 #include "metrics.h"
 #include "../rules/match.h"
+#include "../policies/data.h"
 #include "../policies/gen.h"
 #include "../policies/identity.h"
 #include "../policies/policy.h"
@@ -255,6 +256,11 @@ static void sec_policies(struct cfg_ctx *ctx, const struct yt_node *n, void *dst
     pol_set_parse(ctx, n, l->c->pol);
 }
 
+static void sec_data(struct cfg_ctx *ctx, const struct yt_node *n, void *dst)
+{
+    pol_data_parse(ctx, n, ((struct cfg_load *)dst)->c->pol);
+}
+
 static void sec_database(struct cfg_ctx *ctx, const struct yt_node *n, void *dst)
 {
     pol_db_parse(ctx, n, &((struct cfg_load *)dst)->c->pol->db);
@@ -332,6 +338,7 @@ static const struct cfg_row cfg_sections[] = {
     CFG_ROW_CUSTOM("rules", 0, sec_rules, "path templates and what each allows (rules/match.c)"),
     CFG_ROW_CUSTOM("default", 0, sec_default, "deny or forward what no rule matches"),
     CFG_ROW_CUSTOM("policies", 0, sec_policies, "named SQL checks (policies/policy.c)"),
+    CFG_ROW_CUSTOM("data", 0, sec_data, "operator data files that policies bind (policies/data.c)"),
     CFG_ROW_CUSTOM("database", 0, sec_database, "where policies run (policies/gen.c)"),
     CFG_ROW_CUSTOM("cache", 0, sec_cache, "the decision and token caches (policies/gen.c)"),
 };
@@ -369,6 +376,7 @@ static void cfg_finish(struct cfg_ctx *ctx, struct cfg_load *l, const struct yt_
     c->pol->policy_timeout = c->timeouts.policy;
     pol_gen_finish(ctx, c->pol, l->policies);
     pol_db_finish(ctx, c->pol, yt_get(root, "database"));
+    pol_data_finish(ctx, c->pol);
     if (c->identity == NULL && l->rules != NULL && l->rules->type == YT_SEQ) {
         /* rules with allow: need identity; the error points at the first */
         for (size_t i = 0; i < l->rules->n; i++) {
@@ -379,7 +387,7 @@ static void cfg_finish(struct cfg_ctx *ctx, struct cfg_load *l, const struct yt_
             }
         }
     }
-    rule_config_parse(ctx, l->rules, c->pol->set, &c->rules);
+    rule_config_parse(ctx, l->rules, c->pol->set, c->pol->data, &c->rules);
 }
 
 void cfg_free(struct pc_config *c);
@@ -496,6 +504,17 @@ void cfg_print(struct pc_buf *b, const struct pc_config *c)
     }
     pc_buf_adds(b, "cache:\n");
     cfg_rows_print(b, "  ", pol_cache_rows, pol_cache_nrows, &c->pol->cache);
+    const struct pol_data *d = c->pol->data;
+    if (d != NULL && d->nsets > 0) {
+        pc_buf_adds(b, "data:    # operator data files that policies bind; shapes as written\n");
+        for (size_t i = 0; i < d->nsets; i++) {
+            size_t n = 0;
+            for (size_t t = 0; t < d->sets[i].ntops; t++)
+                n += d->sets[i].tops[t].nentries;
+            pc_buf_addf(b, "  %s:\n    file: \"%s\"    # %zu entries; empty: no file\n", d->sets[i].name,
+                        d->sets[i].file ? d->sets[i].file : "", n);
+        }
+    }
     pc_buf_addf(b, "default: %s    # %s\n", c->default_forward ? "forward" : "deny", cfg_sections[11].doc);
     pc_buf_addf(b, "# policies: %zu, rules: %zu (as written in the file)\n", c->pol->set ? c->pol->set->n : 0,
                 c->rules ? c->rules->n : 0);

@@ -181,10 +181,7 @@ static struct pc_req *req_alloc(struct pc_conn *c)
 static void req_free(struct pc_req *r)
 {
     struct pc_worker *w = r->w;
-    if (r->deciding) {
-        dec_cancel(&r->dec);
-        r->deciding = 0;
-    }
+    pc_judge_cancel(r);
     h1c_release(r);
     pc_ready_cancel(&r->ready);
     cfg_unref(r->cfg);
@@ -561,10 +558,7 @@ static void req_response_done(struct pc_req *r)
 {
     struct pc_conn *c = r->c;
     h1c_release(r);
-    if (r->deciding) {
-        dec_cancel(&r->dec);
-        r->deciding = 0;
-    }
+    pc_judge_cancel(r);
     if (!r->keepalive)
         c->close_after = 1;
     conn_set_state(c, PC_CS_FLUSH);

@@ -11,6 +11,7 @@
  */
 #include "judge.h"
 #include "reply.h"
+#include "../policies/data.h"
 #include "../policies/gen.h"
 #include "../policies/identity.h"
 #include "../policies/tokcache.h"
@@ -51,19 +52,96 @@ static void judge_unauthenticated(struct pc_req *r, const char *reason, const ch
     judge_verdict(r, PC_D_UNAUTH, reason, 401, "unauthorized", message);
 }
 
-static void judge_decided(struct dec_request *d, enum dec_result res, const char *reason)
+static void judge_conclude(struct pc_req *r)
 {
-    struct pc_req *r = (struct pc_req *)((char *)d - offsetof(struct pc_req, dec));
+    enum dec_result res = r->dec_res;
+    const char *reason = r->dec.reason; /* it lives in r */
     r->deciding = 0;
     r->t_policy_end = pc_now_us();
-    r->cache_state = d->cache_hit ? 1 : 2;
-    /* d->reason: it lives in r */
     if (res == DEC_ALLOW)
         judge_verdict(r, PC_D_ALLOW, reason, PC_JUDGE_FORWARD, NULL, NULL);
     else if (res == DEC_DENY)
         judge_forbidden(r, reason);
     else
         judge_verdict(r, PC_D_ERROR, reason, 503, "service_unavailable", "authorization is temporarily unavailable");
+}
+
+static void judge_base_decided(struct dec_request *d, enum dec_result res, const char *reason)
+{
+    struct pc_req *r = d->done_arg;
+    PC_UNUSED(reason);
+    r->base_deciding = 0;
+    r->base_res = res;
+    r->cache_state = r->cache_state == 1 && d->cache_hit ? 1 : 2;
+    r->data_decided = res == DEC_ERROR ? PC_DATA_UNKNOWN : res != r->dec_res ? PC_DATA_YES : PC_DATA_NO;
+    judge_conclude(r);
+}
+
+/* Could the data have decided d? Only through a policy that binds it: the
+ * one that allowed, or one that found no row. And only when the data
+ * bound is not empty already. */
+static int judge_data_may_decide(const struct dec_request *d, enum dec_result res)
+{
+    const struct dec_plan *p = d->plan;
+    const struct pol_data *data = d->cfg->data;
+    const struct pol_data_view *v = d->data_view ? d->data_view : data->full;
+    if (!p->binds_data || res == DEC_ERROR)
+        return 0;
+    if (memcmp(v->digest, data->empty->digest, v->n * sizeof(*v->digest)) == 0)
+        return 0;
+    for (size_t i = 0; i < p->nsteps; i++) {
+        enum dec_outcome o = d->waits[i].outcome;
+        if (res == DEC_ALLOW && o == DEC_O_PASS)
+            return dec_step_binds_data(p, i);
+        if (res == DEC_DENY && o == DEC_O_FAIL && dec_step_binds_data(p, i))
+            return 1;
+    }
+    return 0;
+}
+
+static void judge_decided(struct dec_request *d, enum dec_result res, const char *reason)
+{
+    struct pc_req *r = (struct pc_req *)((char *)d - offsetof(struct pc_req, dec));
+    PC_UNUSED(reason);
+    r->dec_res = res;
+    r->cache_state = d->cache_hit ? 1 : 2;
+    if (d->plan->binds_data)
+        r->data_decided = PC_DATA_NO;
+    if (!judge_data_may_decide(d, res)) {
+        judge_conclude(r);
+        return;
+    }
+    /* the same request as if no data file were given: whether an entry
+     * decided is what the access log and explain report */
+    struct dec_request *b = pc_pool_alloc(&r->pool, sizeof(*b));
+    memset(b, 0, sizeof(*b));
+    b->cfg = d->cfg;
+    b->plan = d->plan;
+    b->captures = d->captures;
+    b->capture_lens = d->capture_lens;
+    b->capture_present = d->capture_present;
+    b->subject = d->subject;
+    b->subject_len = d->subject_len;
+    b->payload = d->payload;
+    b->payload_len = d->payload_len;
+    b->data_view = d->cfg->data->empty;
+    b->done = judge_base_decided;
+    b->done_arg = r;
+    r->dec_base = b;
+    r->base_deciding = 1;
+    dec_start(r->dec_ctx, b);
+}
+
+void pc_judge_cancel(struct pc_req *r)
+{
+    if (r->deciding) {
+        dec_cancel(&r->dec);
+        r->deciding = 0;
+    }
+    if (r->base_deciding) {
+        dec_cancel(r->dec_base);
+        r->base_deciding = 0;
+    }
 }
 
 static const char *const judge_source_kinds[] = {"cookie", "header", "query"};
@@ -148,8 +226,10 @@ static void judge_identity(struct pc_req *r, struct dec_ctx *dec, struct tokcach
     r->dec.subject_len = r->subject_len;
     r->dec.payload = r->payload;
     r->dec.payload_len = r->payload_len;
+    r->dec.data_view = r->data_view;
     r->dec.done = judge_decided;
     r->deciding = 1;
+    r->dec_ctx = dec;
     dec_start(dec, &r->dec);
 }
 

@@ -38,5 +38,7 @@ struct pc_trace {
  * before returning; r may be gone after fn.
  */
 void pc_judge(struct pc_req *r, struct dec_ctx *dec, struct tokcache *tokens, pc_judge_fn fn);
+/* The request goes away while it is being decided: stop deciding. */
+void pc_judge_cancel(struct pc_req *r);
 
 #endif

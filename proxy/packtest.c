@@ -17,6 +17,7 @@
 #include "testfile.h"
 #include "token.h"
 #include "verdict.h"
+#include "../policies/data.h"
 #include "../policies/gen.h"
 #include "../policies/identity.h"
 #include "../policies/policy.h"
@@ -43,6 +44,7 @@ struct pt_run {
     struct pc_offline o;
     struct tf_file **files;
     size_t nfiles;
+    struct pol_data_view ***views;  /* per file, per case: its data: files (NULL: the config's) */
     int *rule_hits;             /* per rule, in file order */
     int *policy_hits;           /* per policy */
     size_t nrules, npolicies;
@@ -169,6 +171,41 @@ static int pt_check_refs(const struct pt_run *run)
         }
     }
     return bad ? -1 : 0;
+}
+
+/* Each case's data: files, read and validated with the config's shapes;
+ * a path is relative to its test file. */
+static int pt_load_views(struct pt_run *run)
+{
+    const struct pol_data *d = run->o.cfg->pol->data;
+    struct pc_buf errors = {0};
+    run->views = pc_calloc(run->nfiles, sizeof(*run->views));
+    for (size_t i = 0; i < run->nfiles; i++) {
+        const struct tf_file *f = run->files[i];
+        const char *slash = strrchr(f->path, '/');
+        run->views[i] = pc_calloc(f->n ? f->n : 1, sizeof(**run->views));
+        for (size_t k = 0; k < f->n; k++) {
+            const struct tf_data *td = &f->cases[k].data;
+            if (td->n == 0)
+                continue;
+            char **paths = pc_calloc(td->n, sizeof(*paths));
+            for (size_t j = 0; j < td->n; j++)
+                if (td->paths[j] != NULL)
+                    paths[j] = td->paths[j][0] == '/' || slash == NULL
+                                   ? pc_strdup(td->paths[j])
+                                   : pc_sprintf("%.*s/%s", (int)(slash - f->path), f->path, td->paths[j]);
+            run->views[i][k] = pol_data_view_files(d, (const char *const *)td->names, (const char *const *)paths,
+                                                   (const char *const *)td->at, td->n, &errors);
+            for (size_t j = 0; j < td->n; j++)
+                free(paths[j]);
+            free(paths);
+        }
+    }
+    if (errors.len > 0)
+        fwrite(errors.p, 1, errors.len, stderr);
+    int rc = errors.len > 0 ? -1 : 0;
+    pc_buf_free(&errors);
+    return rc;
 }
 
 /* ---- the token ---- */
@@ -323,15 +360,22 @@ static int pt_compare(const struct tf_expect *e, const struct pc_verdict *v, str
     const struct pc_req *r = v->r;
     const char *rule = r->rule ? r->rule->name : NULL, *reason = r->reason ? r->reason : "";
     char es[16], gs[16];
+    static const char *const decided[] = {"false", "false", "true", "unknown"};
     if (e->status == v->status && e->decision == (int)r->decision && pt_streq(e->rule, rule) &&
-        (e->reason == NULL || strstr(reason, e->reason) != NULL))
+        (e->reason == NULL || strstr(reason, e->reason) != NULL) &&
+        (!(e->given & TF_E_DATA) || (e->data_decided ? r->data_decided == PC_DATA_YES
+                                                     : r->data_decided < PC_DATA_YES)))
         return 1;
     pc_buf_addf(msg, "expected status %s, decision %s, rule %s", pt_status(e->status, es, sizeof(es)),
                 pc_decision_names[e->decision], e->rule ? e->rule : "(none)");
     if (e->reason != NULL)
         pc_buf_addf(msg, ", reason containing \"%s\"", e->reason);
+    if (e->given & TF_E_DATA)
+        pc_buf_addf(msg, ", data_decided %s", e->data_decided ? "true" : "false");
     pc_buf_addf(msg, "; got status %s, decision %s, rule %s, reason \"%s\"", pt_status(v->status, gs, sizeof(gs)),
                 pc_decision_names[r->decision], rule ? rule : "(none)", reason);
+    if (e->given & TF_E_DATA)
+        pc_buf_addf(msg, ", data_decided %s", decided[r->data_decided]);
     return 0;
 }
 
@@ -374,7 +418,8 @@ static void pt_record(struct pt_run *run, const struct tf_file *f, const struct 
         junit_case(run->junit, c->name, seconds, failure, details);
 }
 
-static void pt_run_case(struct pt_run *run, const struct tf_file *f, const struct tf_case *c)
+static void pt_run_case(struct pt_run *run, const struct tf_file *f, const struct tf_case *c,
+                        const struct pol_data_view *view)
 {
     struct pt_request q = {0};
     struct pc_buf head = {0}, msg = {0}, details = {0};
@@ -388,7 +433,7 @@ static void pt_run_case(struct pt_run *run, const struct tf_file *f, const struc
         goto out;
     }
     pc_offline_head(&head, c->req.method, pc_buf_cstr(&q.url), (const char *const *)q.headers, q.n);
-    pc_verdict_run(&run->o, head.p, head.len, &v);
+    pc_verdict_run_view(&run->o, head.p, head.len, view, &v);
     pt_cover(run, &v);
     if (!pt_compare(&c->expect, &v, &msg))
         pt_details(&v, msg.p, &details);
@@ -468,6 +513,12 @@ static int pt_report(struct pt_run *run, const struct pt_opts *opt)
 
 static void pt_free(struct pt_run *run)
 {
+    for (size_t i = 0; run->views != NULL && i < run->nfiles; i++) {
+        for (size_t k = 0; k < run->files[i]->n; k++)
+            pol_data_view_free(run->views[i][k]);
+        free(run->views[i]);
+    }
+    free(run->views);
     for (size_t i = 0; i < run->nfiles; i++)
         tf_free(run->files[i]);
     free(run->files);
@@ -486,7 +537,8 @@ int pc_packtest_main(int argc, char **argv)
     if (rc >= 0)
         return rc;
     rc = 2;
-    if (pt_load_files(&opt, &run) != 0 || pt_load_config(&opt, &run) != 0 || pt_check_refs(&run) != 0)
+    if (pt_load_files(&opt, &run) != 0 || pt_load_config(&opt, &run) != 0 || pt_check_refs(&run) != 0 ||
+        pt_load_views(&run) != 0)
         goto out;
     if (opt.junit != NULL)
         run.junit = junit_new("portcullis test");
@@ -494,7 +546,7 @@ int pc_packtest_main(int argc, char **argv)
         if (run.junit != NULL)
             junit_suite(run.junit, run.files[i]->path);
         for (size_t k = 0; k < run.files[i]->n; k++)
-            pt_run_case(&run, run.files[i], &run.files[i]->cases[k]);
+            pt_run_case(&run, run.files[i], &run.files[i]->cases[k], run.views[i][k]);
     }
     rc = pt_report(&run, &opt);
 out:

@@ -216,7 +216,7 @@ static void tf_decision_parse(struct cfg_ctx *ctx, const struct yt_node *n, stru
 
 static void tf_expect_parse(struct cfg_ctx *ctx, const struct yt_node *n, void *dst)
 {
-    static const char *const keys[] = {"status", "decision", "rule", "reason"};
+    static const char *const keys[] = {"status", "decision", "rule", "reason", "data_decided"};
     struct tf_expect *e = dst;
     if (cfg_expect(ctx, n, YT_MAP, "expect") != 0)
         return;
@@ -232,12 +232,41 @@ static void tf_expect_parse(struct cfg_ctx *ctx, const struct yt_node *n, void *
                 cfg_scalar(ctx, v, CFG_STR, &e->rule, 0, 0);
         } else if (strcmp(k->str, "reason") == 0) {
             cfg_scalar(ctx, v, CFG_STR, &e->reason, 0, 0);
+        } else if (strcmp(k->str, "data_decided") == 0) {
+            if (cfg_scalar(ctx, v, CFG_BOOL, &e->data_decided, 0, 0) == 0)
+                e->given |= TF_E_DATA;
         } else {
             cfg_unknown_key(ctx, k, "expect", keys, PC_ARRAY_LEN(keys));
         }
     }
     if ((e->given & (TF_E_STATUS | TF_E_DECISION | TF_E_RULE)) != (TF_E_STATUS | TF_E_DECISION | TF_E_RULE))
         cfg_error(ctx, n, "expect needs status, decision and rule (rule: null when no rule applies)");
+}
+
+/* ---- data ---- */
+
+static void tf_data_parse(struct cfg_ctx *ctx, const struct yt_node *n, void *dst)
+{
+    struct tf_data *d = dst;
+    if (cfg_expect(ctx, n, YT_MAP, "data (a mapping of data set: file)") != 0)
+        return;
+    d->names = pc_calloc(n->n ? n->n : 1, sizeof(*d->names));
+    d->paths = pc_calloc(n->n ? n->n : 1, sizeof(*d->paths));
+    d->at = pc_calloc(n->n ? n->n : 1, sizeof(*d->at));
+    for (size_t i = 0; i < n->n; i++) {
+        const struct yt_node *v = n->items[i];
+        char *path = NULL;
+        if (!yt_is_null(v)) {
+            if (cfg_expect(ctx, v, YT_SCALAR, "a data file's path") != 0)
+                continue;
+            if (v->len > 0)
+                path = pc_strdup(v->str); /* relative to the test file: packtest.c */
+        }
+        d->names[d->n] = pc_strdup(n->keys[i]->str);
+        d->paths[d->n] = path;
+        d->at[d->n] = pc_sprintf("%s:%d:%d", ctx->file, v->line, v->col);
+        d->n++;
+    }
 }
 
 /* ---- a case ---- */
@@ -252,7 +281,9 @@ static const struct cfg_row tf_case_rows[] = {
     CFG_ROW_CUSTOM("credential", offsetof(struct tf_case, creds), tf_creds_parse, "where the token goes"),
     CFG_ROW_CUSTOM("key", offsetof(struct tf_case, key), tf_pos_parse, "sign with this identity.keys id"),
     CFG_ROW_CUSTOM("forge", offsetof(struct tf_case, forge), tf_forge_parse, "random-key or public-secret"),
-    CFG_ROW_CUSTOM("expect", offsetof(struct tf_case, expect), tf_expect_parse, "status, decision, rule, reason"),
+    CFG_ROW_CUSTOM("data", offsetof(struct tf_case, data), tf_data_parse, "operator data files for this case"),
+    CFG_ROW_CUSTOM("expect", offsetof(struct tf_case, expect), tf_expect_parse,
+                   "status, decision, rule, reason, data_decided"),
 };
 
 struct tf_subjects {
@@ -397,6 +428,14 @@ static void tf_case_free(struct tf_case *c)
     free(c->forge.str);
     free(c->expect.rule);
     free(c->expect.reason);
+    for (size_t i = 0; i < c->data.n; i++) {
+        free(c->data.names[i]);
+        free(c->data.paths[i]);
+        free(c->data.at[i]);
+    }
+    free(c->data.names);
+    free(c->data.paths);
+    free(c->data.at);
 }
 
 void tf_free(struct tf_file *f)

@@ -14,7 +14,9 @@
  *       credential: cookie:access_token   # optional, where the token goes (or a list)
  *       key: k1                    # optional, an identity.keys id to sign with
  *       forge: random-key          # optional: sign with a key the config does not trust
- *       expect: {status: forwarded, decision: allow, rule: app-logs, reason: "policy owner"}
+ *       data: {access: acl.yaml}   # optional: operator data files for this case (data: section)
+ *       expect: {status: forwarded, decision: allow, rule: app-logs, reason: "policy owner",
+ *                data_decided: false}     # data_decided optional: did the data decide?
  */
 #ifndef PC_TESTFILE_H
 #define PC_TESTFILE_H
@@ -40,10 +42,18 @@ struct tf_expect {
     int decision;               /* enum pc_decision */
     char *rule;                 /* NULL: no rule applies */
     char *reason;               /* NULL: not checked; else the reason must contain it */
+    int data_decided;           /* with TF_E_DATA: whether operator data decided */
     unsigned given;             /* TF_E_* bits: what the file wrote */
 };
 
-enum { TF_E_STATUS = 1, TF_E_DECISION = 2, TF_E_RULE = 4 };
+enum { TF_E_STATUS = 1, TF_E_DECISION = 2, TF_E_RULE = 4, TF_E_DATA = 8 };
+
+/* data: {set: file}: the case's operator data files, in place of the
+ * config's (a path relative to the test file; null or "": no file). */
+struct tf_data {
+    char **names, **paths, **at; /* at: "file:line:col" where the path is written */
+    size_t n;
+};
 
 struct tf_request {
     char *method, *url;
@@ -75,6 +85,7 @@ struct tf_case {
     struct tf_creds creds;      /* where the token goes; none: the default place */
     struct tf_pos key;          /* an identity.keys id */
     struct tf_pos forge;        /* kind: enum tf_forge */
+    struct tf_data data;
     struct tf_expect expect;
 };
 

@@ -3,6 +3,7 @@
  */
 #include "verdict.h"
 #include "metrics.h"
+#include "../policies/data.h"
 #include "../policies/gen.h"
 #include "../policies/policy.h"
 #include "../policies/tokcache.h"
@@ -87,6 +88,14 @@ static void verdict_bind(struct dec_request *d, int policy, const char *const *v
     struct pc_buf b = {0};
     for (size_t i = 0; i < n; i++) {
         pc_buf_addf(&b, "%s:%s=", i ? ", " : "", p->params[i]);
+        if (strncmp(p->params[i], "data.", 5) == 0 && values[i] != NULL) {
+            /* a file's worth of JSON: say how much */
+            const struct pol_data_view *dv = d->data_view ? d->data_view : d->cfg->data->full;
+            int slot = pol_data_slot(d->cfg->data, p->params[i] + 5);
+            size_t rows = slot >= 0 ? dv->rows[slot] : 0;
+            pc_buf_addf(&b, "(%zu row%s)", rows, rows == 1 ? "" : "s");
+            continue;
+        }
         if (values[i] == NULL) {
             pc_buf_adds(&b, "NULL");
             continue;
@@ -132,6 +141,12 @@ static void verdict_done(struct pc_req *r, int status, const char *code, const c
 
 void pc_verdict_run(struct pc_offline *o, const char *head, size_t len, struct pc_verdict *v)
 {
+    pc_verdict_run_view(o, head, len, NULL, v);
+}
+
+void pc_verdict_run_view(struct pc_offline *o, const char *head, size_t len, const struct pol_data_view *view,
+                         struct pc_verdict *v)
+{
     const char *why = NULL;
     struct pc_req *r = pc_calloc(1, sizeof(*r));
 
@@ -140,6 +155,7 @@ void pc_verdict_run(struct pc_offline *o, const char *head, size_t len, struct p
     v->base = o->base;
     r->cfg = o->cfg;
     r->trace = &v->trace;
+    r->data_view = view;
     r->head = pc_pool_strndup(&r->pool, head, len);
     r->head_len = len;
     int prc = h1_parse_request(r->head, r->head_len, &r->h, &why);

@@ -51,6 +51,11 @@ void pc_offline_head(struct pc_buf *head, const char *method, const char *url, c
 
 /* Judge one head into v (zeroed first); returns when the verdict is known. */
 void pc_verdict_run(struct pc_offline *o, const char *head, size_t len, struct pc_verdict *v);
+/* The same with operator data from view (policies/data.h; NULL: the
+ * config's files). */
+struct pol_data_view;
+void pc_verdict_run_view(struct pc_offline *o, const char *head, size_t len, const struct pol_data_view *view,
+                         struct pc_verdict *v);
 /* The request and everything it allocated. */
 void pc_verdict_clear(struct pc_verdict *v);
 

@@ -52,6 +52,11 @@ enum pc_decision {
 
 extern const char *const pc_decision_names[PC_D__COUNT];
 
+/* Did operator data decide a request? NA: its rule binds none (or no
+ * policy ran); NO: without the data the decision is the same; YES: it
+ * differs (an entry allowed or denied); UNKNOWN: the comparison failed. */
+enum pc_data_decided { PC_DATA_NA = 0, PC_DATA_NO, PC_DATA_YES, PC_DATA_UNKNOWN };
+
 
 struct pc_req {
     struct pc_conn *c;
@@ -82,6 +87,17 @@ struct pc_req {
     int deciding;
     struct dec_request dec;
     int cache_state;                /* 0: none, 1: hit, 2: miss */
+    /* operator data (policies/data.h): the view bound (NULL: the config's
+     * files; explain and test set others), and whether the data decided:
+     * the same request judged as if no file were given (dec_base, in the
+     * pool) came to another decision */
+    const struct pol_data_view *data_view;
+    struct dec_ctx *dec_ctx;
+    struct dec_request *dec_base;
+    int base_deciding;
+    enum dec_result dec_res;        /* the decision, while the baseline runs */
+    enum dec_result base_res;       /* the baseline's */
+    enum pc_data_decided data_decided;
 
     /* each direction's body: framing, progress, the one relay (h1msg.h) */
     struct h1_msg req;              /* client -> upstream */

@@ -5,6 +5,7 @@
 #include "canon.h"
 #include "../lib/base.h"
 #include "../lib/cfg.h"
+#include "../policies/data.h"
 #include "../policies/policy.h"
 
 #include <stdio.h>
@@ -574,7 +575,7 @@ void rule_set_free(struct rule_set *rs)
 static int rule_add_capture(struct cfg_ctx *ctx, struct yt_node *at, struct rule *r,
                             const char *name, enum param_type pt, int segment, const char *qkey)
 {
-    if (strcmp(name, "subject") == 0 || strcmp(name, "claims") == 0) {
+    if (strcmp(name, "subject") == 0 || strcmp(name, "claims") == 0 || strcmp(name, "data") == 0) {
         cfg_error(ctx, at, "rule '%s': capture name '%s' is reserved", r->name, name);
         return -1;
     }
@@ -608,7 +609,8 @@ static unsigned rule_method_bit(const char *m)
     return RULE_METHOD_BIT(id);
 }
 
-static void rule_parse_one(struct cfg_ctx *ctx, const struct yt_node *n, const struct pol_set *ps, struct rule *r)
+static void rule_parse_one(struct cfg_ctx *ctx, const struct yt_node *n, const struct pol_set *ps,
+                           const struct pol_data *data, struct rule *r)
 {
     static const char *const keys[] = {"name", "path", "methods", "allow", "action", "query", "shadow", "fallback"};
     struct yt_node *path = NULL, *allow = NULL, *action = NULL, *query = NULL;
@@ -748,6 +750,16 @@ static void rule_parse_one(struct cfg_ctx *ctx, const struct yt_node *n, const s
                     b->kind = DEC_B_CLAIM;
                     b->claim = pc_strdup(pn + 7);
                     r->plan.needs_claims = 1;
+                } else if (strncmp(pn, "data.", 5) == 0) {
+                    int slot = pol_data_slot(data, pn + 5);
+                    if (slot < 0) {
+                        cfg_error(ctx, p, "rule '%s': policy '%s' binds :%s, which no data set declares "
+                                  "(data: <set>: shape: <key>[: fields: <field>])", r->name, p->str, pn);
+                        continue;
+                    }
+                    b->kind = DEC_B_DATA;
+                    b->capture = slot;
+                    r->plan.binds_data = 1;
                 } else {
                     size_t c;
                     for (c = 0; c < r->ncaptures; c++)
@@ -766,7 +778,8 @@ static void rule_parse_one(struct cfg_ctx *ctx, const struct yt_node *n, const s
     }
 }
 
-void rule_config_parse(struct cfg_ctx *ctx, const struct yt_node *n, const struct pol_set *ps, struct rule_set **out)
+void rule_config_parse(struct cfg_ctx *ctx, const struct yt_node *n, const struct pol_set *ps,
+                       const struct pol_data *data, struct rule_set **out)
 {
     struct rule_set *rs = pc_calloc(1, sizeof(*rs));
     *out = rs; /* once: the YAML loader refuses a second 'rules' key */
@@ -783,7 +796,7 @@ void rule_config_parse(struct cfg_ctx *ctx, const struct yt_node *n, const struc
             continue;
         r->index = (int)rs->n;
         rs->n++;
-        rule_parse_one(ctx, rn, ps, r);
+        rule_parse_one(ctx, rn, ps, data, r);
         for (size_t j = 0; j + 1 < rs->n; j++) {
             if (strcmp(rs->rules[j].name, r->name) == 0) {
                 cfg_error(ctx, rn, "duplicate rule name '%s' (first at line %d)", r->name, rs->rules[j].line);

@@ -64,10 +64,12 @@ struct rule_set {
 };
 
 struct pol_set;
+struct pol_data;
 
 /* Parse and compile the `rules` section (node may be NULL) against the
- * generation's policies, into *out. */
-void rule_config_parse(struct cfg_ctx *ctx, const struct yt_node *n, const struct pol_set *ps, struct rule_set **out);
+ * generation's policies and operator data (data.h), into *out. */
+void rule_config_parse(struct cfg_ctx *ctx, const struct yt_node *n, const struct pol_set *ps,
+                       const struct pol_data *data, struct rule_set **out);
 /* The `default` section: what a request that matches no rule gets (deny
  * or forward). */
 void rule_default_parse(struct cfg_ctx *ctx, const struct yt_node *n, int *default_forward);

@@ -301,7 +301,8 @@ class ComposeMergeTests(unittest.TestCase):
                     self.assertEqual(g["healthcheck"]["test"][1:4],
                                      ["/usr/local/bin/portcullis", "healthcheck", "127.0.0.1:5001"])
                     self.assertEqual(g["healthcheck"]["test"][4], g["environment"]["PORTCULLIS_HEALTH_PATH"])
-                    self.assertEqual(g["volumes"], ["./volumes/app/storage:/app/api/storage:ro"])
+                    self.assertEqual(g["volumes"], ["./volumes/app/storage:/app/api/storage:ro",
+                                                    "../../portcullis-access:/etc/portcullis/access:ro"])
                 if "portcullis_websocket" in model["services"]:
                     self.assertEqual(model["services"]["portcullis_websocket"]["profiles"],
                                      model["services"]["api_websocket"]["profiles"])

@@ -450,7 +450,8 @@ class PackOnShape:
         r = run_portcullis("-t", "-c", PACK, env=self.proxy.env)
         self.assertEqual(r.returncode, 0, r.stderr)
         left_out = set(re.findall(r"warning: policy '(\w+)' is left out: the database lacks (\S+?);", r.stderr))
-        agent_policies = ("agent_owner", "agent_admin", "agent_creator", "agent_logs_creator")
+        agent_policies = ("agent_owner", "agent_admin", "agent_creator", "agent_listed", "agent_logs_admin",
+                          "agent_logs_creator", "agent_logs_listed")
         want = set() if self.F["has_agents"] else {(p, "agents") for p in agent_policies}
         self.assertEqual({p for p, _ in left_out}, {p for p, _ in want}, r.stderr)
         self.assertTrue(all(what.startswith("agents") for _, what in left_out), left_out)

@@ -195,7 +195,8 @@ class PackCase:
             head = re.search(r"INSERT INTO `?alembic_version`? .*?VALUES \('([0-9a-f]+)'\)", f.read()).group(1)
         self.assertEqual(status["schema"], {"version": head, "known": True, "error": None})
         by_name = {p["name"]: p for p in status["policies"]}
-        for name in ("agent_owner", "agent_admin", "agent_creator", "agent_logs_creator"):
+        for name in ("agent_owner", "agent_admin", "agent_creator", "agent_listed", "agent_logs_admin",
+                     "agent_logs_creator", "agent_logs_listed"):
             self.assertEqual(by_name[name]["available"], bool(self.F["agents"]), name)
         # the creator policies run their maintainer variant where there is one
         self.assertEqual(by_name["creator"]["variant"], 1 if self.F["has_maintainer"] else 2)

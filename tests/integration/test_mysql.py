@@ -342,7 +342,7 @@ class TestPolledRevocation(TriggerCase):
         # (lookups are prepared statements)
         return int(self.my.sql("SHOW GLOBAL STATUS LIKE 'Com_select'").split()[1])
 
-    def test_a_login_does_not_empty_the_cache_a_ban_does(self):
+    def test_a_login_does_not_empty_the_cache_a_ban_or_a_new_email_does(self):
         c = Conn(self.proxy.port)  # one connection: one worker, one decision cache
         target = "/apps/%s/logs" % APPS["a-editor-app"][0]
         self.assertEqual(c.request("GET", target, auth("owner_a")).status, 200)
@@ -359,6 +359,11 @@ class TestPolledRevocation(TriggerCase):
         self.assertTrue(wait_until(lambda: metric(self.proxy, "portcullis_policy_cache_invalidations_total")
                                    >= invalidations + 2, timeout=10))  # both workers
         self.assertEqual(c.request("GET", target, auth("admin_a")).status, 403)
+        # access lists may name people by email: a new address counts too
+        invalidations = metric(self.proxy, "portcullis_policy_cache_invalidations_total")
+        self.my.sql("UPDATE accounts SET email = 'renamed@example.com' WHERE id = '%s'" % USERS["normal_a"])
+        self.assertTrue(wait_until(lambda: metric(self.proxy, "portcullis_policy_cache_invalidations_total")
+                                   >= invalidations + 2, timeout=10))
         c.close()
 
 

@@ -147,7 +147,7 @@ class TestMetrics(OpsCase):
 
 class TestLogs(OpsCase):
     FIELDS = {"ts", "request_id", "client", "method", "path", "status", "rule", "decision", "reason", "subject",
-              "bytes_in", "bytes_out", "duration_ms", "policy_ms", "upstream_ms", "cache"}
+              "bytes_in", "bytes_out", "duration_ms", "policy_ms", "upstream_ms", "cache", "data_decided"}
 
     def test_access_lines_are_json_with_every_field_and_no_secret(self):
         tok = mint(SECRET, {"user_id": USERS["owner_a"]})
@@ -172,6 +172,7 @@ class TestLogs(OpsCase):
         self.assertEqual(allowed["status"], 200)
         self.assertEqual(allowed["rule"], "logs")
         self.assertIn(allowed["cache"], ("hit", "miss"))
+        self.assertIsNone(allowed["data_decided"])  # its rule binds no operator data
         self.assertIsInstance(allowed["policy_ms"], float)
         self.assertIsInstance(allowed["upstream_ms"], float)
         self.assertGreater(allowed["bytes_out"], 0)

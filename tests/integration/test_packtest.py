@@ -172,7 +172,8 @@ class TestPackTest(unittest.TestCase):
         self.assertEqual(fail, [
             "FAIL a plain member reads the logs (wrong on purpose): expected status forwarded, decision allow, "
             "rule chat-conversations; got status 403, decision deny, rule chat-conversations, reason \"policy owner: "
-            "no row; policy admin: no row; policy creator: no row\" (%s:%d:%d)" % (path, line, col)])
+            "no row; policy admin: no row; policy creator: no row; policy listed: no row\" (%s:%d:%d)"
+            % (path, line, col)])
         self.assertEqual(r.stdout.splitlines()[-1], "1 passed, 1 failed")
 
     def test_a_wrong_reason_alone_fails_the_case(self):
@@ -267,8 +268,8 @@ class TestPackTest(unittest.TestCase):
         listed = re.findall(r"^not covered: rule (\S+) \(%s:\d+:\d+\)$" % re.escape(PACK), r.stdout, re.M)
         self.assertEqual(listed, [x["name"] for x in p["rules"] if x["name"] != "chat-conversations"])
         listed = re.findall(r"^not covered: policy (\S+) ", r.stdout, re.M)
-        self.assertEqual(sorted(listed), sorted(set(p["policies"]) - {"owner", "admin", "creator"}))
-        self.assertIn("coverage: 1/%d rules, 3/%d policies" % (len(p["rules"]), len(p["policies"])), r.stdout)
+        self.assertEqual(sorted(listed), sorted(set(p["policies"]) - {"owner", "admin", "creator", "listed"}))
+        self.assertIn("coverage: 1/%d rules, 4/%d policies" % (len(p["rules"]), len(p["policies"])), r.stdout)
         # the rule the case matched, with --coverage, and the run fails when coverage is required
         r = self.run_test("--coverage", path)
         self.assertRegex(r.stdout, r"(?m)^covered: rule chat-conversations \(.*\), 1 case$")

@@ -220,6 +220,19 @@ static void test_claims_placeholder_is_one_dotted_parameter(void **state)
     EXPECT_REWRITE("SELECT :claims.", "SELECT $1.", NAMES("claims"));
 }
 
+static void test_data_placeholder_is_one_dotted_parameter_of_up_to_three_parts(void **state)
+{
+    (void)state;
+    EXPECT_REWRITE("SELECT CAST(:data.access.apps.members AS json), :data.access.apps::json, :data.access.apps.members",
+                   "SELECT CAST($1 AS json), $2::json, $1", NAMES("data.access.apps.members", "data.access.apps"));
+    /* a fourth part is not part of the name; data alone is a plain name */
+    EXPECT_REWRITE("SELECT :data.a.b.c.d", "SELECT $1.d", NAMES("data.a.b.c"));
+    EXPECT_REWRITE("SELECT :data, :data.", "SELECT $1, $1.", NAMES("data"));
+    EXPECT_MY_REWRITE("JSON_TABLE(:data.access.apps.admins, '$[*]' COLUMNS (k VARCHAR(9) PATH '$.key')) AND :data.access.apps.admins",
+                      "JSON_TABLE(?, '$[*]' COLUMNS (k VARCHAR(9) PATH '$.key')) AND ?",
+                      NAMES("data.access.apps.admins", "data.access.apps.admins"));
+}
+
 static void test_user_written_positional_parameter_is_an_error(void **state)
 {
     (void)state;
@@ -381,6 +394,7 @@ int main(void)
         cmocka_unit_test_teardown(test_placeholders_in_nested_block_comments_are_not_replaced, teardown),
         cmocka_unit_test_teardown(test_placeholders_in_dollar_quotes_are_not_replaced, teardown),
         cmocka_unit_test_teardown(test_claims_placeholder_is_one_dotted_parameter, teardown),
+        cmocka_unit_test_teardown(test_data_placeholder_is_one_dotted_parameter_of_up_to_three_parts, teardown),
         cmocka_unit_test_teardown(test_user_written_positional_parameter_is_an_error, teardown),
         cmocka_unit_test_teardown(test_unterminated_strings_comments_and_dollar_quotes_are_errors, teardown),
         cmocka_unit_test_teardown(test_too_many_parameters_is_an_error, teardown),
