@@ -13,6 +13,7 @@ or the second host is never tried."""
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 import unittest
 
@@ -98,6 +99,44 @@ def ipv6_loopback():
         return False
 
 
+class LoopbackRelay:
+    """A TCP relay (tests/faults/relay.py, passing everything) listening on
+    another loopback address, in front of the shared PostgreSQL."""
+
+    def __init__(self, ip, to_port):
+        s = socket.socket()
+        s.bind((ip, 0))
+        self.port = s.getsockname()[1]
+        s.close()
+        self.dir = tempfile.mkdtemp(prefix="pc-relay-")
+        ctl = os.path.join(self.dir, "ctl.sock")
+        self.proc = subprocess.Popen([sys.executable, os.path.join(harness.ROOT, "tests", "faults", "relay.py"),
+                                      "--listen", "%s:%d" % (ip, self.port), "--to", "127.0.0.1:%d" % to_port,
+                                      "--control", ctl])
+        if not wait_until(lambda: os.path.exists(ctl), timeout=10):
+            raise RuntimeError("relay did not start")
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait()
+        for f in os.listdir(self.dir):
+            os.unlink(os.path.join(self.dir, f))
+        os.rmdir(self.dir)
+
+
+def resolve_order(hosts_text, name):
+    """The addresses getaddrinfo gives for name with this hosts file, in order."""
+    with tempfile.NamedTemporaryFile("w", prefix="pc-hosts-", delete=False) as f:
+        f.write(hosts_text)
+    try:
+        out = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                              'mount --bind "$0" /etc/hosts && getent ahosts "$1"', f.name, name],
+                             capture_output=True, text=True, check=True).stdout
+    finally:
+        os.unlink(f.name)
+    return [line.split()[0] for line in out.splitlines() if "STREAM" in line]
+
+
 class HostsProxy(Proxy):
     """The proxy in a mount namespace of its own, where /etc/hosts is a
     file of the test's: name resolution as the test says, for the proxy
@@ -173,6 +212,18 @@ class TestSecondDatabaseAddress(unittest.TestCase):
         # the server listens on 127.0.0.1 only: ::1 (first, by RFC 6724) refuses
         self.check_serves("host=localhost port=%d dbname=dify user=postgres" % self.pg.port,
                           hosts="::1 localhost\n127.0.0.1 localhost\n")
+
+    @unittest.skipUnless(os.geteuid() == 0, "a hosts file of the test's own needs a mount namespace (root)")
+    def test_a_name_resolving_to_two_addresses_first_refused_serves_through_the_second(self):
+        # 127.0.0.3 and 127.0.0.2 share as many leading bits with the source
+        # address, so getaddrinfo keeps the file's order: the refused one first
+        hosts = "127.0.0.3 db.test\n127.0.0.2 db.test\n"
+        self.assertEqual(resolve_order(hosts, "db.test"), ["127.0.0.3", "127.0.0.2"])
+        relay = LoopbackRelay("127.0.0.2", self.pg.port)
+        try:
+            self.check_serves("host=db.test port=%d dbname=dify user=postgres" % relay.port, hosts=hosts)
+        finally:
+            relay.close()
 
 
 if __name__ == "__main__":
