@@ -14,8 +14,8 @@ test writes it, never from the database:
            app (maintainer, else creator); or listed in the app's members
            (an account id, or an email: PostgreSQL as Dify resolves a
            login's email - exactly, else in lower case when no account has
-           the exact one -, MySQL in the column's case-insensitive
-           collation)
+           the exact one -, MySQL without regard to case; never an
+           account whose stored address is not ASCII)
   agent    the app rule for the agent's app, in the agent's workspace
   agent logs  owner; or for the agent's app and every chatflow app bound to
            the agent: admin of an app that keeps admins, in charge of it, or
@@ -52,6 +52,9 @@ EXTRA = {
     "closed_a": ("a0000000-0000-4000-8000-000000000025", "closed_a@example.com", "closed", {TENANT_A: "editor"}),
     # stored in mixed case, as Dify stored addresses before 1.12.0 lower-cased new ones
     "legacy_a": ("a0000000-0000-4000-8000-000000000026", "Legacy_A@Example.com", "active", {TENANT_A: "editor"}),
+    # not ASCII: U+0130 (I with a dot), which MySQL's LOWER() folds to "i", so that the address reads
+    # editor2_a@example.com there (listed for several apps) though it is another account's
+    "dotted_a": ("a0000000-0000-4000-8000-000000000027", "ed\u0130tor2_a@example.com", "active", {TENANT_A: "editor"}),
 }
 PEOPLE = {n: (i, "%s@example.com" % n, data.STATUS.get(n, "active"),
               {t: r for (t, u), r in ROLES.items() if u == n}) for n, i in USERS.items()}
@@ -150,6 +153,8 @@ def listed(user, app_id, dialect, entries):
         if "@" not in m:
             if m.lower() == uid:
                 return True
+        elif not email.isascii():
+            continue  # addresses are ASCII: one only folds onto an account's that is not
         elif dialect == "mysql":
             if m.lower() == email.lower():
                 return True
@@ -195,9 +200,19 @@ def token(user):
 
 # ---- the servers ----
 
+def sql_text(text, dialect):
+    """A string literal; text that is not ASCII as its UTF-8 bytes, whatever the client's character set"""
+    if text.isascii():
+        return "'%s'" % text
+    if dialect == "mysql":
+        return "CONVERT(X'%s' USING utf8mb4)" % text.encode().hex()
+    return "convert_from('\\x%s'::bytea, 'UTF8')" % text.encode().hex()
+
+
 def people_sql(dialect):
     q = (lambda c: "`%s`" % c) if dialect == "mysql" else (lambda c: '"%s"' % c)
-    accounts = ",\n".join("('%s', '%s', '%s', '%s')" % (i, n, e, s) for n, (i, e, s, _) in EXTRA.items())
+    accounts = ",\n".join("('%s', '%s', %s, '%s')" % (i, n, sql_text(e, dialect), s)
+                           for n, (i, e, s, _) in EXTRA.items())
     joins = ",\n".join("('%s', '%s', '%s', '%s', true)" % (str(uuid.uuid5(uuid.NAMESPACE_URL, n + t)), t, i, r)
                        for n, (i, _, _, roles) in EXTRA.items() for t, r in roles.items())
     return ("INSERT INTO accounts (id, %s, email, %s) VALUES\n%s;\n"
@@ -319,8 +334,16 @@ class AccessCase:
         kinds = {(c[2], c[4]) for c in cases}
         for user in ("owner_a", "admin_a", "admin2_a", "editor_a", "editor2_a", "normal_a", "legacy_a"):
             self.assertIn((user, True), kinds, user)
-        for user in ("member_b", "banned_admin_a", "pending_a", "closed_a", "left_creator", "editor3_a"):
+        for user in ("member_b", "banned_admin_a", "pending_a", "closed_a", "left_creator", "editor3_a", "dotted_a"):
             self.assertIn((user, False), kinds, user)
+        # dotted_a's address is stored as written (its UTF-8 bytes), and MySQL's LOWER() folds it onto a listed one
+        uid, email = PEOPLE["dotted_a"][:2]
+        if self.dialect == "mysql":
+            self.assertEqual(self.db.sql("SELECT HEX(email), LOWER(email) = 'editor2_a@example.com' FROM accounts "
+                                         "WHERE id = '%s'" % uid).split(), [email.encode().hex().upper(), "1"])
+        else:
+            self.assertEqual(self.db.psql("SELECT encode(convert_to(email, 'UTF8'), 'hex') FROM accounts "
+                                          "WHERE id = '%s'" % uid).strip(), email.encode().hex())
         before = len(self.up.settled_requests())
         for rnd in ("cold", "cached"):
             wrong = []
