@@ -3,6 +3,7 @@
  */
 #include "yaml.h"
 #include "base.h"
+#include "strset.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -122,12 +123,23 @@ fail:
     return NULL;
 }
 
-static int yt_key_dup(const struct yt_node *map, const struct yt_node *key)
+/* A mapping's keys are compared one by one up to this many; beyond, through
+ * a set (a data file's mapping may hold 100,000 keys). */
+#define YT_DUP_LINEAR 16
+
+/* Is key one of map's keys? set holds them once map has YT_DUP_LINEAR. */
+static int yt_key_dup(const struct yt_node *map, struct pc_strset *set, const struct yt_node *key)
 {
-    for (size_t i = 0; i < map->n; i++)
-        if (map->keys[i]->len == key->len && memcmp(map->keys[i]->str, key->str, key->len) == 0)
-            return 1;
-    return 0;
+    if (map->n < YT_DUP_LINEAR) {
+        for (size_t i = 0; i < map->n; i++)
+            if (map->keys[i]->len == key->len && memcmp(map->keys[i]->str, key->str, key->len) == 0)
+                return 1;
+        return 0;
+    }
+    if (set->n == 0)
+        for (size_t i = 0; i < map->n; i++)
+            pc_strset_add(set, map->keys[i]->str, map->keys[i]->len, i, NULL);
+    return pc_strset_add(set, key->str, key->len, map->n, NULL);
 }
 
 /* 1-based line and column (in bytes) of a byte offset in the input. */
@@ -171,6 +183,7 @@ struct yt_doc *yt_load_opts(const char *file, const char *text, size_t text_len,
     struct yt_doc *doc = NULL;
     struct yt_node *stack[YT_MAX_DEPTH];
     struct yt_node *pending_key[YT_MAX_DEPTH]; /* key waiting for its value */
+    struct pc_strset keyset[YT_MAX_DEPTH] = {{0}}; /* a large mapping's keys, by depth */
     int depth = 0, done = 0, docs = 0;
     int parser_ok = 0;
 
@@ -328,6 +341,7 @@ struct yt_doc *yt_load_opts(const char *file, const char *text, size_t text_len,
                 }
             }
             pending_key[depth] = NULL;
+            pc_strset_clear(&keyset[depth]);
             stack[depth++] = node;
         }
         yaml_event_delete(&ev);
@@ -342,7 +356,7 @@ struct yt_doc *yt_load_opts(const char *file, const char *text, size_t text_len,
             } else if (pending_key[depth - 1] == NULL) {
                 /* node is a key, and a scalar: a collection in key position
                  * was refused when it started */
-                if (yt_key_dup(parent, node)) {
+                if (yt_key_dup(parent, &keyset[depth - 1], node)) {
                     /* quoted on the message's one line; cut when long */
                     struct pc_buf kb = {0};
                     pc_buf_add_printable(&kb, node->str, PC_MIN(node->len, (size_t)160));
@@ -368,6 +382,8 @@ struct yt_doc *yt_load_opts(const char *file, const char *text, size_t text_len,
     yaml_parser_delete(&parser);
     if (fp)
         fclose(fp);
+    for (int i = 0; i < YT_MAX_DEPTH; i++)
+        pc_strset_free(&keyset[i]);
     return doc;
 
 fail_ev:
@@ -384,6 +400,8 @@ fail:
         yaml_parser_delete(&parser);
     if (fp)
         fclose(fp);
+    for (int i = 0; i < YT_MAX_DEPTH; i++)
+        pc_strset_free(&keyset[i]);
     yt_free(doc);
     return NULL;
 }

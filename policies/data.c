@@ -6,6 +6,7 @@
 #include "policy.h"
 #include "../lib/base.h"
 #include "../lib/cfg.h"
+#include "../lib/strset.h"
 #include "../lib/yaml.h"
 
 #include <errno.h>
@@ -19,6 +20,10 @@
 #define PD_MAX_FIELDS 16
 #define PD_MAX_ENTRIES 100000
 #define PD_MAX_STRING 1024
+#define PD_SHOWN 160 /* bytes of a value quoted in a message */
+
+/* printf arguments for a value of the file in a message: cut when long */
+#define PD_SHOW(n) (int)((n)->len > PD_SHOWN ? PD_SHOWN : (n)->len), (n)->str, (n)->len > PD_SHOWN ? "..." : ""
 
 static const char *const pd_dialects[2] = {"postgresql", "mysql"};
 static const char *const pd_type_names[] = {"uuid", "email", "string", "int", "bool"};
@@ -175,7 +180,7 @@ static char *pd_value(struct cfg_ctx *ctx, const struct yt_node *n, unsigned typ
         for (size_t i = 0; i < n->len; i++)
             ascii &= (unsigned char)n->str[i] < 0x80;
         pd_types_text(&m, types);
-        cfg_error(ctx, n, "'%s' is not %s%s", n->str, pc_buf_cstr(&m),
+        cfg_error(ctx, n, "'%.*s%s' is not %s%s", PD_SHOW(n), pc_buf_cstr(&m),
                   (types & PD_EMAIL) && !ascii && memchr(n->str, '@', n->len)
                       ? " (addresses are matched in ASCII only: name that account by its id)" : "");
         pc_buf_free(&m);
@@ -239,7 +244,7 @@ static void pd_top_parse(struct cfg_ctx *ctx, const struct yt_node *k, const str
     static const char *const keys[] = {"keys", "fields", "known"};
     t->name = pc_strdup(k->str);
     if (!pd_ident(k->str))
-        cfg_error(ctx, k, "a data key's name is an identifier ([A-Za-z_][A-Za-z0-9_]*), found '%s'", k->str);
+        cfg_error(ctx, k, "a data key's name is an identifier ([A-Za-z_][A-Za-z0-9_]*), found '%.*s%s'", PD_SHOW(k));
     if (v->type == YT_SEQ) {
         /* a top-level list of values: [uuid], [email, uuid] */
         pd_types_parse(ctx, v, &t->types, 0);
@@ -296,7 +301,7 @@ static void pd_set_decl(struct cfg_ctx *ctx, const struct yt_node *k, const stru
     s->line = k->line;
     s->col = k->col;
     if (!pd_ident(k->str))
-        cfg_error(ctx, k, "a data set's name is an identifier ([A-Za-z_][A-Za-z0-9_]*), found '%s'", k->str);
+        cfg_error(ctx, k, "a data set's name is an identifier ([A-Za-z_][A-Za-z0-9_]*), found '%.*s%s'", PD_SHOW(k));
     if (cfg_expect(ctx, v, YT_MAP, "a data set (file: and shape:)") != 0)
         return;
     for (size_t i = 0; i < v->n; i++) {
@@ -369,23 +374,26 @@ static char **pd_field_values(struct cfg_ctx *ctx, const struct pol_dfield *f, c
         }
         return pc_calloc(1, sizeof(char *)); /* members: (null): none */
     }
+    if (v->n > PD_MAX_ENTRIES) {
+        cfg_error(ctx, v, "%s: more than %d values", what, PD_MAX_ENTRIES);
+        return NULL;
+    }
     char **out = pc_calloc(v->n + 1, sizeof(*out));
+    struct pc_strset seen = {0};
     size_t n = 0;
     for (size_t i = 0; i < v->n; i++) {
         char *x = pd_value(ctx, v->items[i], f->types, what);
         if (x == NULL)
             continue;
-        size_t j;
-        for (j = 0; j < n; j++)
-            if (strcmp(out[j], x) == 0)
-                break;
-        if (j < n) {
-            cfg_warn(ctx, v->items[i], "%s of %s lists '%s' twice", what, key, v->items[i]->str);
+        if (pc_strset_add(&seen, x, strlen(x), n, NULL)) {
+            cfg_warn(ctx, v->items[i], "%s of %.*s%s lists '%.*s%s' twice", what, (int)PC_MIN(strlen(key), PD_SHOWN),
+                     key, strlen(key) > PD_SHOWN ? "..." : "", PD_SHOW(v->items[i]));
             free(x);
             continue;
         }
         out[n++] = x;
     }
+    pc_strset_free(&seen);
     return out;
 }
 
@@ -403,6 +411,7 @@ static void pd_map_parse(struct cfg_ctx *ctx, struct pol_dtop *t, const struct y
     for (size_t f = 0; f < t->nfields; f++)
         fnames[f] = t->fields[f].name;
     t->entries = pc_calloc(n->n ? n->n : 1, sizeof(*t->entries));
+    struct pc_strset seen = {0};
     for (size_t i = 0; i < n->n; i++) {
         const struct yt_node *k = n->keys[i], *v = n->items[i];
         char what[96];
@@ -411,11 +420,9 @@ static void pd_map_parse(struct cfg_ctx *ctx, struct pol_dtop *t, const struct y
         if (key == NULL)
             continue;
         size_t j;
-        for (j = 0; j < t->nentries; j++)
-            if (strcmp(t->entries[j].key, key) == 0)
-                break;
-        if (j < t->nentries) {
-            cfg_error(ctx, k, "duplicate %s entry '%s' (first at line %d)", t->name, k->str, t->entries[j].line);
+        if (pc_strset_add(&seen, key, strlen(key), t->nentries, &j)) {
+            cfg_error(ctx, k, "duplicate %s entry '%.*s%s' (first at line %d)", t->name, PD_SHOW(k),
+                      t->entries[j].line);
             free(key);
             continue;
         }
@@ -444,6 +451,7 @@ static void pd_map_parse(struct cfg_ctx *ctx, struct pol_dtop *t, const struct y
             e->vals[f] = pd_field_values(ctx, &t->fields[f], v->items[m], t->name, k->str);
         }
     }
+    pc_strset_free(&seen);
     free(fnames);
 }
 
@@ -458,16 +466,13 @@ static void pd_list_parse(struct cfg_ctx *ctx, struct pol_dtop *t, const struct 
         return;
     }
     t->entries = pc_calloc(n->n ? n->n : 1, sizeof(*t->entries));
+    struct pc_strset seen = {0};
     for (size_t i = 0; i < n->n; i++) {
         char *v = pd_value(ctx, n->items[i], t->types, t->name);
         if (v == NULL)
             continue;
-        size_t j;
-        for (j = 0; j < t->nentries; j++)
-            if (strcmp(t->entries[j].key, v) == 0)
-                break;
-        if (j < t->nentries) {
-            cfg_warn(ctx, n->items[i], "%s lists '%s' twice", t->name, n->items[i]->str);
+        if (pc_strset_add(&seen, v, strlen(v), t->nentries, NULL)) {
+            cfg_warn(ctx, n->items[i], "%s lists '%.*s%s' twice", t->name, PD_SHOW(n->items[i]));
             free(v);
             continue;
         }
@@ -476,6 +481,7 @@ static void pd_list_parse(struct cfg_ctx *ctx, struct pol_dtop *t, const struct 
         e->line = n->items[i]->line;
         e->col = n->items[i]->col;
     }
+    pc_strset_free(&seen);
 }
 
 /* Read path into s's tops (declared), reporting in that file's name; 0, or
@@ -838,22 +844,27 @@ char *pol_data_keys_json(const struct pol_dtop *t)
 void pol_data_known_report(const struct pol_dataset *s, const struct pol_dtop *t, char *const *found,
                            size_t nfound, struct pc_buf *warn)
 {
+    /* the keys the database has, as the entries hold them (JSON strings) */
     struct pc_buf k = {0};
+    size_t *at = pc_calloc(nfound ? nfound : 1, sizeof(*at));
+    for (size_t j = 0; j < nfound; j++) {
+        at[j] = k.len;
+        pd_json_str(&k, found[j], strlen(found[j]));
+        pc_buf_add(&k, "", 1);
+    }
+    struct pc_strset have = {0};
+    for (size_t j = 0; j < nfound; j++)
+        pc_strset_add(&have, k.p + at[j], strlen(k.p + at[j]), j, NULL);
     for (size_t i = 0; i < t->nentries; i++) {
         const struct pol_dentry *e = &t->entries[i];
-        size_t j;
-        for (j = 0; j < nfound; j++) {
-            k.len = 0;
-            pd_json_str(&k, found[j], strlen(found[j]));
-            if (strcmp(pc_buf_cstr(&k), e->key) == 0)
-                break;
-        }
-        if (j < nfound)
+        if (pc_strset_get(&have, e->key, strlen(e->key), NULL))
             continue;
         /* the key as written in the file, unquoted */
         pc_buf_addf(warn, "%s:%d:%d: warning: data set '%s': %s %.*s is not in the database (deleted?); its entry "
                           "decides nothing\n", s->file, e->line, e->col, s->name, t->name,
                     (int)(strlen(e->key) > 2 ? strlen(e->key) - 2 : 0), e->key + 1);
     }
+    pc_strset_free(&have);
+    free(at);
     pc_buf_free(&k);
 }

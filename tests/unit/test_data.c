@@ -226,6 +226,85 @@ static void test_every_problem_of_a_file_is_reported_at_its_line_and_column(void
     free(f);
 }
 
+/* Files with many entries: every duplicate is still found, at its line (the
+ * checks go through a set: comparing every pair took minutes at 100,000). */
+static void test_a_file_with_many_entries_and_members_reports_each_duplicate_at_its_line(void **state)
+{
+    (void)state;
+    enum { N = 99998 }; /* with the two below: 100,000, the most a mapping may hold */
+    struct pc_buf b = {0};
+    pc_buf_adds(&b, "apps:\n");
+    for (int i = 0; i < N; i++)
+        pc_buf_addf(&b, "  b1000000-0000-4000-8000-%012x: {admins: false}\n", i);             /* line i + 2 */
+    pc_buf_addf(&b, "  B1000000-0000-4000-8000-%012X: {admins: true}\n", 4242);            /* N + 2: dup */
+    pc_buf_adds(&b, "  c1000000-0000-4000-8000-000000000001:\n    members:\n");             /* N + 3, N + 4 */
+    for (int i = 0; i < N; i++)
+        pc_buf_addf(&b, "      - m%d@acme.test\n", i);                                       /* N + 5 + i */
+    pc_buf_adds(&b, "      - m777@acme.test\n");                                            /* 2N + 5: twice */
+    pc_buf_adds(&b, "blocked:\n");
+    for (int i = 0; i < 3; i++)
+        pc_buf_adds(&b, "  - x\n");                                                         /* 2N + 7..9 */
+    write_file("many.yaml", pc_buf_cstr(&b));
+    pc_buf_free(&b);
+    char *f = path_of("many.yaml");
+    struct pc_config *c = load_with("many.yaml");
+    assert_null(c);
+    EXPECT_LINE(g_errors, "%s:%d:3: duplicate apps entry 'B1000000-0000-4000-8000-%012X' (first at line %d)", f,
+                N + 2, 4242, 4242 + 2);
+
+    /* the same without the duplicate entry: loads, warning of the repeats */
+    b = (struct pc_buf){0};
+    pc_buf_adds(&b, "apps:\n");
+    for (int i = 0; i < N; i++)
+        pc_buf_addf(&b, "  b1000000-0000-4000-8000-%012x: {members: [m%d@acme.test, m%d@acme.test]}\n", i, i,
+                    i == 99 ? 99 : i + 1);
+    pc_buf_adds(&b, "blocked: [x, y, x]\n");
+    write_file("many.yaml", pc_buf_cstr(&b));
+    pc_buf_free(&b);
+    c = load_with("many.yaml");
+    assert_non_null(c);
+    assert_non_null(c->warnings);
+    EXPECT_LINE(c->warnings, "%s:%d:67: warning: apps.members of b1000000-0000-4000-8000-%012x lists "
+                             "'m99@acme.test' twice", f, 99 + 2, 99);
+    EXPECT_LINE(c->warnings, "%s:%d:17: warning: blocked lists 'x' twice", f, N + 2);
+    cfg_unref(c);
+
+    /* a key written twice the same way is YAML's own duplicate, at its line */
+    b = (struct pc_buf){0};
+    pc_buf_adds(&b, "apps:\n");
+    for (int i = 0; i < N; i++)
+        pc_buf_addf(&b, "  b1000000-0000-4000-8000-%012x: {}\n", i);
+    pc_buf_addf(&b, "  b1000000-0000-4000-8000-%012x: {}\n", 3); /* among the first, compared one by one */
+    write_file("many.yaml", pc_buf_cstr(&b));
+    pc_buf_free(&b);
+    c = load_with("many.yaml");
+    assert_null(c);
+    EXPECT_LINE(g_errors, "%s:%d:3: duplicate key 'b1000000-0000-4000-8000-%012x' (data set 'acl')", f, N + 2, 3);
+    free(f);
+}
+
+/* A bad value is quoted in its message only up to 160 bytes. */
+static void test_a_long_bad_value_is_cut_in_its_message(void **state)
+{
+    (void)state;
+    struct pc_buf b = {0};
+    pc_buf_adds(&b, "blocked: []\napps:\n  b1000000-0000-4000-8000-0000000000a1: {members: [");
+    for (int i = 0; i < 100000; i++)
+        pc_buf_adds(&b, "z");
+    pc_buf_adds(&b, "]}\n");
+    write_file("long.yaml", pc_buf_cstr(&b));
+    pc_buf_free(&b);
+    struct pc_config *c = load_with("long.yaml");
+    assert_null(c);
+    char *f = path_of("long.yaml");
+    char z[161];
+    memset(z, 'z', 160);
+    z[160] = '\0';
+    EXPECT_LINE(g_errors, "%s:3:52: '%s...' is not a UUID or an email address", f, z);
+    assert_true(strlen(g_errors) < 1024);
+    free(f);
+}
+
 static void test_a_file_that_cannot_be_read_is_reported_where_the_config_names_it(void **state)
 {
     (void)state;
@@ -506,7 +585,7 @@ static int teardown(void **state)
 {
     (void)state;
     static const char *const files[] = {"ok.yaml", "empty.yaml", "nulls.yaml", "bad.yaml", "syntax.yaml",
-                                        "one.yaml", "two.yaml", "three.yaml"};
+                                        "one.yaml", "two.yaml", "three.yaml", "many.yaml", "long.yaml"};
     for (size_t i = 0; i < PC_ARRAY_LEN(files); i++) {
         char *p = path_of(files[i]);
         unlink(p);
@@ -523,6 +602,8 @@ int main(void)
         cmocka_unit_test(test_a_file_is_bound_as_json_rows_keys_and_values),
         cmocka_unit_test(test_no_file_and_an_empty_file_bind_empty_lists),
         cmocka_unit_test(test_every_problem_of_a_file_is_reported_at_its_line_and_column),
+        cmocka_unit_test(test_a_file_with_many_entries_and_members_reports_each_duplicate_at_its_line),
+        cmocka_unit_test(test_a_long_bad_value_is_cut_in_its_message),
         cmocka_unit_test(test_a_file_that_cannot_be_read_is_reported_where_the_config_names_it),
         cmocka_unit_test(test_shapes_are_declared_strictly),
         cmocka_unit_test(test_a_rule_binds_only_declared_data),
