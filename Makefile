@@ -109,7 +109,7 @@ bench: deps-bench all
 # definitely or indirectly lost memory (tests/valgrind.supp: glibc only).
 check-valgrind: deps all
 	@PC_VALGRIND=1 python3 tests/run_integration.py test_proxy_core test_identity test_policies \
-	    test_operations test_dify_pack
+	    test_operations test_dify_pack test_dify_access test_db_hedging test_db_addresses
 
 # One million mixed requests, PostgreSQL and the upstream restarted in the
 # middle: no crash, no wrong decision, flat RSS, descriptors back to baseline.
