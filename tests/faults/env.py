@@ -130,10 +130,19 @@ class NsPG(harness.PG):
             raise RuntimeError("psql failed: %s" % r.stderr)
 
 
+CREATED = []   # temp dirs of every Env of this process: gone once it is closed
+
+
+def leftover_dirs():
+    """Temp dirs an Env of this process made and did not remove."""
+    return [d for d in CREATED if os.path.exists(d)]
+
+
 class Env:
     def __init__(self, pg_addresses=(DB_IP, DB_IP_B)):
         self.procs = []
         self.dir = tempfile.mkdtemp(prefix="pc-faults-")
+        CREATED.append(self.dir)
         os.chmod(self.dir, 0o755)
         self.topo = None
         self.pg = None
@@ -141,6 +150,7 @@ class Env:
         try:
             self.topo = netns.Topology()
             self.pg = NsPG(self.topo, os.path.join(ROOT, "tests", "fixtures", "dify.sql"), addresses=pg_addresses)
+            CREATED.append(self.pg.base)
             self.pg.psql_file(os.path.join(ROOT, "policies", "invalidate.sql"))
             self.up_log = os.path.join(self.dir, "upstream.jsonl")
             self.spawn(self.topo.up, [sys.executable, UPSTREAM, "--host", "0.0.0.0", "--port", str(UP_PORT),
@@ -227,7 +237,7 @@ class Env:
                     p.kill()
                     p.wait()
             if self.pg is not None:
-                self.pg.stop("immediate")
+                self.pg.close()   # stopped, and its cluster's temp dir removed
             if self.topo is not None:
                 self.topo.close()
             shutil.rmtree(self.dir, ignore_errors=True)

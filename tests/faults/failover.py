@@ -276,7 +276,7 @@ def main():
             if env is not None:
                 env.close()
     import netns
-    left = netns.leftovers()
+    left = netns.leftovers() + E.leftover_dirs()
     if left:
         FAILURES.append("left behind: %s" % left)
     print()
