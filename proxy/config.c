@@ -511,8 +511,8 @@ void cfg_print(struct pc_buf *b, const struct pc_config *c)
             size_t n = 0;
             for (size_t t = 0; t < d->sets[i].ntops; t++)
                 n += d->sets[i].tops[t].nentries;
-            pc_buf_addf(b, "  %s:\n    file: \"%s\"    # %zu entries; empty: no file\n", d->sets[i].name,
-                        d->sets[i].file ? d->sets[i].file : "", n);
+            pc_buf_addf(b, "  %s:\n    file: \"%s\"    # %zu %s; empty: no file\n", d->sets[i].name,
+                        d->sets[i].file ? d->sets[i].file : "", n, n == 1 ? "entry" : "entries");
         }
     }
     pc_buf_addf(b, "default: %s    # %s\n", c->default_forward ? "forward" : "deny", cfg_sections[11].doc);
