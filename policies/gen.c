@@ -6,8 +6,10 @@
 #include "data.h"
 #include "../lib/base.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <libpq-fe.h>
 
 struct pol_gen *pol_gen_new(const char *file)
 {
@@ -248,18 +250,59 @@ void pol_db_parse(struct cfg_ctx *ctx, const struct yt_node *n, struct pol_db *d
         pol_db_check_pg(ctx, n, db);
 }
 
+/* The target_session_attrs libpq will apply, and where it comes from: the
+ * key (passed after url, so it wins), else the url's (either form), else
+ * the environment's PGTARGETSESSIONATTRS. NULL: libpq's any. *from is
+ * set for a message; the value of a url is copied into buf. */
+static const char *pol_session_attrs_of(const struct pol_db *d, char *buf, size_t len, const char **from)
+{
+    if (!pol_empty(d->target_session_attrs)) {
+        *from = "database.target_session_attrs";
+        return d->target_session_attrs;
+    }
+    if (!pol_empty(d->url)) {
+        /* an unparsable url fails at the check (-t, start-up) with libpq's message */
+        PQconninfoOption *opts = PQconninfoParse(d->url, NULL);
+        const char *v = NULL;
+        for (PQconninfoOption *o = opts; o != NULL && o->keyword != NULL; o++)
+            if (strcmp(o->keyword, "target_session_attrs") == 0 && !pol_empty(o->val)) {
+                snprintf(buf, len, "%s", o->val);
+                v = buf;
+            }
+        PQconninfoFree(opts);
+        if (v != NULL) {
+            *from = "database.url's target_session_attrs";
+            return v;
+        }
+    }
+    const char *env = getenv("PGTARGETSESSIONATTRS");
+    if (!pol_empty(env)) {
+        *from = "PGTARGETSESSIONATTRS";
+        return env;
+    }
+    return NULL;
+}
+
 void pol_db_finish(struct cfg_ctx *ctx, const struct pol_gen *gen, const struct yt_node *database)
 {
     const struct pol_db *d = &gen->db;
+    if (!d->configured || d->dialect != POL_DIALECT_PG || gen->cache.invalidate_channel == NULL)
+        return;
     /* LISTEN is refused on a standby ("cannot execute LISTEN during
      * recovery"), and a NOTIFY sent at commit on the primary arrives
      * before a standby has replayed the change: a decision read from the
-     * standby just after it would be stale, and cached. */
-    if (d->configured && d->dialect == POL_DIALECT_PG && pol_may_be_standby(d->target_session_attrs) &&
-        gen->cache.invalidate_channel != NULL)
-        cfg_error(ctx, yt_get(database, "target_session_attrs"),
-                  "database.target_session_attrs %s may put connections on a standby, where "
-                  "cache.invalidate_channel cannot LISTEN (and a NOTIFY comes before the standby has the change): "
-                  "use read-write or primary with it, or leave it out and rely on cache.ttl or "
-                  "cache.invalidate_query", d->target_session_attrs);
+     * standby just after it would be stale, and cached. The url and the
+     * environment put connections there as surely as the key. */
+    char buf[64];
+    const char *from = NULL;
+    const char *attrs = pol_session_attrs_of(d, buf, sizeof(buf), &from);
+    if (!pol_may_be_standby(attrs))
+        return;
+    const struct yt_node *at = !pol_empty(d->target_session_attrs) ? yt_get(database, "target_session_attrs")
+                               : strcmp(from, "PGTARGETSESSIONATTRS") != 0 ? yt_get(database, "url") : database;
+    cfg_error(ctx, at,
+              "%s %s may put connections on a standby, where "
+              "cache.invalidate_channel cannot LISTEN (and a NOTIFY comes before the standby has the change): "
+              "use read-write or primary with it, or leave it out and rely on cache.ttl or "
+              "cache.invalidate_query", from, attrs);
 }

@@ -1310,6 +1310,37 @@ static void test_target_session_attrs_is_libpqs_and_keeps_listen_on_a_primary(vo
     cfg_unref(c);
 }
 
+/* target_session_attrs given in the url (either form) or in libpq's
+ * environment puts connections on a standby as surely as the key does:
+ * LISTEN is refused there, and a NOTIFY beats the standby's replay. */
+static void test_a_standby_reading_url_or_environment_keeps_listen_off_too(void **state)
+{
+    (void)state;
+    EXPECT_ERROR(BASE "database:\n  url: \"host=a,b dbname=app target_session_attrs=prefer-standby\"\n"
+                      "cache:\n  invalidate_channel: portcullis\n",
+                 "4:8", "database.url's target_session_attrs prefer-standby may put connections on a standby");
+    EXPECT_ERROR(BASE "database:\n  url: \"postgresql://a,b/app?target_session_attrs=standby\"\n"
+                      "cache:\n  invalidate_channel: portcullis\n",
+                 "4:8", "database.url's target_session_attrs standby may put connections on a standby");
+    /* the key overrides the url's (it is passed after it) */
+    struct pc_config *c = EXPECT_OK(BASE "database:\n  url: \"postgresql://a,b/app?target_session_attrs=read-only\"\n"
+                                         "  target_session_attrs: read-write\ncache:\n  invalidate_channel: portcullis\n");
+    cfg_unref(c);
+    c = EXPECT_OK(BASE "database:\n  url: \"postgresql://a,b/app?target_session_attrs=read-write\"\n"
+                       "cache:\n  invalidate_channel: portcullis\n");
+    cfg_unref(c);
+    /* libpq's PGTARGETSESSIONATTRS applies when neither sets it */
+    setenv("PGTARGETSESSIONATTRS", "read-only", 1);
+    EXPECT_ERROR(BASE DB "cache:\n  invalidate_channel: portcullis\n", "4:3",
+                 "PGTARGETSESSIONATTRS read-only may put connections on a standby");
+    c = EXPECT_OK(BASE DB "  target_session_attrs: primary\ncache:\n  invalidate_channel: portcullis\n");
+    cfg_unref(c);
+    unsetenv("PGTARGETSESSIONATTRS");
+    /* none of the three: libpq's any */
+    c = EXPECT_OK(BASE DB "cache:\n  invalidate_channel: portcullis\n");
+    cfg_unref(c);
+}
+
 static void test_a_policy_gives_sql_per_dialect_and_runs_the_drivers(void **state)
 {
     (void)state;
@@ -1454,6 +1485,7 @@ int main(void)
         cmocka_unit_test(test_the_driver_and_its_synonyms_choose_the_dialect),
         cmocka_unit_test(test_mysql_database_keys_are_checked),
         cmocka_unit_test(test_target_session_attrs_is_libpqs_and_keeps_listen_on_a_primary),
+        cmocka_unit_test(test_a_standby_reading_url_or_environment_keeps_listen_off_too),
         cmocka_unit_test(test_a_policy_gives_sql_per_dialect_and_runs_the_drivers),
         cmocka_unit_test(test_a_policy_without_sql_for_the_driver_is_an_error),
         cmocka_unit_test(test_cache_invalidate_query_and_poll),
