@@ -1211,7 +1211,10 @@ static void pool_dispatch_cb(evutil_socket_t fd, short what, void *arg)
 
 static int pg_pool_submit(struct db_pool *p, struct db_query *q)
 {
-    if (!pool_can_take(p, q->gen))
+    /* closing: a query that ends in pg_pool_free may start another at
+     * once (a decision that ends starts its data-file-free twin); queued
+     * here, its dispatch would run after the pool is freed */
+    if (p->closing || !pool_can_take(p, q->gen))
         return -1;
     q->drv = NULL;
     TAILQ_INSERT_TAIL(&p->waiting, q, link);
@@ -1279,9 +1282,9 @@ static void pg_pool_free(struct db_pool *p)
 {
     if (p == NULL)
         return;
+    p->closing = 1; /* before any query ends: pg_pool_submit refuses from here */
     event_del(&p->dispatch_ev);
     evtimer_del(&p->hedge_ev);
-    p->closing = 1;
     if (p->poll_on)
         event_del(&p->poll_ev);
     for (int i = 0; i < p->n; i++) {

@@ -14,6 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <event2/event.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "../../policies/db.h"
 #include "../../policies/decide.h"
@@ -405,6 +409,80 @@ static void test_a_cancelled_decision_is_never_called_back(void **state)
     teardown(f);
 }
 
+/* ---- the PostgreSQL pool's end (pg.c, no server needed) ---- */
+
+struct resubmit {
+    const struct db_driver *drv;
+    struct db_pool *pool;
+    struct db_query again;
+    int first_done, again_rc, again_done;
+};
+
+static void resubmit_again_done(struct db_query *q, enum db_status st, int ntuples, const char *err)
+{
+    struct resubmit *r = (struct resubmit *)((char *)q - offsetof(struct resubmit, again));
+    (void)st, (void)ntuples, (void)err;
+    r->again_done++;
+}
+
+static struct resubmit *g_resubmit;
+
+/* A decision that ends with the pool can start another at once (judge.c:
+ * the same request without its data file): it submits to the pool being
+ * freed. */
+static void resubmit_first_done(struct db_query *q, enum db_status st, int ntuples, const char *err)
+{
+    struct resubmit *r = g_resubmit;
+    (void)ntuples, (void)err;
+    assert_int_equal(st, DBQ_ERROR);
+    r->first_done++;
+    r->again = *q;
+    r->again.done = resubmit_again_done;
+    r->again_rc = r->drv->submit(r->pool, &r->again);
+}
+
+static void test_pg_a_pool_being_freed_takes_no_query(void **state)
+{
+    (void)state;
+    /* a server that accepts and never answers: the connections stay
+     * coming up (pool_can_take would say yes) */
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+    assert_int_equal(bind(ls, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(ls, 16), 0);
+    assert_int_equal(getsockname(ls, (struct sockaddr *)&sa, &len), 0);
+    char port[16];
+    snprintf(port, sizeof(port), "%d", ntohs(sa.sin_port));
+    struct pol_gen *g = make_gen(0, 1000);
+    g->db.host = pc_strdup("127.0.0.1");
+    g->db.port = pc_strdup(port);
+    g->db.dbname = pc_strdup("none");
+    g->db.connect_timeout = 10000;
+    struct event_base *base = event_base_new();
+    struct db_events ev = {NULL, NULL, NULL};
+    struct resubmit r = {.drv = &db_driver_pg};
+    g_resubmit = &r;
+    r.pool = db_driver_pg.pool_new(base, 0, 2, g, 0, &ev);
+    const char *vals[2] = {"a", "s"};
+    int lens[2] = {1, 1};
+    struct db_query q = {.gen = g, .policy = 0, .nparams = 2, .values = vals, .lengths = lens,
+                         .done = resubmit_first_done};
+    assert_int_equal(db_driver_pg.submit(r.pool, &q), 0);
+    event_base_loop(base, EVLOOP_NONBLOCK); /* dispatched: it waits for a connection */
+    assert_int_equal(r.first_done, 0);
+    db_driver_pg.pool_free(r.pool);
+    assert_int_equal(r.first_done, 1);
+    /* refused (-1: fail fast), never queued on the freed pool, whose
+     * dispatch would then run on freed memory */
+    assert_int_equal(r.again_rc, -1);
+    assert_int_equal(r.again_done, 0);
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    event_base_free(base);
+    pol_gen_unref(g);
+    close(ls);
+}
+
 int main(void)
 {
     pc_hash_init();
@@ -419,6 +497,7 @@ int main(void)
         cmocka_unit_test(test_no_connection_is_an_error_at_once),
         cmocka_unit_test(test_the_budget_ends_a_decision_and_pending_policies_read_db_timeout),
         cmocka_unit_test(test_a_cancelled_decision_is_never_called_back),
+        cmocka_unit_test(test_pg_a_pool_being_freed_takes_no_query),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
