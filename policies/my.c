@@ -101,6 +101,7 @@ struct db_pool {
     int poll_on, poll_due;
     struct inv_poll poll;
     struct db_events ev;
+    int closing;                    /* in my_pool_free: submit refuses */
 };
 
 static void myc_io_cb(evutil_socket_t fd, short what, void *arg);
@@ -991,7 +992,9 @@ static void pool_poll_arm(struct db_pool *p)
 
 static int my_pool_submit(struct db_pool *p, struct db_query *q)
 {
-    if (!pool_can_take(p, q->gen))
+    /* closing: a query that ends in my_pool_free may start another at
+     * once; queued here, its dispatch would run after the pool is freed */
+    if (p->closing || !pool_can_take(p, q->gen))
         return -1;
     q->sent_at = pc_now_ms(); /* queued at: the budget counts from here */
     TAILQ_INSERT_TAIL(&p->waiting, q, link);
@@ -1053,6 +1056,7 @@ static void my_pool_free(struct db_pool *p)
 {
     if (p == NULL)
         return;
+    p->closing = 1; /* before any query ends */
     event_del(&p->dispatch_ev);
     if (p->poll_on)
         event_del(&p->poll_ev);

@@ -409,7 +409,7 @@ static void test_a_cancelled_decision_is_never_called_back(void **state)
     teardown(f);
 }
 
-/* ---- the PostgreSQL pool's end (pg.c, no server needed) ---- */
+/* ---- a real driver's pool at its end (pg.c, my.c; no server needed) ---- */
 
 struct resubmit {
     const struct db_driver *drv;
@@ -441,9 +441,8 @@ static void resubmit_first_done(struct db_query *q, enum db_status st, int ntupl
     r->again_rc = r->drv->submit(r->pool, &r->again);
 }
 
-static void test_pg_a_pool_being_freed_takes_no_query(void **state)
+static void a_pool_being_freed_takes_no_query(const struct db_driver *drv)
 {
-    (void)state;
     /* a server that accepts and never answers: the connections stay
      * coming up (pool_can_take would say yes) */
     int ls = socket(AF_INET, SOCK_STREAM, 0);
@@ -459,19 +458,21 @@ static void test_pg_a_pool_being_freed_takes_no_query(void **state)
     g->db.port = pc_strdup(port);
     g->db.dbname = pc_strdup("none");
     g->db.connect_timeout = 10000;
+    if (drv == &db_driver_my)
+        g->db.dialect = POL_DIALECT_MYSQL;
     struct event_base *base = event_base_new();
     struct db_events ev = {NULL, NULL, NULL};
-    struct resubmit r = {.drv = &db_driver_pg};
+    struct resubmit r = {.drv = drv};
     g_resubmit = &r;
-    r.pool = db_driver_pg.pool_new(base, 0, 2, g, 0, &ev);
+    r.pool = drv->pool_new(base, 0, 2, g, 0, &ev);
     const char *vals[2] = {"a", "s"};
     int lens[2] = {1, 1};
     struct db_query q = {.gen = g, .policy = 0, .nparams = 2, .values = vals, .lengths = lens,
                          .done = resubmit_first_done};
-    assert_int_equal(db_driver_pg.submit(r.pool, &q), 0);
+    assert_int_equal(drv->submit(r.pool, &q), 0);
     event_base_loop(base, EVLOOP_NONBLOCK); /* dispatched: it waits for a connection */
     assert_int_equal(r.first_done, 0);
-    db_driver_pg.pool_free(r.pool);
+    drv->pool_free(r.pool);
     assert_int_equal(r.first_done, 1);
     /* refused (-1: fail fast), never queued on the freed pool, whose
      * dispatch would then run on freed memory */
@@ -481,6 +482,18 @@ static void test_pg_a_pool_being_freed_takes_no_query(void **state)
     event_base_free(base);
     pol_gen_unref(g);
     close(ls);
+}
+
+static void test_pg_a_pool_being_freed_takes_no_query(void **state)
+{
+    (void)state;
+    a_pool_being_freed_takes_no_query(&db_driver_pg);
+}
+
+static void test_mysql_a_pool_being_freed_takes_no_query(void **state)
+{
+    (void)state;
+    a_pool_being_freed_takes_no_query(&db_driver_my);
 }
 
 int main(void)
@@ -498,6 +511,7 @@ int main(void)
         cmocka_unit_test(test_the_budget_ends_a_decision_and_pending_policies_read_db_timeout),
         cmocka_unit_test(test_a_cancelled_decision_is_never_called_back),
         cmocka_unit_test(test_pg_a_pool_being_freed_takes_no_query),
+        cmocka_unit_test(test_mysql_a_pool_being_freed_takes_no_query),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
