@@ -16,6 +16,7 @@
 #include <string.h>
 #include <libpq-fe.h>
 #include <netinet/in.h>
+#include <netdb.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
@@ -66,6 +67,8 @@ struct pg_conn {
     int was_up;
     struct db_query ping;           /* SELECT 1 on an idle connection (pgc_idle) */
     char *rot[3];                   /* host, hostaddr, port lists to start with (pgc_rotate) */
+    char *pin[3];                   /* the next attempt only: rot with its first name pinned to addresses (pgc_pin) */
+    int pinned;                     /* the attempt in progress was started from pin (rot holds its base) */
     int hedge_n;                    /* pool_hedge: hedges sent here in this scan (PG_HEDGE_BATCH: not a target) */
 };
 
@@ -244,7 +247,8 @@ void pg_conn_params(const struct pol_db *db, const char *appname, const char **k
  * So when an attempt times out, the next one starts at the host after the
  * one that timed out (the lists are rotated), and keeps that order while it
  * works; a reload starts from the configured order. A name with several
- * addresses is one host to libpq and is not rotated.
+ * addresses is one host to libpq: its addresses are stepped through by
+ * pgc_pin.
  */
 static const char *const pg_rot_keys[3] = {"host", "hostaddr", "port"};
 
@@ -291,47 +295,176 @@ static int pg_list_is(const char *list, size_t i, const char *want)
     return strncmp(list, want, wl) == 0 && (list[wl] == ',' || list[wl] == '\0');
 }
 
+static void pgc_pin_clear(struct pg_conn *c)
+{
+    for (int k = 0; k < 3; k++) {
+        free(c->pin[k]);
+        c->pin[k] = NULL;
+    }
+}
+
 static void pgc_rot_clear(struct pg_conn *c)
 {
     for (int k = 0; k < 3; k++) {
         free(c->rot[k]);
         c->rot[k] = NULL;
     }
+    pgc_pin_clear(c);
+    c->pinned = 0;
 }
 
-/* The attempt on c->pg timed out: the next one starts after its host. */
+/* Element i of a comma-separated list (a one-element list applies to
+ * every host), as a new string. */
+static char *pg_list_elem(const char *list, size_t i)
+{
+    if (pg_list_len(list) == 1)
+        i = 0;
+    for (size_t k = 0; k < i && list != NULL; k++) {
+        list = strchr(list, ',');
+        if (list != NULL)
+            list++;
+    }
+    if (list == NULL)
+        return pc_strdup("");
+    const char *e = strchr(list, ',');
+    return pc_strndup(list, e ? (size_t)(e - list) : strlen(list));
+}
+
+/*
+ * A name with several addresses is one host to libpq, which tries its
+ * addresses in turn when one refuses, but from one that does not answer it
+ * never moves on in PQconnectPoll (as with hosts, above): every attempt
+ * restarted at the same silent address, and the name never served although
+ * -t (blocking, with libpq's own timeout) did. So when an attempt times out
+ * on an address of a name, the next attempt (that one only) gives libpq
+ * that name's later addresses as hostaddr values (host=name,name
+ * hostaddr=b,c): the name is resolved afresh each time, so a name that
+ * moved to other servers is never kept on old addresses. n: the hosts of
+ * lists; the name is element 0. 1 when c->pin was set.
+ */
+static int pgc_pin(struct pg_conn *c, char *const lists[3], size_t n, const char *cur_addr)
+{
+    char *name = pg_list_elem(lists[0], 0), *port = lists[2] ? pg_list_elem(lists[2], 0) : NULL;
+    char *addr0 = lists[1] ? pg_list_elem(lists[1], 0) : pc_strdup("");
+    struct addrinfo hints, *res = NULL;
+    struct pc_buf hb = {0}, ab = {0}, pb = {0};
+    int pinned = 0, found = 0;
+    size_t after = 0;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    if (name[0] == '\0' || name[0] == '/' || addr0[0] != '\0' || cur_addr == NULL || cur_addr[0] == '\0' ||
+        strcmp(name, cur_addr) == 0)
+        goto cleanup; /* not a name, or its address is given */
+    /* what libpq does (blocking, as libpq's own resolution is) */
+    if (getaddrinfo(name, port && port[0] ? port : NULL, &hints, &res) != 0)
+        goto cleanup;
+    for (struct addrinfo *a = res; a != NULL; a = a->ai_next) {
+        char ip[NI_MAXHOST];
+        if (getnameinfo(a->ai_addr, a->ai_addrlen, ip, sizeof(ip), NULL, 0, NI_NUMERICHOST) != 0)
+            continue;
+        if (!found) {
+            found = strcmp(ip, cur_addr) == 0;
+            continue;
+        }
+        pc_buf_addf(&hb, "%s%s", after ? "," : "", name);
+        pc_buf_addf(&ab, "%s%s", after ? "," : "", ip);
+        if (lists[2] != NULL && pg_list_len(lists[2]) == n && n > 1)
+            pc_buf_addf(&pb, "%s%s", after ? "," : "", port);
+        after++;
+    }
+    if (after == 0)
+        goto cleanup; /* the address that timed out was the last (or is gone) */
+    for (size_t i = 1; i < n; i++) {
+        char *h = pg_list_elem(lists[0], i), *a = lists[1] ? pg_list_elem(lists[1], i) : pc_strdup("");
+        pc_buf_addf(&hb, ",%s", h);
+        pc_buf_addf(&ab, ",%s", a);
+        free(h);
+        free(a);
+        if (lists[2] != NULL && pg_list_len(lists[2]) == n && n > 1) {
+            char *pt = pg_list_elem(lists[2], i);
+            pc_buf_addf(&pb, ",%s", pt);
+            free(pt);
+        }
+    }
+    pgc_pin_clear(c);
+    c->pin[0] = pc_strdup(pc_buf_cstr(&hb));
+    c->pin[1] = pc_strdup(pc_buf_cstr(&ab));
+    if (lists[2] != NULL)
+        c->pin[2] = pb.len ? pc_strdup(pc_buf_cstr(&pb)) : pc_strdup(lists[2]);
+    pinned = 1;
+cleanup:
+    if (res != NULL)
+        freeaddrinfo(res);
+    pc_buf_free(&hb);
+    pc_buf_free(&ab);
+    pc_buf_free(&pb);
+    free(name);
+    free(port);
+    free(addr0);
+    return pinned;
+}
+
+/* The attempt on c->pg timed out: the next one starts after its address
+ * (pgc_pin) or after its host. */
 static void pgc_rotate(struct pg_conn *c)
 {
     if (c->pg == NULL)
         return;
     PQconninfoOption *opts = PQconninfo(c->pg);
-    const char *cur_host = PQhost(c->pg), *cur_port = PQport(c->pg);
+    const char *cur_host = PQhost(c->pg), *cur_port = PQport(c->pg), *cur_addr = PQhostaddr(c->pg);
     if (opts == NULL || cur_host == NULL || cur_port == NULL) {
         PQconninfoFree(opts);
         return;
     }
-    const char *lists[3] = {NULL, NULL, NULL};
-    for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
-        for (int k = 0; k < 3; k++)
-            if (strcmp(o->keyword, pg_rot_keys[k]) == 0 && o->val != NULL && o->val[0] != '\0')
-                lists[k] = o->val;
-    const char *names = lists[0] ? lists[0] : lists[1];
-    size_t n = names ? pg_list_len(names) : 1;
-    if (n > 1) {
-        size_t at = 0;
-        for (size_t i = 0; i < n; i++) {
-            if ((pg_list_is(names, i, cur_host) || (lists[1] && pg_list_is(lists[1], i, cur_host))) &&
-                (lists[2] == NULL || pg_list_is(lists[2], i, cur_port))) {
-                at = i;
-                break;
-            }
+    /* the lists to rotate: those of the attempt, or, for a pinned one, the
+     * base it was pinned from (its hosts named, not pinned) */
+    char *lists[3] = {NULL, NULL, NULL};
+    for (int k = 0; k < 3; k++) {
+        if (c->pinned) {
+            lists[k] = c->rot[k] ? pc_strdup(c->rot[k]) : NULL;
+            continue;
         }
-        pgc_rot_clear(c);
-        for (int k = 0; k < 3; k++)
-            if (lists[k] != NULL)
-                c->rot[k] = pg_list_len(lists[k]) == n ? pg_list_rotate(lists[k], at + 1) : pc_strdup(lists[k]);
+        for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
+            if (strcmp(o->keyword, pg_rot_keys[k]) == 0 && o->val != NULL && o->val[0] != '\0')
+                lists[k] = pc_strdup(o->val);
     }
     PQconninfoFree(opts);
+    const char *names = lists[0] ? lists[0] : lists[1];
+    size_t n = names ? pg_list_len(names) : 1;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        if ((pg_list_is(names, i, cur_host) || (lists[1] && pg_list_is(lists[1], i, cur_host))) &&
+            (lists[2] == NULL || pg_list_is(lists[2], i, cur_port))) {
+            at = i;
+            break;
+        }
+    }
+    char *from_at[3] = {NULL, NULL, NULL};
+    for (int k = 0; k < 3; k++)
+        if (lists[k] != NULL)
+            from_at[k] = pg_list_len(lists[k]) == n ? pg_list_rotate(lists[k], at) : pc_strdup(lists[k]);
+    pgc_pin_clear(c);
+    if (from_at[0] != NULL && pgc_pin(c, from_at, n, cur_addr)) {
+        /* the next attempt: the name's later addresses; its base starts at the name */
+        for (int k = 0; k < 3; k++) {
+            free(c->rot[k]);
+            c->rot[k] = from_at[k];
+        }
+    } else {
+        for (int k = 0; k < 3; k++)
+            free(from_at[k]);
+        if (n > 1) {
+            for (int k = 0; k < 3; k++) {
+                free(c->rot[k]);
+                c->rot[k] = NULL;
+                if (lists[k] != NULL)
+                    c->rot[k] = pg_list_len(lists[k]) == n ? pg_list_rotate(lists[k], at + 1) : pc_strdup(lists[k]);
+            }
+        }
+    }
+    for (int k = 0; k < 3; k++)
+        free(lists[k]);
 }
 
 static void pgc_start(struct pg_conn *c)
@@ -348,14 +481,17 @@ static void pgc_start(struct pg_conn *c)
     size_t n = 0;
     while (keys[n] != NULL)
         n++;
+    c->pinned = c->pin[0] != NULL;
     for (int k = 0; k < 3; k++) { /* later keywords override earlier ones */
-        if (c->rot[k] != NULL) {
+        const char *v = c->pinned ? c->pin[k] : c->rot[k];
+        if (v != NULL) {
             keys[n] = pg_rot_keys[k];
-            vals[n++] = c->rot[k];
+            vals[n++] = v;
         }
     }
     keys[n] = vals[n] = NULL;
     c->pg = PQconnectStartParams(keys, vals, 1);
+    pgc_pin_clear(c); /* one attempt only: a later one resolves the name afresh */
     if (c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD) {
         pgc_down(c, c->pg ? PQerrorMessage(c->pg) : "out of memory", 1);
         return;

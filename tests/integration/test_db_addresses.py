@@ -59,9 +59,9 @@ class SilentListener:
     queue is full, so the kernel drops every further SYN (as a black hole
     does) and a connect waits until its own timeout."""
 
-    def __init__(self):
+    def __init__(self, ip="127.0.0.1", port=0):
         self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((ip, port))
         self.sock.listen(0)
         self.port = self.sock.getsockname()[1]
         self.fill = []
@@ -69,14 +69,14 @@ class SilentListener:
             s = socket.socket()
             s.setblocking(False)
             try:
-                s.connect(("127.0.0.1", self.port))
+                s.connect((ip, self.port))
             except BlockingIOError:
                 pass
             self.fill.append(s)
         probe = socket.socket()
         probe.settimeout(0.5)
         try:
-            probe.connect(("127.0.0.1", self.port))
+            probe.connect((ip, self.port))
             raise AssertionError("the silent listener accepted a connection")
         except socket.timeout:
             pass
@@ -223,6 +223,21 @@ class TestSecondDatabaseAddress(unittest.TestCase):
         try:
             self.check_serves("host=db.test port=%d dbname=dify user=postgres" % relay.port, hosts=hosts)
         finally:
+            relay.close()
+
+    @unittest.skipUnless(os.geteuid() == 0, "a hosts file of the test's own needs a mount namespace (root)")
+    def test_a_name_whose_first_address_is_silent_serves_through_the_second(self):
+        # the first address drops every SYN (a dead node still in DNS): our
+        # connect timer (1 s) gives up on the attempt, and the next one must
+        # start at the name's next address; libpq alone restarts at the first
+        hosts = "127.0.0.3 db.test\n127.0.0.2 db.test\n"
+        self.assertEqual(resolve_order(hosts, "db.test"), ["127.0.0.3", "127.0.0.2"])
+        relay = LoopbackRelay("127.0.0.2", self.pg.port)
+        silent = SilentListener("127.0.0.3", relay.port)
+        try:
+            self.check_serves("host=db.test port=%d dbname=dify user=postgres" % relay.port, hosts=hosts)
+        finally:
+            silent.close()
             relay.close()
 
 
