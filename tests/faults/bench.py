@@ -347,6 +347,12 @@ def sse_request(app_user, app, n, interval, extra=""):
     return ("GET /sse?%s HTTP/1.1\r\nHost: t\r\n%s\r\n" % (q, hs)).encode()
 
 
+def policy_answers(proxy):
+    """Policy queries the database has answered (pass or fail) so far."""
+    m = proxy.metrics()
+    return sum(v for n, labels, v in m if n == "portcullis_policy_queries_total" and labels.get("result") != "error")
+
+
 def scenario_db_partition_mid_stream(env, short):
     """An authorized SSE stream and an authorized upload in flight when the
     database path is cut: both finish intact (the decision was made)."""
@@ -358,11 +364,13 @@ def scenario_db_partition_mid_stream(env, short):
     ok = st.read_until(lambda b: b.count(b"data:") >= 3, 5)
     size = 4 << 20
     body = os.urandom(size)
+    decided = policy_answers(proxy)
     up = socket.create_connection((proxy.host, proxy.port), timeout=10)
     up.sendall(("POST /echo?app=%s HTTP/1.1\r\nHost: t\r\nAuthorization: %s\r\nContent-Length: %d\r\n\r\n" % (
         APPS["a-editor-app"][0], auth("owner_a")[0][1], size)).encode())
     up.sendall(body[:size // 4])
-    time.sleep(0.3)
+    # the cut comes after the upload's decision (cache.ttl 0s: a query answered)
+    wait_for(lambda: policy_answers(proxy) > decided, 10, "the upload's decision")
     t0 = time.time()
     env.topo.blackhole(DB_IP)
     for i in range(1, 4):   # the rest of the upload, slowly, during the partition
@@ -532,11 +540,13 @@ def scenario_upstream_partition_upload(env, short):
     wait_for(lambda: proxy.ready() == 200, 10, "ready")
     size = 8 << 20
     marker = "m%f" % time.time()
+    decided = policy_answers(proxy)
     s = socket.create_connection((proxy.host, proxy.port), timeout=10)
     s.sendall(("POST /echo?m=%s&app=%s HTTP/1.1\r\nHost: t\r\nAuthorization: %s\r\nContent-Length: %d\r\n\r\n"
                % (marker, APPS["a-editor-app"][0], auth("owner_a")[0][1], size)).encode())
     s.sendall(b"x" * (1 << 20))
-    time.sleep(0.2)
+    # the cut comes once the upload is authorized and on its way upstream
+    wait_for(lambda: policy_answers(proxy) > decided, 10, "the upload's decision")
     env.topo.drop(PROXY_IP, UP_IP)
     t0 = time.time()
     resp = b""
