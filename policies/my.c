@@ -22,6 +22,7 @@
 #include "schema.h"
 #include "gen.h"
 #include "../lib/base.h"
+#include "../lib/fdwatch.h"
 #include "../lib/log.h"
 
 #include <errno.h>
@@ -52,9 +53,7 @@ struct my_conn {
     enum myc_job job;
     enum myc_op op;                 /* the library call in flight */
     int wait;                       /* its MYSQL_WAIT_* bits while suspended */
-    struct event io;
-    int io_on, io_fd;
-    short io_what;
+    struct pc_fdwatch io;           /* the library's socket */
     struct event libtimer;          /* the library's own timeout */
     struct event timer;             /* backoff, connect budget, wedged job, idle ping */
     /* a call's outcome */
@@ -135,28 +134,21 @@ static void myc_arm(struct event *ev, int64_t ms)
 
 static void myc_unwatch(struct my_conn *c)
 {
-    if (c->io_on) {
-        event_del(&c->io);
-        c->io_on = 0;
-    }
+    pc_fdwatch_off(&c->io);
 }
 
 /* Watch the connection's socket for what; fresh: register again even if
  * nothing seems to change (during a connect, a new socket may have the old
- * one's number). */
+ * one's number). A failure (no descriptor left) leaves the call to its
+ * timers. */
 static void myc_watch(struct my_conn *c, short what, int fresh)
 {
     int fd = c->m != NULL ? (int)mysql_get_socket(c->m) : -1;
-    if (c->io_on && (fresh || c->io_fd != fd || c->io_what != what))
+    if (fresh)
         myc_unwatch(c);
-    if (fd < 0 || what == 0 || c->io_on)
-        return;
-    event_assign(&c->io, c->pool->base, fd, what | EV_PERSIST, myc_io_cb, c);
-    if (event_add(&c->io, NULL) != 0)
-        return;
-    c->io_on = 1;
-    c->io_fd = fd;
-    c->io_what = what;
+    if (pc_fdwatch_set(&c->io, c->pool->base, fd, what, myc_io_cb, c) != 0)
+        pc_log(PC_LOG_WARN, "worker %d: database connection %d: cannot watch its socket: %s", c->pool->worker,
+               c->idx, strerror(errno));
 }
 
 static int myc_start_op(struct my_conn *c, enum myc_op op, const char *sql)
@@ -1020,7 +1012,7 @@ static struct db_pool *my_pool_new(struct event_base *base, int worker, int ncon
         struct my_conn *c = &p->conns[i];
         c->pool = p;
         c->idx = i;
-        c->io_fd = -1;
+        pc_fdwatch_init(&c->io);
         c->cfg = pol_gen_ref(cfg);
         evtimer_assign(&c->timer, base, myc_timer_cb, c);
         evtimer_assign(&c->libtimer, base, myc_libtimer_cb, c);

@@ -8,6 +8,7 @@
 #include "schema.h"
 #include "gen.h"
 #include "../lib/base.h"
+#include "../lib/fdwatch.h"
 #include "../lib/log.h"
 
 #include <errno.h>
@@ -42,11 +43,8 @@ struct pg_conn {
     struct db_pool *pool;
     int idx;
     PGconn *pg;
-    int fd;
     enum pgc_state state;
-    struct event ev;
-    short ev_what;
-    int ev_on;
+    struct pc_fdwatch io;           /* libpq's socket */
     struct event timer;
     struct pol_gen *cfg;
     enum pgc_step step;
@@ -126,28 +124,17 @@ static void pool_publish(struct db_pool *p)
 
 static void pgc_unwatch(struct pg_conn *c)
 {
-    if (c->ev_on) {
-        event_del(&c->ev);
-        c->ev_on = 0;
-    }
+    pc_fdwatch_off(&c->io);
 }
 
+/* Watch libpq's socket for what. A failure (no descriptor left) leaves the
+ * connection to its timers: the connect budget, or the queries' own. */
 static void pgc_watch(struct pg_conn *c, short what)
 {
     int fd = c->pg ? PQsocket(c->pg) : -1;
-    if (c->ev_on && (c->fd != fd || c->ev_what != what)) {
-        event_del(&c->ev);
-        c->ev_on = 0;
-    }
-    if (fd < 0 || what == 0)
-        return;
-    if (!c->ev_on) {
-        event_assign(&c->ev, c->pool->base, fd, what | EV_PERSIST, pgc_event_cb, c);
-        event_add(&c->ev, NULL);
-        c->ev_on = 1;
-        c->ev_what = what;
-        c->fd = fd;
-    }
+    if (pc_fdwatch_set(&c->io, c->pool->base, fd, what, pgc_event_cb, c) != 0)
+        pc_log(PC_LOG_WARN, "worker %d: database connection %d: cannot watch its socket: %s", c->pool->worker,
+               c->idx, strerror(errno));
 }
 
 static void pgc_arm(struct pg_conn *c, int64_t ms)
@@ -183,7 +170,6 @@ static void pgc_down(struct pg_conn *c, const char *why_in, int backoff)
         PQfinish(c->pg);
         c->pg = NULL;
     }
-    c->fd = -1;
     pol_schema_free(c->schema);
     c->schema = NULL;
     if (c->was_up || c->backoff_ms == 0)
@@ -1117,15 +1103,15 @@ static void pgc_event_cb(evutil_socket_t fd, short what, void *arg)
     struct pg_conn *c = arg;
     PC_UNUSED(fd);
     if (c->state == PGC_CONNECTING) {
-        short was = c->ev_what;
-        PostgresPollingStatusType ps = PQconnectPoll(c->pg);
-        /* PQconnectPoll may have closed the socket and opened another (the
-         * next host of host=a,b, or the next address of a name), which
-         * usually gets the same descriptor number. Closing took the old one
-         * out of epoll, so a watch that compares only numbers would never
-         * register the new one: register afresh after every call while
-         * connecting (a few epoll_ctl calls per connection attempt). */
+        short was = c->io.what;
+        /* PQconnectPoll may close the socket and open another (the next
+         * host of host=a,b, or the next address of a name), which usually
+         * gets the same descriptor number: a watch that compared numbers
+         * would go on watching the old socket. So the watch is dropped
+         * before every call while connecting and set afresh after it (a
+         * few system calls per connection attempt). */
         pgc_unwatch(c);
+        PostgresPollingStatusType ps = PQconnectPoll(c->pg);
         switch (ps) {
         case PGRES_POLLING_READING:
             pgc_watch(c, EV_READ);
@@ -1380,7 +1366,7 @@ static struct db_pool *pg_pool_new(struct event_base *base, int worker, int ncon
         struct pg_conn *c = &p->conns[i];
         c->pool = p;
         c->idx = i;
-        c->fd = -1;
+        pc_fdwatch_init(&c->io);
         c->cfg = pol_gen_ref(cfg);
         c->ping.policy = -1;
         c->ping.done = pgc_ping_done;
@@ -1425,8 +1411,7 @@ static void pg_pool_free(struct db_pool *p)
         event_del(&p->poll_ev);
     for (int i = 0; i < p->n; i++) {
         struct pg_conn *c = &p->conns[i];
-        if (c->ev_on)
-            event_del(&c->ev);
+        pc_fdwatch_off(&c->io); /* before libpq closes the socket */
         evtimer_del(&c->timer);
         if (c->pg)
             PQfinish(c->pg);

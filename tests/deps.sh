@@ -26,11 +26,12 @@ set -eu
 # python3-flask, python3-werkzeug, gunicorn: Dify's own routing stack, the
 # upstream of the Dify pack's tests; openssl: tests/image makes a throwaway
 # CA and reads the image's CA bundle; prometheus: promtool for
-# tests/observability
+# tests/observability; strace: test_db_descriptors records the proxy's
+# failed epoll_ctl calls
 PKGS="build-essential pkg-config libevent-dev libpq-dev libyaml-dev libssl-dev libjwt-dev
       libcmocka-dev postgresql-15 mariadb-server-core mariadb-client-core libmariadb-dev python3 curl openssl
       nginx-light python3-yaml gettext-base util-linux iproute2
-      python3-flask python3-werkzeug gunicorn prometheus"
+      python3-flask python3-werkzeug gunicorn prometheus strace"
 case "${1:-}" in
     bench) PKGS="$PKGS wrk haproxy" ;;
     fuzz) PKGS="$PKGS clang libclang-rt-14-dev" ;;
