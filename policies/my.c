@@ -139,16 +139,17 @@ static void myc_unwatch(struct my_conn *c)
 
 /* Watch the connection's socket for what; fresh: register again even if
  * nothing seems to change (during a connect, a new socket may have the old
- * one's number). A failure (no descriptor left) leaves the call to its
- * timers. */
-static void myc_watch(struct my_conn *c, short what, int fresh)
+ * one's number). -1 when it cannot be watched (no descriptor left for the
+ * duplicate), with the reason in why. */
+static int myc_watch(struct my_conn *c, short what, int fresh, char *why, size_t len)
 {
     int fd = c->m != NULL ? (int)mysql_get_socket(c->m) : -1;
     if (fresh)
         myc_unwatch(c);
-    if (pc_fdwatch_set(&c->io, c->pool->base, fd, what, myc_io_cb, c) != 0)
-        pc_log(PC_LOG_WARN, "worker %d: database connection %d: cannot watch its socket: %s", c->pool->worker,
-               c->idx, strerror(errno));
+    if (pc_fdwatch_set(&c->io, c->pool->base, fd, what, myc_io_cb, c) == 0)
+        return 0;
+    snprintf(why, len, "cannot watch its socket: %s", strerror(errno));
+    return -1;
 }
 
 static int myc_start_op(struct my_conn *c, enum myc_op op, const char *sql)
@@ -195,20 +196,26 @@ static int myc_cont_op(struct my_conn *c, int ready)
 /* A call returned status st: finished (0), or wait for what it asks. */
 static void myc_settle(struct my_conn *c, int st)
 {
+    char why[128];
     evtimer_del(&c->libtimer);
     if (st == 0) {
         c->wait = 0;
         if (c->op == MYO_CONNECT)
             myc_unwatch(c);
-        else
-            myc_watch(c, EV_READ, 0); /* between calls: notice the server closing */
+        else if (myc_watch(c, EV_READ, 0, why, sizeof(why)) != 0) { /* between calls: notice the server closing */
+            myc_down(c, why, 1);
+            return;
+        }
         myc_done(c);
         return;
     }
     c->wait = st;
     short what = (short)((st & (MYSQL_WAIT_READ | MYSQL_WAIT_EXCEPT) ? EV_READ : 0) |
                          (st & MYSQL_WAIT_WRITE ? EV_WRITE : 0));
-    myc_watch(c, what, c->op == MYO_CONNECT);
+    if (myc_watch(c, what, c->op == MYO_CONNECT, why, sizeof(why)) != 0) {
+        myc_down(c, why, 1); /* unwinds the suspended call */
+        return;
+    }
     if (st & MYSQL_WAIT_TIMEOUT)
         myc_arm(&c->libtimer, (int64_t)mysql_get_timeout_value_ms(c->m));
 }

@@ -100,6 +100,7 @@ struct db_pool {
 static void pgc_event_cb(evutil_socket_t fd, short what, void *arg);
 static void pgc_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void pgc_start(struct pg_conn *c);
+static void pgc_down(struct pg_conn *c, const char *why_in, int backoff);
 static int pgc_send(struct pg_conn *c, struct db_query *q);
 static void pool_dispatch(struct db_pool *p);
 static void pool_schedule(struct db_pool *p);
@@ -127,14 +128,18 @@ static void pgc_unwatch(struct pg_conn *c)
     pc_fdwatch_off(&c->io);
 }
 
-/* Watch libpq's socket for what. A failure (no descriptor left) leaves the
- * connection to its timers: the connect budget, or the queries' own. */
-static void pgc_watch(struct pg_conn *c, short what)
+/* Watch libpq's socket for what. A connection whose socket cannot be
+ * watched (no descriptor left for the duplicate) is taken down at once
+ * rather than left to its timers: -1, and c is down. */
+static int pgc_watch(struct pg_conn *c, short what)
 {
     int fd = c->pg ? PQsocket(c->pg) : -1;
-    if (pc_fdwatch_set(&c->io, c->pool->base, fd, what, pgc_event_cb, c) != 0)
-        pc_log(PC_LOG_WARN, "worker %d: database connection %d: cannot watch its socket: %s", c->pool->worker,
-               c->idx, strerror(errno));
+    if (pc_fdwatch_set(&c->io, c->pool->base, fd, what, pgc_event_cb, c) == 0)
+        return 0;
+    char why[128];
+    snprintf(why, sizeof(why), "cannot watch its socket: %s", strerror(errno));
+    pgc_down(c, why, 1);
+    return -1;
 }
 
 static void pgc_arm(struct pg_conn *c, int64_t ms)
@@ -485,7 +490,8 @@ static void pgc_start(struct pg_conn *c)
     PQsetnonblocking(c->pg, 1);
     c->state = PGC_CONNECTING;
     c->step = PGS_SESSION;
-    pgc_watch(c, EV_WRITE);
+    if (pgc_watch(c, EV_WRITE) != 0)
+        return;
     pgc_arm(c, c->cfg->db.connect_timeout);
     pool_publish(p);
 }
@@ -690,7 +696,8 @@ static void pgc_ready(struct pg_conn *c)
                (unsigned long long)c->cfg->generation);
     c->was_up = 1;
     pgc_idle(c);
-    pgc_watch(c, EV_READ);
+    if (pgc_watch(c, EV_READ) != 0)
+        return;
     pool_publish(c->pool);
     /* the listener may have missed notifications while it was down */
     if (c->idx == 0 && c->pool->listener && c->cfg->cache.invalidate_channel != NULL && c->pool->ev.invalidate)
@@ -1153,6 +1160,11 @@ static void pgc_event_cb(evutil_socket_t fd, short what, void *arg)
             pgc_results(c);
         if (c->state != PGC_DOWN && c->pg != NULL)
             pgc_notifies(c);
+        /* libpq drops the connection itself when it loses the protocol's
+         * thread (a malformed message): our duplicate would keep the
+         * socket open until the next ping */
+        if (c->state != PGC_DOWN && c->pg != NULL && PQstatus(c->pg) == CONNECTION_BAD)
+            pgc_down(c, PQerrorMessage(c->pg), 1);
     }
 }
 

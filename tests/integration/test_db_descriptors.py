@@ -29,20 +29,20 @@ listen: 127.0.0.1:{port}
 upstream: http://127.0.0.1:{upstream}
 workers: 2
 admin_listen: 127.0.0.1:{admin_port}
-timeouts: {policy: 2s}
+timeouts: {policy: 5s}
 identity:
   secret: "%s"
   subject_claim: user_id
   sources: ["header:Authorization"]
 database:
 {database}
-  pool: 2
+  pool: 1            # no idle connection to hedge a slow query onto
   connect_timeout: 2s
 policies:
 %s  slow:
     sql:
-      postgresql: SELECT 1 FROM apps WHERE id = :app_id AND pg_sleep(0.5)::text = '' AND :subject <> ''
-      mysql: SELECT 1 FROM apps WHERE id = :app_id AND SLEEP(0.5) = 0 AND :subject <> ''
+      postgresql: SELECT 1 FROM apps WHERE id = :app_id AND pg_sleep(2)::text = '' AND :subject <> ''
+      mysql: SELECT 1 FROM apps WHERE id = :app_id AND SLEEP(2) = 0 AND :subject <> ''
 rules:
   - name: logs
     path: /apps/{app_id:uuid}/logs
@@ -144,16 +144,19 @@ class DescriptorCase(unittest.TestCase):
         return self.proxy.stderr().count("down: ")
 
     def slow_request_killed(self, kill):
-        """A slow policy query in flight whose connection kill() ends:
-        the request is refused (503), the connection comes back."""
+        """A slow policy query (2 s) in flight whose connection kill()
+        ends (it returns how many it ended): the request is refused (503)
+        at once, not after the query, and the connection comes back."""
         got = []
+        before = self.downs()
         t = threading.Thread(target=lambda: got.append(
             http(self.proxy.port, "GET", "/slow/%s" % APPS["a-editor-app"][0], headers=auth("owner_a"),
-                 timeout=10).status))
+                 timeout=20).status))
         t.start()
-        kill()
+        self.assertEqual(kill(), 1)
         t.join()
         self.assertEqual(got, [503])
+        self.assertTrue(wait_until(lambda: self.downs() > before, timeout=10), self.proxy.stderr()[-1500:])
 
     def assert_every_epoll_call_succeeded(self):
         self.assertEqual(self.proxy.stop(), 0, "the proxy did not stop cleanly")
@@ -170,8 +173,10 @@ class TestPostgreSQLDescriptors(DescriptorCase):
         self.pg = shared_pg()
 
     def terminate(self, where):
-        self.pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'dify' "
-                     "AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND %s" % where)
+        """End the proxy's sessions that match where; how many."""
+        return int(self.pg.psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                "WHERE datname = 'dify' AND pid <> pg_backend_pid() "
+                                "AND backend_type = 'client backend' AND %s" % where).strip())
 
     def test_a_connect_that_moves_to_the_next_host_and_dropped_connections_leave_no_stale_watch(self):
         # libpq closes the refused socket and opens the next host's
@@ -181,12 +186,12 @@ class TestPostgreSQLDescriptors(DescriptorCase):
                               headers=auth("owner_a")).status, 200)
         # idle connections dropped by the server: libpq closes each on reading the end
         before = self.downs()
-        self.terminate("state = 'idle'")
+        self.assertEqual(self.terminate("state = 'idle'"), 2)   # one per worker
         self.assertTrue(wait_until(lambda: self.downs() > before, timeout=10), self.proxy.stderr()[-1500:])
         self.wait_ready()
         # and one dropped while a query runs on it
-        self.slow_request_killed(lambda: (self.pg.wait_active("%pg_sleep(0.5)%"),
-                                          self.terminate("query LIKE '%pg_sleep(0.5)%'")))
+        self.slow_request_killed(lambda: self.pg.wait_active("%pg_sleep(2)%") or
+                                 self.terminate("state = 'active' AND query LIKE '%pg_sleep(2)%'"))
         self.wait_ready()
         self.assert_every_epoll_call_succeeded()
 
@@ -209,10 +214,10 @@ class TestMariaDBDescriptors(DescriptorCase):
             return ids
 
         before = self.downs()
-        self.assertTrue(kill("COMMAND = 'Sleep'"))
+        self.assertEqual(len(kill("COMMAND = 'Sleep'")), 2)   # one per worker
         self.assertTrue(wait_until(lambda: self.downs() > before, timeout=10), self.proxy.stderr()[-1500:])
         self.wait_ready()
-        self.slow_request_killed(lambda: (my.wait_active("%SLEEP(0.5)%"), kill("INFO LIKE '%SLEEP(0.5)%'")))
+        self.slow_request_killed(lambda: my.wait_active("%SLEEP(2)%") or len(kill("INFO LIKE '%SLEEP(2)%'")))
         self.wait_ready()
         self.assert_every_epoll_call_succeeded()
 
