@@ -264,6 +264,19 @@ static struct pc_worker *pc_worker_new(int id, struct pc_worker *const *peers, i
         free(w);
         return NULL;
     }
+    /* the mailbox first: a worker that cannot be told to reload or drain
+     * must not start */
+    w->mail_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    event_assign(&w->mail_ev, w->base, w->mail_fd, EV_READ | EV_PERSIST, worker_mail_cb, w);
+    if (w->mail_fd < 0 || event_add(&w->mail_ev, NULL) != 0) {
+        int e = errno;
+        if (w->mail_fd >= 0)
+            close(w->mail_fd);
+        event_base_free(w->base);
+        free(w);
+        errno = e;
+        return NULL;
+    }
     w->id = id;
     w->peers = peers;
     w->npeers = nworkers;
@@ -277,12 +290,10 @@ static struct pc_worker *pc_worker_new(int id, struct pc_worker *const *peers, i
     snprintf(w->id_prefix, sizeof(w->id_prefix), "%s", id_prefix);
     w->dec = dec_ctx_new(w->base, id, nworkers, cfg->pol, NULL, &w->metrics->dec);
     pthread_mutex_init(&w->mail_lock, NULL);
-    w->mail_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    event_assign(&w->mail_ev, w->base, w->mail_fd, EV_READ | EV_PERSIST, worker_mail_cb, w);
-    event_add(&w->mail_ev, NULL);
     event_assign(&w->listen_ev, w->base, listen_fd, EV_READ | EV_PERSIST, worker_accept_cb, w);
     evtimer_assign(&w->accept_retry, w->base, worker_accept_retry_cb, w);
-    event_add(&w->listen_ev, NULL);
+    if (event_add(&w->listen_ev, NULL) != 0)
+        return NULL; /* the process exits: what w holds goes with it */
     event_assign(&w->log_ev, w->base, -1, EV_PERSIST, worker_log_cb, w);
     struct timeval tv = {0, 200000};
     event_add(&w->log_ev, &tv);
@@ -495,6 +506,13 @@ int pc_server_run(const char *config_path, struct pc_config *cfg)
         pc_log(PC_LOG_ERROR, "cannot create event base");
         goto out;
     }
+    /* before any worker thread: a reload that could never report back
+     * would leave every later SIGHUP ignored */
+    s.reload_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (s.reload_fd < 0) {
+        pc_log(PC_LOG_ERROR, "cannot create the reload event: %s", strerror(errno));
+        goto out;
+    }
     s.nworkers = cfg->workers;
     s.workers = pc_calloc((size_t)s.nworkers, sizeof(*s.workers));
     /* the admin listener first: once the public port accepts, every
@@ -512,8 +530,8 @@ int pc_server_run(const char *config_path, struct pc_config *cfg)
         }
         s.workers[i] = pc_worker_new(i, s.workers, s.nworkers, cfg, fd, prefix);
         if (s.workers[i] == NULL) {
+            pc_log(PC_LOG_ERROR, "cannot create worker %d: %s", i, strerror(errno));
             close(fd);
-            pc_log(PC_LOG_ERROR, "cannot create worker %d", i);
             goto out;
         }
     }
@@ -530,12 +548,14 @@ int pc_server_run(const char *config_path, struct pc_config *cfg)
     s.ev_term = evsignal_new(s.base, SIGTERM, pc_server_signal_cb, &s);
     s.ev_int = evsignal_new(s.base, SIGINT, pc_server_signal_cb, &s);
     s.ev_hup = evsignal_new(s.base, SIGHUP, pc_server_signal_cb, &s);
-    s.reload_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     s.ev_reload = event_new(s.base, s.reload_fd, EV_READ | EV_PERSIST, pc_server_reload_cb, &s);
-    event_add(s.ev_reload, NULL);
-    event_add(s.ev_term, NULL);
-    event_add(s.ev_int, NULL);
-    event_add(s.ev_hup, NULL);
+    if (s.ev_term == NULL || s.ev_int == NULL || s.ev_hup == NULL || s.ev_reload == NULL ||
+        event_add(s.ev_reload, NULL) != 0 || event_add(s.ev_term, NULL) != 0 || event_add(s.ev_int, NULL) != 0 ||
+        event_add(s.ev_hup, NULL) != 0) {
+        /* the workers run already: no way back but out */
+        pc_log(PC_LOG_ERROR, "cannot watch signals: %s", strerror(errno));
+        _exit(1);
+    }
     pthread_sigmask(SIG_UNBLOCK, &set, NULL); /* a pending signal is delivered now */
 
     pc_log(PC_LOG_INFO, "portcullis %s listening on %s, upstream %s, %d workers, generation %llu",

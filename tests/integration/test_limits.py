@@ -1,13 +1,14 @@
 """Issue #8 (resource limits) and the timeouts of issue #2: slowloris,
 limits.connections, descriptor exhaustion, connect timeouts."""
 import os
+import signal
 import socket
 import subprocess
 import time
 import unittest
 
-from harness import (BIN, Conn, Proxy, Upstream, build_request, free_port, http, raw, status_of, tcp_sockets,
-                     wait_port, wait_until)
+from harness import (BIN, Conn, Proxy, Upstream, build_request, free_port, http, raw, shared_pg, status_of,
+                     tcp_sockets, wait_port, wait_until)
 
 CONFIG = """
 listen: 127.0.0.1:{port}
@@ -205,6 +206,78 @@ class TestDescriptorExhaustion(unittest.TestCase):
         finally:
             d.close()
             up.close()
+
+
+POLICY_CONFIG = """
+listen: 127.0.0.1:{port}
+upstream: http://127.0.0.1:{upstream}
+workers: 1
+identity: {secret: "limits-secret", subject_claim: user_id, sources: ["header:Authorization"]}
+database: {url: "{dburl}", pool: 1, connect_timeout: 30s}
+policies:
+  p: SELECT 1 FROM apps WHERE id = :app_id AND :subject <> ''
+rules:
+  - name: r
+    path: /apps/{app_id:uuid}
+    allow: [p]
+  - name: open
+    path: /**
+    action: forward
+"""
+
+
+class TestDescriptorLimitAtStart(unittest.TestCase):
+    """A hard descriptor limit too low for everything the proxy opens at
+    start: each limit, from one too low for the event loop to one that
+    leaves room for the database connection, either stops the proxy at
+    start (exit status 1, saying so) or gives one that reloads and stops
+    at once (serving needs a descriptor more per client). It once started with a worker that had
+    no mailbox (an unchecked eventfd): no reload ever reached it and a
+    stop waited the whole drain timeout."""
+
+    def test_every_limit_either_refuses_to_start_or_gives_a_proxy_that_reloads_and_stops(self):
+        pg = shared_pg()
+        up = Upstream()
+        outcomes = {}
+        try:
+            for n in range(4, 40):
+                outcomes[n] = self.run_at(n, pg, up)
+                if list(outcomes.values())[-3:] == ["up"] * 3:
+                    break
+        finally:
+            up.close()
+        seen = set(outcomes.values())
+        self.assertIn("refused", seen, outcomes)
+        self.assertIn("up", seen, outcomes)
+        # a limit that left room for libpq's socket but not for the
+        # duplicate the proxy watches: the connection is down at once,
+        # saying why, not left waiting for connect_timeout (30 s)
+        self.assertIn("no watch", seen, outcomes)
+
+    def run_at(self, n, pg, up):
+        d = Proxy(POLICY_CONFIG, upstream=up.port, dburl=pg.url, start=False)
+        try:
+            d.proc = subprocess.Popen(["prlimit", "--nofile=%d:%d" % (n, n), BIN, "-c", d.config_path],
+                                      stdout=open(d.stdout_path, "ab"), stderr=open(d.stderr_path, "ab"))
+            try:
+                wait_port(d.port, proc=d.proc)
+            except Exception:
+                self.assertEqual(d.proc.wait(10), 1, "limit %d: %s" % (n, d.stderr()))
+                self.assertIn("Too many open files", d.stderr(), n)
+                return "refused"
+            # either the connection is up, or it is down saying why
+            self.assertTrue(wait_until(lambda: "database connection 0 " in d.stderr(), timeout=10), d.stderr())
+            d.signal(signal.SIGHUP)
+            self.assertTrue(wait_until(lambda: d.reload_outcomes(), timeout=10), "limit %d: %s" % (n, d.stderr()))
+            self.assertIsNone(d.proc.poll(), "limit %d: the proxy died" % n)
+            started = time.monotonic()
+            self.assertEqual(d.stop(timeout=20), 0, n)
+            self.assertLess(time.monotonic() - started, 5, "limit %d: the stop waited" % n)
+            if "database connection 0 down: cannot watch its socket: Too many open files" in d.stderr():
+                return "no watch"
+            return "up" if "database connection 0 up" in d.stderr() else "db down"
+        finally:
+            d.close()
 
 
 class TestConnectTimeout(unittest.TestCase):
