@@ -3,6 +3,7 @@
  * closed; small and boring on purpose.
  */
 #include "admin.h"
+#include "listener.h"
 #include <event2/event_struct.h>
 #include "worker.h"
 #include "metrics.h"
@@ -26,7 +27,7 @@ struct pc_admin {
     struct pc_worker **workers;
     int nworkers;
     int fd;
-    struct event *ev;
+    struct pc_listener listener;
     int draining;
 };
 
@@ -210,8 +211,10 @@ static void admin_accept_cb(evutil_socket_t fd, short what, void *arg)
     struct pc_admin *a = arg;
     PC_UNUSED(what);
     int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (cfd < 0)
+    if (cfd < 0) {
+        pc_listener_starved(&a->listener); /* out of descriptors: a pause, not a spin */
         return;
+    }
     struct admin_conn *ac = pc_calloc(1, sizeof(*ac));
     ac->a = a;
     ac->fd = cfd;
@@ -243,8 +246,13 @@ struct pc_admin *pc_admin_new(struct event_base *base, struct pc_config *cfg,
     a->workers = workers;
     a->nworkers = nworkers;
     a->fd = fd;
-    a->ev = event_new(base, fd, EV_READ | EV_PERSIST, admin_accept_cb, a);
-    event_add(a->ev, NULL);
+    if (pc_listener_start(&a->listener, base, fd, admin_accept_cb, a, "admin accept") != 0) {
+        pc_log(PC_LOG_ERROR, "cannot watch admin_listen %s: %s", addr->text, strerror(errno));
+        cfg_unref(a->cfg);
+        close(fd);
+        free(a);
+        return NULL;
+    }
     return a;
 }
 

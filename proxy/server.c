@@ -119,17 +119,6 @@ fail: {
 
 /* ---- workers ---- */
 
-static void worker_accept_cb(evutil_socket_t fd, short what, void *arg);
-
-static void worker_accept_retry_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct pc_worker *w = arg;
-    PC_UNUSED(fd);
-    PC_UNUSED(what);
-    if (w->listen_fd >= 0 && !w->draining)
-        event_add(&w->listen_ev, NULL);
-}
-
 static void worker_accept_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct pc_worker *w = arg;
@@ -141,19 +130,8 @@ static void worker_accept_cb(evutil_socket_t fd, short what, void *arg)
         if (cfd < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                /* out of descriptors: stop accepting for a moment rather
-                 * than spin or die; existing connections go on */
-                int64_t now = pc_now_ms();
-                if (now - w->last_accept_warn > 5000) {
-                    w->last_accept_warn = now;
-                    pc_log(PC_LOG_ERROR, "accept: %s; pausing accepts for 100ms", strerror(errno));
-                }
-                event_del(&w->listen_ev);
-                struct timeval tv = {0, 100000};
-                evtimer_add(&w->accept_retry, &tv);
-                return;
-            }
+            if (pc_listener_starved(&w->listener))
+                return; /* paused; existing connections go on */
             continue; /* ECONNABORTED, EINTR, ... */
         }
         int64_t limit = w->cfg->limits.connections;
@@ -200,8 +178,7 @@ static void worker_mail_cb(evutil_socket_t fd, short what, void *arg)
         case PC_MAIL_DRAIN: {
             w->draining = 1;
             if (w->listen_fd >= 0) {
-                event_del(&w->listen_ev);
-                event_del(&w->accept_retry);
+                pc_listener_stop(&w->listener);
                 close(w->listen_fd);
                 w->listen_fd = -1;
             }
@@ -290,9 +267,7 @@ static struct pc_worker *pc_worker_new(int id, struct pc_worker *const *peers, i
     snprintf(w->id_prefix, sizeof(w->id_prefix), "%s", id_prefix);
     w->dec = dec_ctx_new(w->base, id, nworkers, cfg->pol, NULL, &w->metrics->dec);
     pthread_mutex_init(&w->mail_lock, NULL);
-    event_assign(&w->listen_ev, w->base, listen_fd, EV_READ | EV_PERSIST, worker_accept_cb, w);
-    evtimer_assign(&w->accept_retry, w->base, worker_accept_retry_cb, w);
-    if (event_add(&w->listen_ev, NULL) != 0)
+    if (pc_listener_start(&w->listener, w->base, listen_fd, worker_accept_cb, w, "accept") != 0)
         return NULL; /* the process exits: what w holds goes with it */
     event_assign(&w->log_ev, w->base, -1, EV_PERSIST, worker_log_cb, w);
     struct timeval tv = {0, 200000};

@@ -21,6 +21,7 @@
 #include "../lib/h1.h"
 #include "../lib/h1msg.h"
 #include "../lib/base.h"
+#include "listener.h"
 #include "../lib/pool.h"
 #include "../rules/canon.h"
 #include "config.h"
@@ -162,8 +163,7 @@ struct pc_worker {
     struct event_base *base;
     struct pc_config *cfg;          /* current generation (worker-owned ref) */
     int listen_fd;
-    struct event listen_ev;
-    struct event accept_retry;
+    struct pc_listener listener;
     struct pc_conn_list conns;
     size_t nconns;
     struct pc_req_list req_free;
@@ -189,7 +189,6 @@ struct pc_worker {
     uint64_t request_seq;
 
     struct pc_upaddr upaddr;        /* the upstream's address, pushed by the resolver */
-    int64_t last_accept_warn;       /* ms: descriptor exhaustion is logged once per 5 s */
     struct tokcache *tokens;        /* verified tokens */
     struct pc_buf scratch;          /* for building heads */
     struct h1_response resp_scratch;

@@ -208,6 +208,65 @@ class TestDescriptorExhaustion(unittest.TestCase):
             up.close()
 
 
+def thread_cpu_seconds(pid, tid):
+    with open("/proc/%d/task/%d/stat" % (pid, tid)) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")   # utime + stime
+
+
+class TestAdminDescriptorExhaustion(unittest.TestCase):
+    """The admin listener out of descriptors pauses accepting, as the
+    workers do. It used to return and wait for the next event: the
+    connection stayed queued, the listener stayed readable, and the main
+    thread (signals, reloads, the admin port) spun at 100 % CPU until a
+    descriptor was free."""
+
+    def test_an_admin_connection_that_cannot_be_accepted_pauses_the_listener_instead_of_spinning(self):
+        up = Upstream()
+        port = free_port()
+        # connections without a request are kept for a minute (not cut
+        # after 1 s, which would free descriptors while the test looks)
+        config = CONFIG.replace("workers: 1\n", "workers: 1\nadmin_listen: 127.0.0.1:{admin_port}\n")
+        config = config.replace("  header: 1s\n", "  header: 60s\n").replace("  idle: 3s\n", "  idle: 60s\n")
+        self.assertIn("header: 60s", config)
+        d = Proxy(config, upstream=up.port, connections=0, start=False, port=port)
+        d.proc = subprocess.Popen(["prlimit", "--nofile=48:48", BIN, "-c", d.config_path],
+                                  stdout=open(d.stdout_path, "ab"), stderr=open(d.stderr_path, "ab"))
+        socks = []
+        try:
+            # not wait_port: its probe connection, closed by the proxy once
+            # descriptors are short, would free one while the test looks
+            self.assertTrue(wait_until(lambda: "listening on" in d.stderr(), timeout=10), d.stderr())
+            for _ in range(80):   # the public port takes every descriptor left
+                try:
+                    socks.append(socket.create_connection(("127.0.0.1", port), timeout=1))
+                except OSError:
+                    break
+            self.assertTrue(wait_until(lambda: "accept: Too many open files" in d.stderr(), timeout=30), d.stderr())
+            admin = socket.create_connection(("127.0.0.1", d.admin_port), timeout=5)   # queued by the kernel
+            admin.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+            self.assertTrue(wait_until(lambda: "admin accept: Too many open files; pausing accepts" in d.stderr(),
+                                       timeout=10), d.stderr())
+            # the main thread (its id is the process's) rests while paused
+            before = thread_cpu_seconds(d.proc.pid, d.proc.pid)
+            time.sleep(2)   # the window the CPU is measured over, not a wait on the proxy
+            used = thread_cpu_seconds(d.proc.pid, d.proc.pid) - before
+            self.assertLess(used, 0.5, "the main thread used %.2f s of CPU in 2 s" % used)
+            for s in socks:
+                s.close()
+            socks = []
+            # the queued admin connection is answered once descriptors are free
+            admin.settimeout(10)
+            self.assertTrue(admin.recv(4096).startswith(b"HTTP/1.1 200"))
+            admin.close()
+            self.assertIsNone(d.proc.poll())
+        finally:
+            for s in socks:
+                s.close()
+            d.close()
+            up.close()
+
+
 POLICY_CONFIG = """
 listen: 127.0.0.1:{port}
 upstream: http://127.0.0.1:{upstream}
