@@ -4,6 +4,7 @@
  */
 #include "fdwatch.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -44,15 +45,14 @@ int pc_fdwatch_set(struct pc_fdwatch *w, struct event_base *base, int src, short
             return -1;
     }
     event_assign(&w->ev, base, fd, (short)(what | EV_PERSIST), cb, arg);
-    if (event_add(&w->ev, NULL) != 0) {
-        close(fd);
-        w->fd = -1;
-        w->src = -1;
-        w->what = 0;
-        return -1;
-    }
     w->fd = fd;
     w->src = src;
     w->what = what;
+    if (event_add(&w->ev, NULL) != 0) {
+        int e = errno;
+        pc_fdwatch_off(w); /* closes the duplicate */
+        errno = e;
+        return -1;
+    }
     return 0;
 }

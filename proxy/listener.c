@@ -3,6 +3,7 @@
  * accept runs out of resources (see listener.h).
  */
 #include "listener.h"
+#include "../lib/base.h"
 #include "../lib/clock.h"
 #include "../lib/log.h"
 
@@ -15,8 +16,8 @@
 static void listener_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct pc_listener *l = arg;
-    (void)fd;
-    (void)what;
+    PC_UNUSED(fd);
+    PC_UNUSED(what);
     if (!l->on)
         return;
     if (event_add(&l->ev, NULL) != 0) { /* still starved: pause again */

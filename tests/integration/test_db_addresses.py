@@ -18,7 +18,7 @@ import tempfile
 import unittest
 
 import harness
-from harness import Proxy, Upstream, http, mint, shared_pg, wait_until
+from harness import Proxy, Upstream, free_port, http, mint, shared_pg, wait_until
 from fixture import APPS, USERS, may_read_logs, policies_yaml
 
 SECRET = "db-addresses-secret"
@@ -47,11 +47,7 @@ policies:
 
 def refused_port():
     """A port on which nothing listens (connections are refused)."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    return free_port()
 
 
 class SilentListener:

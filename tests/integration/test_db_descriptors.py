@@ -19,7 +19,7 @@ import threading
 import unittest
 
 import harness
-from harness import Proxy, Upstream, dify_mariadb, http, mint, shared_pg, sql_string, wait_until
+from harness import Proxy, Upstream, dify_mariadb, free_port, http, mint, shared_pg, sql_string, wait_until
 from fixture import APPS, USERS, policies_yaml
 
 SECRET = "db-descriptors-secret"
@@ -56,15 +56,6 @@ rules:
 def config(database, dialect):
     return (CONFIG % (SECRET, policies_yaml("owner", "admin", "creator", dialect=dialect))).replace(
         "{database}", database)
-
-
-def refused_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class TracedProxy(Proxy):
@@ -181,7 +172,7 @@ class TestPostgreSQLDescriptors(DescriptorCase):
     def test_a_connect_that_moves_to_the_next_host_and_dropped_connections_leave_no_stale_watch(self):
         # libpq closes the refused socket and opens the next host's
         self.start('  url: "host=127.0.0.1,127.0.0.1 port=%d,%d dbname=dify user=postgres"'
-                   % (refused_port(), self.pg.port))
+                   % (free_port(), self.pg.port))   # nothing listens on a free port
         self.assertEqual(http(self.proxy.port, "GET", "/apps/%s/logs" % APPS["a-editor-app"][0],
                               headers=auth("owner_a")).status, 200)
         # idle connections dropped by the server: libpq closes each on reading the end
